@@ -1,0 +1,35 @@
+# Two commands on a fresh machine with Python 3.11: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint install clean bench
+
+run: $(STAMP)
+	$(BIN)/syndicate build --config config.yaml
+	@echo "Feeds: $(CURDIR)/public/feed.xml, atom.xml, feed.json (+ tags/ and categories/)"
+
+test: $(STAMP)
+	$(BIN)/pytest
+	$(MAKE) lint
+
+lint: $(STAMP)
+	$(BIN)/ruff check syndicate tests bench
+	$(BIN)/ruff format --check syndicate tests bench
+	$(BIN)/mypy
+
+install: $(STAMP)
+
+# Reinstall whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/python bench/build.py
+
+clean:
+	rm -rf $(VENV) public state outbox .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,358 @@
+"""config.yaml -> a frozen, validated Config.
+
+Every problem is collected (not just the first) and named by its key path and line,
+with a suggestion for a misspelt key. Paths in the file are relative to the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from syndicate.errors import ConfigError, Diagnostic
+from syndicate.models import Author
+
+FEED_FORMATS = ("rss", "atom", "json")
+POST_URL_FIELDS = frozenset({"slug", "year", "month", "day"})
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    title: str
+    url: str  # absolute, always ending in "/"
+    description: str
+    language: str
+    timezone: str
+    author: Author | None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentConfig:
+    paths: tuple[Path, ...]
+    patterns: tuple[str, ...]
+    post_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedsConfig:
+    formats: tuple[str, ...]
+    limit: int
+    full_content: bool
+    per_tag: bool
+    per_category: bool
+    stylesheet: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    site: SiteConfig
+    content: ContentConfig
+    output_dir: Path
+    feeds: FeedsConfig
+    state_url: str
+
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """One leaf of the schema: its expected type and default."""
+
+    kind: type | tuple[type, ...]
+    default: Any = _REQUIRED
+    item: type | None = None  # element type for lists
+
+
+_Schema = dict[str, "_Key | _Schema"]
+
+SCHEMA: _Schema = {
+    "site": {
+        "title": _Key(str),
+        "url": _Key(str),
+        "description": _Key(str, ""),
+        "language": _Key(str, "en"),
+        "timezone": _Key(str, "UTC"),
+        "author": {"name": _Key(str, None), "email": _Key(str, None)},
+    },
+    "content": {
+        "paths": _Key(list, ["posts"], item=str),
+        "patterns": _Key(list, ["*.md", "*.markdown", "*.txt"], item=str),
+        "post_url": _Key(str, "/posts/{slug}/"),
+    },
+    "output": {"dir": _Key(str, "public")},
+    "feeds": {
+        "formats": _Key(list, list(FEED_FORMATS), item=str),
+        "limit": _Key(int, 50),
+        "full_content": _Key(bool, True),
+        "per_tag": _Key(bool, True),
+        "per_category": _Key(bool, True),
+        "stylesheet": _Key(bool, True),
+    },
+    "state": {"url": _Key(str, "sqlite:///state/syndicate.db")},
+}
+
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", list: "a list"}
+
+
+class _Problems:
+    """Collects diagnostics, placing each at the line of its key when known."""
+
+    def __init__(self, path: str, lines: dict[str, int]) -> None:
+        self.path = path
+        self.lines = lines
+        self.items: list[Diagnostic] = []
+
+    def add(self, key: str, message: str, hint: str | None = None) -> None:
+        line = self.lines.get(key) or self.lines.get(key.rsplit(".", 1)[0])
+        self.items.append(Diagnostic(self.path, line, "error", f"{key}: {message}", hint))
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate config.yaml; raise ConfigError listing every problem."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            shown,
+            [
+                Diagnostic(
+                    shown,
+                    None,
+                    "error",
+                    "config file not found",
+                    "pass --config PATH, or run from the folder that holds config.yaml",
+                )
+            ],
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            shown, [Diagnostic(shown, None, "error", f"cannot read: {exc}")]
+        ) from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate config text; `path` anchors relative paths and names the file in errors."""
+    shown = str(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            shown, [Diagnostic(shown, line, "error", f"invalid YAML: {problem}")]
+        ) from None
+    lines = _key_lines(node) if node is not None else {}
+    problems = _Problems(shown, lines)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.add("(top)", "the file must be a mapping of sections (site:, content:, ...)")
+        raise ConfigError(shown, problems.items)
+    values = _check(raw, SCHEMA, "", problems)
+    if problems.items:
+        raise ConfigError(shown, problems.items)
+    config = _build(values, path.resolve().parent, problems, shown)
+    if problems.items or config is None:
+        raise ConfigError(shown, problems.items)
+    return config
+
+
+def with_overrides(
+    config: Config, content: tuple[Path, ...] | None = None, out: Path | None = None
+) -> Config:
+    """Apply --content and --out (paths relative to the working directory)."""
+    if content:
+        config = replace(
+            config,
+            content=replace(config.content, paths=tuple(p.resolve() for p in content)),
+        )
+    if out is not None:
+        config = replace(config, output_dir=out.resolve())
+    return config
+
+
+def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    """Map each key path ("site.url") to its 1-based line in the file."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key + "."))
+    return lines
+
+
+def _check(
+    raw: dict[str, Any], schema: _Schema, prefix: str, problems: _Problems
+) -> dict[str, Any]:
+    """Type-check `raw` against `schema`, fill defaults, report unknown keys."""
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in schema:
+            where = f"{prefix}{key}"
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f"did you mean '{prefix}{close[0]}'?" if close else None
+            known = ", ".join(schema)
+            problems.add(where, f"unknown key (known keys here: {known})", hint)
+    for key, spec in schema.items():
+        where = f"{prefix}{key}"
+        value: Any = raw.get(key)
+        if isinstance(spec, dict):
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                problems.add(where, f"expected a mapping of keys, got {_describe(value)}")
+                continue
+            values[key] = _check(value, spec, where + ".", problems)
+            continue
+        if value is None:
+            if spec.default is _REQUIRED:
+                problems.add(where, "is required", f"add '{key}:' under '{prefix.rstrip('.')}'")
+            values[key] = spec.default
+            continue
+        if (spec.kind is int and isinstance(value, bool)) or not isinstance(value, spec.kind):
+            names = (
+                _TYPE_NAMES.get(spec.kind, str(spec.kind)) if isinstance(spec.kind, type) else ""
+            )
+            problems.add(where, f"expected {names}, got {_describe(value)}")
+            continue
+        if spec.item is not None:
+            bad = [v for v in cast(list[Any], value) if not isinstance(v, spec.item)]
+            if bad:
+                problems.add(where, f"every item must be {_TYPE_NAMES[spec.item]}, got {bad[0]!r}")
+                continue
+        values[key] = value
+    return values
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Config | None:
+    """Semantic checks on type-correct values, then the frozen Config."""
+    site = v["site"]
+    url = site["url"].strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        problems.add(
+            "site.url",
+            f"must be an absolute http(s) URL, got {url!r}",
+            "write the full address, e.g. https://example.org/",
+        )
+    if not url.endswith("/"):
+        url += "/"
+    try:
+        ZoneInfo(site["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        close = _close_timezones(site["timezone"])
+        hint = (
+            f"did you mean '{close}'?" if close else "use an IANA name such as UTC or Europe/Paris"
+        )
+        problems.add("site.timezone", f"unknown time zone {site['timezone']!r}", hint)
+    author_raw = site["author"]
+    author = Author(author_raw["name"], author_raw["email"]) if author_raw["name"] else None
+
+    content = v["content"]
+    post_url = content["post_url"]
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(post_url) if f is not None}
+    except ValueError as exc:
+        fields = set()
+        problems.add("content.post_url", f"is not a valid pattern: {exc}")
+    unknown = fields - POST_URL_FIELDS
+    if unknown:
+        problems.add(
+            "content.post_url",
+            f"unknown placeholder {{{sorted(unknown)[0]}}}",
+            "use {slug}, {year}, {month} and {day}",
+        )
+    elif "slug" not in fields:
+        problems.add("content.post_url", "must contain {slug} so every post gets its own URL")
+    if not content["patterns"]:
+        problems.add("content.patterns", "must name at least one file pattern, e.g. '*.md'")
+    paths = tuple((root / p).resolve() for p in content["paths"])
+    if not paths:
+        problems.add("content.paths", "must name at least one folder")
+
+    feeds = v["feeds"]
+    for fmt in feeds["formats"]:
+        if fmt not in FEED_FORMATS:
+            near = difflib.get_close_matches(fmt, FEED_FORMATS, n=1)
+            hint = f"did you mean '{near[0]}'?" if near else "use rss, atom and/or json"
+            problems.add("feeds.formats", f"unknown format {fmt!r}", hint)
+    if feeds["limit"] < 1:
+        problems.add("feeds.limit", f"must be at least 1, got {feeds['limit']}")
+
+    state_url = v["state"]["url"]
+    if "://" not in state_url:
+        problems.add(
+            "state.url",
+            f"is not a database URL: {state_url!r}",
+            "e.g. sqlite:///state/syndicate.db",
+        )
+    state_url = _anchor_sqlite(state_url, root)
+
+    if problems.items:
+        return None
+    return Config(
+        path=Path(shown),
+        site=SiteConfig(
+            title=site["title"],
+            url=url,
+            description=site["description"],
+            language=site["language"],
+            timezone=site["timezone"],
+            author=author,
+        ),
+        content=ContentConfig(paths=paths, patterns=tuple(content["patterns"]), post_url=post_url),
+        output_dir=(root / v["output"]["dir"]).resolve(),
+        feeds=FeedsConfig(
+            formats=tuple(dict.fromkeys(feeds["formats"])),
+            limit=feeds["limit"],
+            full_content=feeds["full_content"],
+            per_tag=feeds["per_tag"],
+            per_category=feeds["per_category"],
+            stylesheet=feeds["stylesheet"],
+        ),
+        state_url=state_url,
+    )
+
+
+def _anchor_sqlite(url: str, root: Path) -> str:
+    """Make a relative SQLite path relative to the config file, like every other path."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+        return prefix + str((root / url[len(prefix) :]).resolve())
+    return url
+
+
+def _close_timezones(name: str) -> str | None:
+    from zoneinfo import available_timezones
+
+    close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+    return close[0] if close else None

@@ -1,0 +1,114 @@
+"""config.yaml validation: every problem named by key path and line, exit 2 from the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from syndicate.config import load_config, parse_config
+from syndicate.errors import ConfigError
+
+from .conftest import ROOT, SITE_CONFIG, Result, Site
+
+
+def problems(text: str, tmp_path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "config.yaml")
+    return [d.format() for d in caught.value.diagnostics()]
+
+
+def test_shipped_config_is_valid() -> None:
+    config = load_config(ROOT / "config.yaml")
+    assert config.site.url.endswith("/")
+    assert config.content.paths == ((ROOT / "seeds").resolve(),)
+    assert config.output_dir == (ROOT / "public").resolve()
+    assert config.feeds.formats == ("rss", "atom", "json")
+    assert config.state_url == f"sqlite:///{(ROOT / 'state' / 'syndicate.db').resolve()}"
+
+
+def test_defaults_fill_optional_keys(tmp_path: Path) -> None:
+    config = parse_config("site: {title: T, url: 'https://x.test'}\n", tmp_path / "config.yaml")
+    assert config.site.url == "https://x.test/"
+    assert config.site.timezone == "UTC"
+    assert config.feeds.limit == 50
+    assert config.content.post_url == "/posts/{slug}/"
+
+
+def test_misspelt_key_gets_a_suggestion_and_its_line(tmp_path: Path) -> None:
+    found = problems("site:\n  title: T\n  url: https://x.test\n  titel: oops\n", tmp_path)
+    assert len(found) == 1
+    assert found[0].startswith(f"{tmp_path / 'config.yaml'}:4: error: site.titel: unknown key")
+    assert "did you mean 'site.title'?" in found[0]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = (
+        "site:\n  title: T\n  url: /relative\n  timezone: Europe/Pariss\n"
+        "feeds:\n  limit: many\n  formats: [rss, atomm]\n"
+        "content:\n  post_url: '/p/{id}/'\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "config.yaml")
+    found = [d.format() for d in caught.value.diagnostics()]
+    joined = "\n".join(found)
+    # type errors are reported first; semantic checks once the types are right
+    assert "feeds.limit: expected a whole number, got 'many'" in joined
+    text = text.replace("limit: many", "limit: 5")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "config.yaml")
+    joined = "\n".join(d.format() for d in caught.value.diagnostics())
+    assert ":3: error: site.url: must be an absolute http(s) URL" in joined
+    assert "site.timezone: unknown time zone 'Europe/Pariss'" in joined
+    assert "did you mean 'Europe/Paris'?" in joined
+    assert "feeds.formats: unknown format 'atomm'" in joined
+    assert "content.post_url: unknown placeholder {id}" in joined
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("site: {url: 'https://x.test'}\n", "site.title: is required"),
+        ("site: [a, b]\n", "site: expected a mapping"),
+        (
+            "site: {title: T, url: 'https://x.test'}\nfeeds: {per_tag: 'yes'}\n",
+            "feeds.per_tag: expected true or false",
+        ),
+        (
+            "site: {title: T, url: 'https://x.test'}\nfeeds: {limit: 0}\n",
+            "feeds.limit: must be at least 1",
+        ),
+        ("site: {title: T, url: 'ftp://x.test'}\n", "site.url: must be an absolute http(s) URL"),
+        (
+            "site: {title: T, url: 'https://x.test'}\ncontent: {post_url: '/p/'}\n",
+            "must contain {slug}",
+        ),
+        (
+            "site: {title: T, url: 'https://x.test'}\nstate: {url: state.db}\n",
+            "state.url: is not a database URL",
+        ),
+        ("site: {title: T\n", "invalid YAML"),
+        ("- a\n- b\n", "must be a mapping"),
+    ],
+)
+def test_bad_configs(text: str, fragment: str, tmp_path: Path) -> None:
+    assert any(fragment in line for line in problems(text, tmp_path))
+
+
+def test_bad_config_exits_2_before_anything_is_written(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    site.set_config(SITE_CONFIG.replace("https://blog.syndicate.test/", "blog.syndicate.test"))
+    site.write_post("a.md", "---\ntitle: A\ndate: 2025-01-01\n---\nx\n")
+    result = invoke("build", "--config", site.config)
+    assert result.exit_code == 2
+    assert "site.url: must be an absolute http(s) URL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not site.public.exists()
+
+
+def test_missing_config_file_exits_2(tmp_path: Path, invoke: Callable[..., Result]) -> None:
+    result = invoke("build", "--config", tmp_path / "nope.yaml")
+    assert result.exit_code == 2
+    assert "config file not found" in result.stderr
