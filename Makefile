@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint install clean bench
 
 run: $(STAMP)
-	$(BIN)/syndicate build --config config.yaml
+	$(BIN)/syndicate run --once --config config.yaml -v
 	@echo "Feeds: $(CURDIR)/public/feed.xml, atom.xml, feed.json (+ tags/ and categories/)"
 
 test: $(STAMP)

@@ -8,6 +8,7 @@ traceback is shown only with --debug.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -20,8 +21,11 @@ import click
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError
-from syndicate.pipeline import build_site, check_site
-from syndicate.posts import display_path
+from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
+from syndicate.pipeline import build_site, check_site, lock_path, run_cycle
+from syndicate.posts import display_path, read_posts
+from syndicate.schedule import Daemon, next_fire_times
+from syndicate.store import Store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 PROGRESS_THRESHOLD = 500
@@ -217,3 +221,136 @@ def check(
         err=True,
     )
     sys.exit(EXIT_ERRORS if errors or (strict and warnings) else EXIT_OK)
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="config.yaml",
+    show_default=True,
+    help="The configuration file.",
+)
+@click.option("--once", is_flag=True, help="One cycle and exit (for cron); else run as a daemon.")
+@click.option("--now", "now_text", metavar="ISO8601", help="With --once: pretend the time is this.")
+@click.option(
+    "--lock-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="How long to wait for another run to finish (default schedule.lock_timeout_seconds).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Say so even when nothing changed.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+@guarded
+def run(
+    config_path: Path,
+    once: bool,
+    now_text: str | None,
+    lock_timeout: float | None,
+    verbose: bool,
+    debug: bool,
+) -> None:
+    """Publish what is due and rebuild what changed: once (cron) or as a daemon.
+
+    With --once: quiet when nothing happened, one line per post published, updated or
+    withdrawn otherwise; exit 1 on errors, 75 if another run holds the lock too long.
+    Without: an APScheduler daemon on schedule.build, plus a job at the exact date of
+    every future post; SIGTERM or SIGINT stop it after the job in flight.
+    """
+    config = load_config(config_path)
+    if not once:
+        if now_text:
+            raise click.UsageError("--now only works with --once")
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # we log our own jobs
+        Daemon(config).run()
+        return
+    now = parse_now(now_text, config)
+    timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
+    try:
+        with RunLock(lock_path(config), timeout):
+            store = Store(config.state_url)
+            try:
+                report = run_cycle(config, now, store, kind="once")
+            finally:
+                store.close()
+    except LockTimeoutError as exc:
+        emit(exc.diagnostics())
+        sys.exit(EX_TEMPFAIL)
+    emit(report.diagnostics)
+    for failure in report.hub_failures:
+        click.echo(f"syndicate: warning: {failure}", err=True)
+    for post in report.changes.published:
+        click.echo(f"published: {post.title} <{post.url}>")
+    for post in report.changes.updated:
+        click.echo(f"updated: {post.title} <{post.url}>")
+    for state in report.changes.withdrawn:
+        click.echo(f"withdrawn: {state.title} <{state.url}>")
+    if verbose:
+        changed = report.changes.any or report.written or report.removed
+        what = (
+            f"{len(report.written) + len(report.removed)} files changed"
+            if changed
+            else "nothing changed"
+        )
+        click.echo(f"run {report.run_id}: {what} → {display_path(config.output_dir)}/")
+    sys.exit(EXIT_ERRORS if report.errors else EXIT_OK)
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="config.yaml",
+    show_default=True,
+    help="The configuration file.",
+)
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+@guarded
+def status(config_path: Path, now_text: str | None, debug: bool) -> None:
+    """Published and scheduled posts, the last runs, and the next scheduled jobs."""
+    config = load_config(config_path)
+    now = parse_now(now_text, config)
+    tz = config.site.tz
+    store = Store(config.state_url)
+    try:
+        states = store.post_states()
+        runs = store.recent_runs(5)
+    finally:
+        store.close()
+    catalog = read_posts(config)
+    live = [s for s in states.values() if s.status == "published"]
+    scheduled = sorted(
+        (p for p in catalog.posts if not p.draft and p.date > now), key=lambda p: p.date
+    )
+    drafts = sum(1 for p in catalog.posts if p.draft)
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
+
+    click.echo(f"posts: {len(live)} published, {len(scheduled)} scheduled, {drafts} drafts")
+    if scheduled:
+        click.echo("scheduled:")
+        for post in scheduled:
+            click.echo(f"  {when(post.date)}  {post.title}  ({post.source})")
+    click.echo("last runs:" if runs else "last runs: none yet")
+    for record in runs:
+        counts = (
+            f"{record.published} published, {record.updated} updated, "
+            f"{record.withdrawn} withdrawn, {record.errors} errors"
+        )
+        click.echo(
+            f"  #{record.id} {when(record.started_at)} {record.kind} {record.outcome}: {counts}"
+        )
+    click.echo("next jobs:")
+    for name, fire in next_fire_times(config, now).items():
+        click.echo(f"  {name}: {when(fire)}")
+    if scheduled:
+        click.echo(f"  publish {scheduled[0].title!r}: {when(scheduled[0].date)}")

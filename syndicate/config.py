@@ -52,6 +52,15 @@ class FeedsConfig:
     per_tag: bool
     per_category: bool
     stylesheet: bool
+    websub_hub: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    build: str  # crontab: 5 fields, or 6 with seconds first
+    newsletter: str | None
+    misfire_grace_seconds: int
+    lock_timeout_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +71,7 @@ class Config:
     output_dir: Path
     feeds: FeedsConfig
     state_url: str
+    schedule: ScheduleConfig
 
 
 _REQUIRED = object()
@@ -100,8 +110,15 @@ SCHEMA: _Schema = {
         "per_tag": _Key(bool, True),
         "per_category": _Key(bool, True),
         "stylesheet": _Key(bool, True),
+        "websub_hub": _Key(str, None),
     },
     "state": {"url": _Key(str, "sqlite:///state/syndicate.db")},
+    "schedule": {
+        "build": _Key(str, "*/15 * * * *"),
+        "newsletter": _Key(str, "0 8 * * mon"),
+        "misfire_grace_seconds": _Key(int, 3600),
+        "lock_timeout_seconds": _Key((int, float), 60),
+    },
 }
 
 _TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", list: "a list"}
@@ -230,7 +247,9 @@ def _check(
             continue
         if (spec.kind is int and isinstance(value, bool)) or not isinstance(value, spec.kind):
             names = (
-                _TYPE_NAMES.get(spec.kind, str(spec.kind)) if isinstance(spec.kind, type) else ""
+                _TYPE_NAMES.get(spec.kind, str(spec.kind))
+                if isinstance(spec.kind, type)
+                else "a number"
             )
             problems.add(where, f"expected {names}, got {_describe(value)}")
             continue
@@ -257,8 +276,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
     """Semantic checks on type-correct values, then the frozen Config."""
     site = v["site"]
     url = site["url"].strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not _is_absolute_http(url):
         problems.add(
             "site.url",
             f"must be an absolute http(s) URL, got {url!r}",
@@ -308,6 +326,26 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
     if feeds["limit"] < 1:
         problems.add("feeds.limit", f"must be at least 1, got {feeds['limit']}")
 
+    hub = feeds["websub_hub"]
+    if hub is not None and not _is_absolute_http(hub):
+        problems.add("feeds.websub_hub", f"must be an absolute http(s) URL, got {hub!r}")
+
+    schedule = v["schedule"]
+    for key in ("build", "newsletter"):
+        expression = schedule[key]
+        if expression is not None:
+            error = cron_error(expression)
+            if error:
+                problems.add(
+                    f"schedule.{key}",
+                    f"is not a cron expression ({error}): {expression!r}",
+                    "five fields: minute hour day month weekday, e.g. '*/15 * * * *'",
+                )
+    if schedule["misfire_grace_seconds"] < 1:
+        problems.add("schedule.misfire_grace_seconds", "must be at least 1")
+    if schedule["lock_timeout_seconds"] < 0:
+        problems.add("schedule.lock_timeout_seconds", "must not be negative")
+
     state_url = v["state"]["url"]
     if "://" not in state_url:
         problems.add(
@@ -338,9 +376,43 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             per_tag=feeds["per_tag"],
             per_category=feeds["per_category"],
             stylesheet=feeds["stylesheet"],
+            websub_hub=hub,
         ),
         state_url=state_url,
+        schedule=ScheduleConfig(
+            build=schedule["build"],
+            newsletter=schedule["newsletter"],
+            misfire_grace_seconds=schedule["misfire_grace_seconds"],
+            lock_timeout_seconds=float(schedule["lock_timeout_seconds"]),
+        ),
     )
+
+
+def _is_absolute_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def cron_trigger_fields(expression: str) -> dict[str, str]:
+    """A crontab line as APScheduler CronTrigger fields; 6 fields put seconds first."""
+    fields = expression.split()
+    names = ["minute", "hour", "day", "month", "day_of_week"]
+    if len(fields) == 6:
+        names = ["second", *names]
+    elif len(fields) != 5:
+        raise ValueError(f"expected 5 fields (or 6 with seconds), got {len(fields)}")
+    return dict(zip(names, fields, strict=True))
+
+
+def cron_error(expression: str) -> str | None:
+    """Why a cron expression is invalid, or None if APScheduler accepts it."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger(**cron_trigger_fields(expression), timezone="UTC")
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _anchor_sqlite(url: str, root: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from xml.sax.saxutils import quoteattr
 
 from feedgen.feed import FeedGenerator
 from lxml import etree
@@ -120,6 +121,8 @@ def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
     fg.generator(GENERATOR)
     # feedgen takes the RSS <channel><link> from the last link() call: self first, home last.
     fg.link(href=self_url, rel="self", type=MEDIA_TYPES[fmt])
+    if config.feeds.websub_hub and fmt == "atom":
+        fg.link(href=config.feeds.websub_hub, rel="hub")
     fg.link(href=site.url, rel="alternate", type="text/html")
     if site.author:
         fg.author(_author_dict(site.author.name, site.author.email))
@@ -131,6 +134,8 @@ def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
     for post in spec.posts:
         _add_entry(fg, post, config, fmt)
     data: bytes = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
+    if config.feeds.websub_hub and fmt == "rss":
+        data = _with_rss_hub(data, config.feeds.websub_hub)
     if config.feeds.stylesheet:
         data = _with_stylesheet(data, spec)
     return data
@@ -191,6 +196,14 @@ def _author_dict(name: str, email: str | None) -> dict[str, str]:
     return author
 
 
+def _with_rss_hub(data: bytes, hub: str) -> bytes:
+    """feedgen writes no hub link into RSS: add `<atom:link rel="hub">` after rel="self"."""
+    marker = b'rel="self" type="application/rss+xml"/>'
+    at = data.index(marker) + len(marker)
+    link = f'\n    <atom:link href={quoteattr(hub)} rel="hub"/>'.encode()
+    return data[:at] + link + data[at:]
+
+
 def _with_stylesheet(data: bytes, spec: FeedSpec) -> bytes:
     """Insert the xml-stylesheet instruction so a browser shows a readable page."""
     depth = spec.path.count("/") + 1 if spec.path else 0
@@ -211,6 +224,8 @@ def build_json(spec: FeedSpec, config: Config) -> bytes:
         "description": feed_description(config, spec),
         "language": site.language,
     }
+    if config.feeds.websub_hub:
+        feed["hubs"] = [{"type": "WebSub", "url": config.feeds.websub_hub}]
     if site.author:
         feed["authors"] = [_json_author(site.author.name, site.author.email)]
     items = []

@@ -5,19 +5,24 @@ load config -> read posts -> published(now) -> plan feeds -> render -> build -> 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from syndicate import __version__
 from syndicate.config import Config
 from syndicate.errors import Diagnostic
 from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
 from syndicate.lint import lint_post
 from syndicate.models import Catalog, FeedSpec, Post
-from syndicate.output import write_outputs
+from syndicate.output import outputs_intact, write_outputs
 from syndicate.posts import published, read_posts, render_post
+from syndicate.publication import Changes, diff_publication
 from syndicate.resources import read_template
+from syndicate.store import Store, sqlite_path
+from syndicate.websub import ping_hub
 
 Progress = Callable[[Iterable[Path]], Iterable[Path]]
 
@@ -52,7 +57,7 @@ def build_site(
     if strict and catalog.errors:
         return BuildReport(0, held_back, catalog.diagnostics, (), (), config.output_dir, True)
     files = build_files(ready, config)
-    written, removed = write_outputs(config.output_dir, files)
+    written, removed = write_outputs(config.output_dir, files, inputs_fingerprint(config))
     return BuildReport(
         published=len(ready),
         held_back=held_back,
@@ -97,3 +102,117 @@ def check_site(config: Config, progress: Progress | None = None) -> Catalog:
         diagnostics.extend(lint_post(post, config))
     diagnostics.sort(key=lambda d: (d.path, d.line or 0))  # stable: same-line order kept
     return Catalog(catalog.posts, tuple(diagnostics))
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """What one scheduler cycle (`run --once`, or a daemon job) did."""
+
+    run_id: int
+    changes: Changes
+    diagnostics: tuple[Diagnostic, ...]
+    rebuilt: bool
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+    upcoming: tuple[Post, ...]  # future-dated, not drafts: the daemon plans a job for each
+    hub_failures: tuple[str, ...] = ()
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for d in self.diagnostics if d.severity == "error")
+
+
+# Jobs that run after each cycle, in order: (config, now, store) -> None. The newsletter
+# issue adds its "send the due digest" job here; until then the list is empty.
+CycleHook = Callable[[Config, datetime, Store], None]
+AFTER_CYCLE: list[CycleHook] = []
+
+
+def run_cycle(
+    config: Config,
+    now: datetime,
+    store: Store,
+    kind: str = "once",
+    hooks: Sequence[CycleHook] | None = None,
+) -> CycleReport:
+    """Publish what is due, rebuild the feeds if anything changed, record it all.
+
+    Order matters for crash safety: the feeds are written (atomically) before the state
+    records them as published. A run killed in between is simply redone by the next run,
+    which finds the same changes and rewrites identical bytes.
+    """
+    store.mark_interrupted(now)
+    run_id = store.start_run(kind, now)
+    try:
+        catalog = read_posts(config)
+        ready = published(catalog.posts, now)
+        changes = diff_publication(ready, store.post_states(), now)
+        fingerprint = inputs_fingerprint(config)
+        rebuilt = changes.any or not outputs_intact(config.output_dir, fingerprint)
+        written: list[str] = []
+        removed: list[str] = []
+        if rebuilt:
+            written, removed = write_outputs(
+                config.output_dir, build_files(ready, config), fingerprint
+            )
+        with store.transaction() as conn:
+            store.save_post_states(conn, changes.states)
+            store.finish_run(
+                conn,
+                run_id,
+                now,
+                outcome="errors" if catalog.errors else "ok",
+                published=len(changes.published),
+                updated=len(changes.updated),
+                withdrawn=len(changes.withdrawn),
+                errors=catalog.errors,
+                files_written=len(written) + len(removed),
+            )
+    except BaseException as exc:
+        store.fail_run(run_id, now, f"{type(exc).__name__}: {exc}")
+        raise
+    hub_failures: list[str] = []
+    changed_feeds = [name for name in written if name.endswith(FEED_FILE_SUFFIXES)]
+    if config.feeds.websub_hub and changed_feeds:
+        hub_failures = ping_hub(
+            config.feeds.websub_hub, [config.site.url + name for name in changed_feeds]
+        )
+    for hook in AFTER_CYCLE if hooks is None else hooks:
+        hook(config, now, store)
+    upcoming = tuple(
+        sorted((p for p in catalog.posts if not p.draft and p.date > now), key=lambda p: p.date)
+    )
+    return CycleReport(
+        run_id=run_id,
+        changes=changes,
+        diagnostics=catalog.diagnostics,
+        rebuilt=rebuilt,
+        written=tuple(written),
+        removed=tuple(removed),
+        upcoming=upcoming,
+        hub_failures=tuple(hub_failures),
+    )
+
+
+FEED_FILE_SUFFIXES = ("feed.xml", "atom.xml", "feed.json")
+
+
+def inputs_fingerprint(config: Config) -> str:
+    """A hash of what shapes the feeds besides the posts: config, templates, version.
+
+    Editing config.yaml (a new title, another limit) must rebuild the feeds even when no
+    post changed.
+    """
+    digest = hashlib.sha256(__version__.encode())
+    digest.update(repr(config).encode())
+    if config.feeds.stylesheet:
+        digest.update(read_template(STYLESHEET))
+    return digest.hexdigest()
+
+
+def lock_path(config: Config) -> Path:
+    """The run lock lives beside the SQLite database, else beside config.yaml."""
+    db = sqlite_path(config.state_url)
+    if db is not None:
+        return db.with_name(db.name + ".lock")
+    return config.path.resolve().parent / ".syndicate.lock"
