@@ -4,15 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean bench
+.PHONY: run test lint install clean bench chromium
 
 run: $(STAMP)
 	$(BIN)/syndicate run --once --config config.yaml -v
 	@echo "Feeds: $(CURDIR)/public/feed.xml, atom.xml, feed.json (+ tags/ and categories/)"
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/pytest
 	$(MAKE) lint
+
+# The email rendering tests load the digest in Debian's headless Chromium.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the email rendering tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check syndicate tests bench

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,14 +20,19 @@ import click
 
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
-from syndicate.errors import ConfigError, Diagnostic, SyndicateError
+from syndicate.digest import plan_digest
+from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
 from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
+from syndicate.mail import compose_preview
+from syndicate.output import write_atomic
 from syndicate.pipeline import build_site, check_site, lock_path, run_cycle
-from syndicate.posts import display_path, read_posts
+from syndicate.posts import display_path, published, read_posts
+from syndicate.render import TOKEN_PLACEHOLDER, render_digest
 from syndicate.schedule import Daemon, next_fire_times
 from syndicate.store import Store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+PREVIEW_TOKEN = "preview"  # noqa: S105 - stands in for a subscriber's token in previews
 PROGRESS_THRESHOLD = 500
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,7 +95,7 @@ def guarded(func: F) -> F:
         debug = bool(kwargs.get("debug"))
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
+        except (ConfigError, TemplateError) as exc:
             if debug:
                 raise
             emit(exc.diagnostics())
@@ -354,3 +359,75 @@ def status(config_path: Path, now_text: str | None, debug: bool) -> None:
         click.echo(f"  {name}: {when(fire)}")
     if scheduled:
         click.echo(f"  publish {scheduled[0].title!r}: {when(scheduled[0].date)}")
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="config.yaml",
+    show_default=True,
+    help="The configuration file.",
+)
+@click.option("--preview", is_flag=True, help="Render the next digest to files; send nothing.")
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
+@click.option(
+    "--since",
+    "since_text",
+    metavar="ISO8601",
+    help="Take posts published after this (default: the previous digest).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for newsletter/preview.* (default output.dir).",
+)
+@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+@guarded
+def digest(
+    config_path: Path,
+    preview: bool,
+    now_text: str | None,
+    since_text: str | None,
+    out: Path | None,
+    debug: bool,
+) -> None:
+    """Render the next newsletter digest: preview.html, preview.txt and preview.eml.
+
+    The digest holds the posts published since the previous digest (the first one looks
+    back newsletter.first_lookback_days), newest first. Nothing is sent.
+    """
+    if not preview:
+        raise click.UsageError(
+            "use --preview to render the digest (sending is not part of this command)"
+        )
+    config = load_config(config_path)
+    now = parse_now(now_text, config)
+    since = parse_now(since_text, config) if since_text else None
+    catalog = read_posts(config)
+    emit(catalog.diagnostics)
+    store = Store(config.state_url)
+    try:
+        published_at = store.published_at()
+        last = store.last_digest_at()
+    finally:
+        store.close()
+    planned = plan_digest(published(catalog.posts, now), published_at, config, now, last, since)
+    if planned is None:
+        start = since or last or now - timedelta(days=config.newsletter.first_lookback_days)
+        click.echo(f"no digest: nothing published since {start.isoformat()}", err=True)
+        sys.exit(EXIT_ERRORS if catalog.errors else EXIT_OK)
+    rendered = render_digest(planned, config)
+    for note in rendered.notes:
+        click.echo(f"syndicate: warning: {note}", err=True)
+    folder = (out.resolve() if out else config.output_dir) / "newsletter"
+    files = {
+        "preview.html": rendered.html.replace(TOKEN_PLACEHOLDER, PREVIEW_TOKEN).encode(),
+        "preview.txt": rendered.text.replace(TOKEN_PLACEHOLDER, PREVIEW_TOKEN).encode(),
+        "preview.eml": compose_preview(rendered, config, now, PREVIEW_TOKEN),
+    }
+    for name, data in files.items():
+        write_atomic(folder / name, data)
+        click.echo(display_path(folder / name))
+    sys.exit(EXIT_ERRORS if catalog.errors else EXIT_OK)

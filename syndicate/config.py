@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -31,6 +31,7 @@ class SiteConfig:
     language: str
     timezone: str
     author: Author | None
+    logo: str | None = None  # absolute URL
 
     @property
     def tz(self) -> ZoneInfo:
@@ -64,6 +65,25 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NewsletterConfig:
+    templates: Path | None  # the user's folder; missing files fall back to the shipped ones
+    subject: str
+    preheader: str
+    sender: str  # the `from` key
+    reply_to: str | None
+    postal_address: str
+    max_posts: int
+    first_lookback_days: int
+    tags: tuple[str, ...]
+    categories: tuple[str, ...]
+    summary_length: int
+    full_content: bool
+    utm: tuple[tuple[str, str], ...]  # (utm_source, newsletter), ...
+    unsubscribe_url: str
+    max_html_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     site: SiteConfig
@@ -72,6 +92,7 @@ class Config:
     feeds: FeedsConfig
     state_url: str
     schedule: ScheduleConfig
+    newsletter: NewsletterConfig
 
 
 _REQUIRED = object()
@@ -96,6 +117,7 @@ SCHEMA: _Schema = {
         "language": _Key(str, "en"),
         "timezone": _Key(str, "UTC"),
         "author": {"name": _Key(str, None), "email": _Key(str, None)},
+        "logo": _Key(str, None),
     },
     "content": {
         "paths": _Key(list, ["posts"], item=str),
@@ -113,6 +135,23 @@ SCHEMA: _Schema = {
         "websub_hub": _Key(str, None),
     },
     "state": {"url": _Key(str, "sqlite:///state/syndicate.db")},
+    "newsletter": {
+        "templates": _Key(str, None),
+        "subject": _Key(str, "{site}: {count} new {noun}"),
+        "preheader": _Key(str, "{first_title}"),
+        "from": _Key(str, None),
+        "reply_to": _Key(str, None),
+        "postal_address": _Key(str, ""),
+        "max_posts": _Key(int, 10),
+        "first_lookback_days": _Key(int, 7),
+        "tags": _Key(list, [], item=str),
+        "categories": _Key(list, [], item=str),
+        "summary_length": _Key(int, 280),
+        "full_content": _Key(bool, False),
+        "utm": {"source": _Key(str, None), "medium": _Key(str, None), "campaign": _Key(str, None)},
+        "unsubscribe_url": _Key(str, None),
+        "max_html_bytes": _Key(int, 100_000),
+    },
     "schedule": {
         "build": _Key(str, "*/15 * * * *"),
         "newsletter": _Key(str, "0 8 * * mon"),
@@ -346,6 +385,8 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
     if schedule["lock_timeout_seconds"] < 0:
         problems.add("schedule.lock_timeout_seconds", "must not be negative")
 
+    newsletter = _newsletter(v["newsletter"], url, site, root, problems)
+
     state_url = v["state"]["url"]
     if "://" not in state_url:
         problems.add(
@@ -366,6 +407,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             language=site["language"],
             timezone=site["timezone"],
             author=author,
+            logo=urljoin(url, site["logo"]) if site["logo"] else None,
         ),
         content=ContentConfig(paths=paths, patterns=tuple(content["patterns"]), post_url=post_url),
         output_dir=(root / v["output"]["dir"]).resolve(),
@@ -385,6 +427,62 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             misfire_grace_seconds=schedule["misfire_grace_seconds"],
             lock_timeout_seconds=float(schedule["lock_timeout_seconds"]),
         ),
+        newsletter=newsletter,
+    )
+
+
+SUBJECT_FIELDS = frozenset({"site", "count", "noun", "first_title", "date"})
+
+
+def _newsletter(
+    n: dict[str, Any], site_url: str, site: dict[str, Any], root: Path, problems: _Problems
+) -> NewsletterConfig:
+    for key in ("subject", "preheader"):
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(n[key]) if f is not None}
+        except ValueError as exc:
+            problems.add(f"newsletter.{key}", f"is not a valid pattern: {exc}")
+            continue
+        unknown = fields - SUBJECT_FIELDS
+        if unknown:
+            problems.add(
+                f"newsletter.{key}",
+                f"unknown placeholder {{{sorted(unknown)[0]}}}",
+                "use {site}, {count}, {noun} (post/posts), {first_title} and {date}",
+            )
+    sender = n["from"]
+    if sender is None:
+        email = site["author"]["email"]
+        sender = f"{site['title']} <{email}>" if email else None
+    if sender is None:
+        sender = f"{site['title']} <newsletter@{urlsplit(site_url).hostname or 'localhost'}>"
+    for key, limit in (("max_posts", 1), ("summary_length", 40), ("max_html_bytes", 10_000)):
+        if n[key] < limit:
+            problems.add(f"newsletter.{key}", f"must be at least {limit}, got {n[key]}")
+    if n["first_lookback_days"] < 0:
+        problems.add("newsletter.first_lookback_days", "must not be negative")
+    unsubscribe = n["unsubscribe_url"] or urljoin(site_url, "unsubscribe")
+    if not _is_absolute_http(unsubscribe):
+        problems.add(
+            "newsletter.unsubscribe_url", f"must be an absolute http(s) URL, got {unsubscribe!r}"
+        )
+    utm = tuple((f"utm_{k}", v) for k, v in n["utm"].items() if v)
+    return NewsletterConfig(
+        templates=(root / n["templates"]).resolve() if n["templates"] else None,
+        subject=n["subject"],
+        preheader=n["preheader"],
+        sender=sender,
+        reply_to=n["reply_to"],
+        postal_address=n["postal_address"],
+        max_posts=n["max_posts"],
+        first_lookback_days=n["first_lookback_days"],
+        tags=tuple(n["tags"]),
+        categories=tuple(n["categories"]),
+        summary_length=n["summary_length"],
+        full_content=n["full_content"],
+        utm=utm,
+        unsubscribe_url=unsubscribe,
+        max_html_bytes=n["max_html_bytes"],
     )
 
 

@@ -81,5 +81,17 @@ class PostError(SyndicateError):
         return Diagnostic(self.source, self.line, "error", self.message, self.hint)
 
 
+class TemplateError(SyndicateError):
+    """A newsletter template cannot be rendered; nothing is sent or written."""
+
+    def __init__(self, template: str, line: int | None, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.template = template
+        self.line = line
+
+    def diagnostics(self) -> list[Diagnostic]:
+        return [Diagnostic(self.template, self.line, "error", self.message, self.hint)]
+
+
 class OutputError(SyndicateError):
     """The output folder cannot be written."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 from xml.sax.saxutils import quoteattr
 
 from feedgen.feed import FeedGenerator
@@ -258,3 +259,40 @@ def _json_author(name: str, email: str | None) -> dict[str, str]:
     if email:
         author["url"] = f"mailto:{email}"
     return author
+
+
+def build_archive_feed(entries: Sequence[ArchiveEntryLike], config: Config) -> bytes:
+    """RSS 2.0 of the newsletter archive: one item per digest sent."""
+    site = config.site
+    fg = FeedGenerator()
+    self_url = f"{site.url}newsletter/feed.xml"
+    fg.id(self_url)
+    fg.title(f"{site.title}: newsletter archive")
+    fg.description(f"Every newsletter digest of {site.title}")
+    fg.language(site.language)
+    fg.generator(GENERATOR)
+    fg.link(href=self_url, rel="self", type=MEDIA_TYPES["rss"])
+    fg.link(href=f"{site.url}newsletter/", rel="alternate", type="text/html")
+    dates = [datetime.fromisoformat(e.date) for e in entries]
+    fg.lastBuildDate(max(dates, default=EMPTY_FEED_DATE))
+    for entry, when in zip(entries, dates, strict=True):
+        fe = fg.add_entry(order="append")
+        fe.id(entry.url)
+        fe.guid(entry.url, permalink=True)
+        fe.title(entry.subject)
+        fe.link(href=entry.url)
+        fe.published(when)
+        fe.description(_cdata(html_escape(" · ".join(entry.titles))))
+    data: bytes = fg.rss_str(pretty=True)
+    return data
+
+
+class ArchiveEntryLike(Protocol):
+    @property
+    def subject(self) -> str: ...
+    @property
+    def date(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def titles(self) -> tuple[str, ...]: ...

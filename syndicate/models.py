@@ -87,3 +87,27 @@ class Catalog:
     @property
     def errors(self) -> int:
         return sum(1 for d in self.diagnostics if d.severity == "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A newsletter issue: the posts published in (since, until], newest first."""
+
+    key: str  # stable id of this issue: "<date>-<slug of the first title>"
+    posts: tuple[Post, ...]
+    since: datetime
+    until: datetime
+    subject: str
+    preheader: str
+    archive_url: str  # the "view in browser" page
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """A digest rendered once for all recipients; the token placeholder is filled per person."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    notes: tuple[str, ...] = ()  # what the renderer had to do to fit (shortened, dropped images)

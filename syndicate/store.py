@@ -64,6 +64,20 @@ runs_table = sa.Table(
 )
 
 
+digests_table = sa.Table(
+    "digests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(255), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("post_sources", sa.Text, nullable=False),  # tab-separated
+    sa.Column("status", sa.String(16), nullable=False),  # queued | sent
+)
+
+
 class StateError(SyndicateError):
     """The state database cannot be opened or is from a newer release."""
 
@@ -191,6 +205,22 @@ class Store:
                 for s in states
             ],
         )
+
+    # --- digests -------------------------------------------------------------------
+
+    def last_digest_at(self) -> datetime | None:
+        """The end of the window of the newest digest recorded, if any."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.max(digests_table.c.until))).scalar()
+        return _aware(value) if value else None
+
+    def published_at(self) -> dict[str, datetime]:
+        """source -> when a run first published it (the newsletter's notion of "new")."""
+        return {
+            source: state.first_published_at
+            for source, state in self.post_states().items()
+            if state.first_published_at is not None and state.status == "published"
+        }
 
     # --- runs ----------------------------------------------------------------------
 
