@@ -26,7 +26,7 @@ from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
 from syndicate.mail import compose_preview
 from syndicate.output import write_atomic
 from syndicate.pipeline import build_site, check_site, lock_path, run_cycle
-from syndicate.posts import display_path, published, read_posts
+from syndicate.posts import Progress, ReadOutcome, display_path, published, read_posts
 from syndicate.render import TOKEN_PLACEHOLDER, render_digest
 from syndicate.schedule import Daemon, next_fire_times
 from syndicate.store import Store
@@ -149,19 +149,18 @@ def parse_now(text: str | None, config: Config) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=config.site.tz)
 
 
-def progress_for(
-    count_hint: int | None = None,
-) -> Callable[[Iterable[Path]], Iterable[Path]] | None:
+def progress_for() -> Progress | None:
     """A progress bar on stderr when it is a terminal; None (silence) under cron."""
     if not sys.stderr.isatty() or os.environ.get("CI"):
         return None
 
-    def wrap(items: Iterable[Path]) -> Iterator[Path]:
-        paths = list(items)
-        if len(paths) < PROGRESS_THRESHOLD:
-            yield from paths
+    def wrap(outcomes: Iterator[ReadOutcome], total: int) -> Iterator[ReadOutcome]:
+        if total < PROGRESS_THRESHOLD:
+            yield from outcomes
             return
-        with click.progressbar(paths, label="Reading posts", file=sys.stderr) as bar:
+        with click.progressbar(
+            outcomes, length=total, label="Reading posts", file=sys.stderr
+        ) as bar:
             yield from bar
 
     return wrap

@@ -7,6 +7,7 @@ with a suggestion for a misspelt key. Paths in the file are relative to the file
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -84,6 +85,38 @@ class NewsletterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SMTPConfig:
+    host: str
+    port: int
+    security: str  # starttls | ssl | none
+    username: str | None
+    password_env: str
+    connections: int
+    rate_per_second: float  # 0 = unlimited
+    timeout: float
+    ca_file: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class DKIMConfig:
+    selector: str
+    domain: str
+    key_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    transport: str  # smtp | file
+    file_dir: Path
+    smtp: SMTPConfig
+    max_attempts: int
+    retry_base_seconds: int
+    dkim: DKIMConfig | None
+    list_id: str
+    secret_env: str
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     site: SiteConfig
@@ -93,6 +126,7 @@ class Config:
     state_url: str
     schedule: ScheduleConfig
     newsletter: NewsletterConfig
+    delivery: DeliveryConfig
 
 
 _REQUIRED = object()
@@ -151,6 +185,30 @@ SCHEMA: _Schema = {
         "utm": {"source": _Key(str, None), "medium": _Key(str, None), "campaign": _Key(str, None)},
         "unsubscribe_url": _Key(str, None),
         "max_html_bytes": _Key(int, 100_000),
+    },
+    "delivery": {
+        "transport": _Key(str, "file"),
+        "file_dir": _Key(str, "outbox"),
+        "smtp": {
+            "host": _Key(str, "localhost"),
+            "port": _Key(int, 587),
+            "security": _Key(str, "starttls"),
+            "username": _Key(str, None),
+            "password_env": _Key(str, "SYNDICATE_SMTP_PASSWORD"),
+            "connections": _Key(int, 4),
+            "rate_per_second": _Key((int, float), 10),
+            "timeout": _Key((int, float), 30),
+            "ca_file": _Key(str, None),
+        },
+        "max_attempts": _Key(int, 5),
+        "retry_base_seconds": _Key(int, 300),
+        "dkim": {
+            "selector": _Key(str, None),
+            "domain": _Key(str, None),
+            "key_file": _Key(str, None),
+        },
+        "list_id": _Key(str, None),
+        "secret_env": _Key(str, "SYNDICATE_SECRET"),
     },
     "schedule": {
         "build": _Key(str, "*/15 * * * *"),
@@ -387,6 +445,8 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
 
     newsletter = _newsletter(v["newsletter"], url, site, root, problems)
 
+    delivery = _delivery(v["delivery"], url, root, problems)
+
     state_url = v["state"]["url"]
     if "://" not in state_url:
         problems.add(
@@ -428,6 +488,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             lock_timeout_seconds=float(schedule["lock_timeout_seconds"]),
         ),
         newsletter=newsletter,
+        delivery=delivery,
     )
 
 
@@ -483,6 +544,70 @@ def _newsletter(
         utm=utm,
         unsubscribe_url=unsubscribe,
         max_html_bytes=n["max_html_bytes"],
+    )
+
+
+def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems) -> DeliveryConfig:
+    if d["transport"] not in ("smtp", "file"):
+        problems.add("delivery.transport", f"must be smtp or file, got {d['transport']!r}")
+    smtp = d["smtp"]
+    if smtp["security"] not in ("starttls", "ssl", "none"):
+        problems.add(
+            "delivery.smtp.security", f"must be starttls, ssl or none, got {smtp['security']!r}"
+        )
+    if not 0 < smtp["port"] < 65536:
+        problems.add("delivery.smtp.port", f"must be a TCP port, got {smtp['port']}")
+    if smtp["connections"] < 1:
+        problems.add("delivery.smtp.connections", "must be at least 1")
+    if smtp["rate_per_second"] < 0:
+        problems.add("delivery.smtp.rate_per_second", "must be 0 (unlimited) or more")
+    if smtp["timeout"] <= 0:
+        problems.add("delivery.smtp.timeout", "must be more than 0 seconds")
+    if d["max_attempts"] < 1:
+        problems.add("delivery.max_attempts", "must be at least 1")
+    if d["retry_base_seconds"] < 1:
+        problems.add("delivery.retry_base_seconds", "must be at least 1")
+    for key in ("password_env", "secret_env"):
+        holder = smtp if key == "password_env" else d
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", holder[key]):
+            where = "delivery.smtp.password_env" if key == "password_env" else "delivery.secret_env"
+            problems.add(
+                where,
+                "must name an environment variable, not hold the secret itself",
+                "e.g. SYNDICATE_SMTP_PASSWORD; export the secret in that variable",
+            )
+    dkim = d["dkim"]
+    dkim_config = None
+    given = [k for k in ("selector", "domain", "key_file") if dkim[k]]
+    if given and len(given) < 3:
+        missing = sorted({"selector", "domain", "key_file"} - set(given))
+        problems.add(
+            "delivery.dkim", f"needs selector, domain and key_file (missing {', '.join(missing)})"
+        )
+    elif given:
+        dkim_config = DKIMConfig(
+            dkim["selector"], dkim["domain"], (root / dkim["key_file"]).resolve()
+        )
+    host = urlsplit(site_url).hostname or "localhost"
+    return DeliveryConfig(
+        transport=d["transport"],
+        file_dir=(root / d["file_dir"]).resolve(),
+        smtp=SMTPConfig(
+            host=smtp["host"],
+            port=smtp["port"],
+            security=smtp["security"],
+            username=smtp["username"],
+            password_env=smtp["password_env"],
+            connections=smtp["connections"],
+            rate_per_second=float(smtp["rate_per_second"]),
+            timeout=float(smtp["timeout"]),
+            ca_file=(root / smtp["ca_file"]).resolve() if smtp["ca_file"] else None,
+        ),
+        max_attempts=d["max_attempts"],
+        retry_base_seconds=d["retry_base_seconds"],
+        dkim=dkim_config,
+        list_id=d["list_id"] or f"newsletter.{host}",
+        secret_env=d["secret_env"],
     )
 
 

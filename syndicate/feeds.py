@@ -18,7 +18,7 @@ from lxml import etree
 from slugify import slugify
 
 from syndicate.config import Config
-from syndicate.markup import html_escape, to_xhtml
+from syndicate.markup import html_escape
 from syndicate.models import FeedSpec, Post
 
 FILENAMES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
@@ -170,9 +170,8 @@ def _add_entry(fg: FeedGenerator, post: Post, config: Config, fmt: str) -> None:
         if post.summary:
             fe.summary(post.summary)
         if full:
-            xhtml = to_xhtml(post.html)
-            if xhtml is not None:
-                fe.content(xhtml, type="xhtml")
+            if post.xhtml is not None:
+                fe.content(post.xhtml, type="xhtml")
             else:
                 fe.content(post.html, type="html")
         if post.author:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import lxml.html
@@ -18,50 +19,48 @@ XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
 _SPACES = re.compile(r"\s+")
 _URL_ATTRS = ("href", "src", "poster", "cite")
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-_BLOCK_START = re.compile(r"^\s{0,3}([#>|*+-]|\d+[.)]\s|!\[|<|\[\^|\[[^\]]*\]:)")
+_XML_NAME = re.compile(r"[A-Za-z_][\w.-]*")
 
-# Smarty punctuation as characters rather than named entities (&rsquo;), which XML
-# does not know and which would otherwise leak into JSON Feed and email text.
-_SMARTY = {
-    "left-single-quote": "‘",
-    "right-single-quote": "’",
-    "left-double-quote": "“",
-    "right-double-quote": "”",
-    "left-angle-quote": "«",
-    "right-angle-quote": "»",
-    "ellipsis": "…",
-    "ndash": "–",
-    "mdash": "—",
-}
-_md = markdown.Markdown(
-    extensions=["extra", "sane_lists", "smarty"],
-    extension_configs={"smarty": {"substitutions": _SMARTY}},
-    output_format="html",
-)
+# No "smarty": it runs a second inline pass and more than doubles the cost of rendering
+# (Python-Markdown#1103, closed wontfix); authors' own typography is kept as written.
+_md = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
 
 
-def render_markdown(body: str, base_url: str) -> str:
-    """Markdown -> HTML with every relative href/src/srcset made absolute against `base_url`."""
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A post body rendered once: HTML for RSS/JSON/email, XHTML for Atom, and the lead."""
+
+    html: str
+    xhtml: str | None  # None when the HTML cannot be expressed as XHTML
+    lead: str  # the first prose paragraph as plain text
+
+
+def render_markdown(body: str, base_url: str) -> Rendered:
+    """Markdown -> HTML with every relative href/src/srcset made absolute against `base_url`,
+    plus its XHTML form and first paragraph, all from one parse of the HTML."""
     _md.reset()
-    return absolutize(strip_xml_forbidden(_md.convert(body)), base_url)
-
-
-def inline_text(markdown_text: str) -> str:
-    """Plain text of a Markdown fragment: markup removed, entities decoded, spaces folded."""
-    _md.reset()
-    rendered = _md.convert(markdown_text)
-    if not rendered.strip():
-        return ""
-    root = lxml.html.fragment_fromstring(rendered, create_parent="div")
-    return clean_line(root.text_content())
+    html = strip_xml_forbidden(_md.convert(body))
+    if not html.strip():
+        return Rendered("", "", "")
+    root = lxml.html.fragment_fromstring(html, create_parent="div")
+    _absolutize_tree(root, base_url)
+    html = _inner(etree.tostring(root, encoding="unicode", method="html"))
+    lead = next(
+        (text for p in root.iterchildren("p") if (text := clean_line(p.text_content()))), ""
+    )
+    return Rendered(html, _xhtml_of(root), lead)
 
 
 def absolutize(fragment: str, base_url: str) -> str:
-    """Rewrite relative URLs in an HTML fragment so it reads correctly inside a feed reader."""
+    """Rewrite relative URLs in an HTML fragment so it reads correctly anywhere."""
     if "=" not in fragment:
         return fragment
     root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    _absolutize_tree(root, base_url)
+    return _inner(etree.tostring(root, encoding="unicode", method="html"))
+
+
+def _absolutize_tree(root: lxml.html.HtmlElement, base_url: str) -> None:
     for element in root.iter():
         if not isinstance(element.tag, str):
             continue
@@ -72,8 +71,11 @@ def absolutize(fragment: str, base_url: str) -> str:
         srcset = element.get("srcset")
         if srcset is not None:
             element.set("srcset", _absolute_srcset(srcset, base_url))
-    text = etree.tostring(root, encoding="unicode", method="html")
-    return text[len("<div>") : -len("</div>")]
+
+
+def _inner(serialised: str) -> str:
+    """The children of the wrapper <div> that fragment_fromstring added."""
+    return serialised[len("<div>") : -len("</div>")]
 
 
 def _join(base_url: str, value: str) -> str:
@@ -104,36 +106,6 @@ def clean_line(text: str) -> str:
     return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 
-def first_paragraph(body: str) -> str:
-    """The first prose paragraph of a Markdown body as plain text ("" if there is none).
-
-    Headings, lists, quotes, tables, images, HTML blocks and code fences are skipped:
-    a summary is the author's first sentences, not the page furniture around them.
-    """
-    lines: list[str] = []
-    in_fence = False
-    for line in body.splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
-            if lines:
-                break
-            continue
-        if in_fence:
-            continue
-        if not line.strip():
-            if lines:
-                break
-            continue
-        if not lines and (_BLOCK_START.match(line) or line.startswith(("    ", "\t"))):
-            continue
-        if lines and re.match(r"^\s{0,3}(=+|-+)\s*$", line):
-            # A setext heading underline: what we collected was a heading.
-            lines = []
-            continue
-        lines.append(line)
-    return inline_text("\n".join(lines)) if lines else ""
-
-
 def shorten(text: str, limit: int) -> str:
     """Cut plain text at a word boundary to at most `limit` characters, adding an ellipsis."""
     if len(text) <= limit:
@@ -150,26 +122,23 @@ def html_escape(text: str) -> str:
     return html_lib.escape(text, quote=True)
 
 
-def to_xhtml(fragment: str) -> str | None:
+def _xhtml_of(root: lxml.html.HtmlElement) -> str | None:
     """The fragment as well-formed XHTML for Atom `type="xhtml"` content, or None.
 
     In XHTML the text is escaped once, as XML; `type="html"` would escape HTML entities a
     second time (`&amp;amp;`), which is valid but trips readers and reviewers alike.
+    Mutates `root` (drops attributes that are not XML names), so it runs last.
     """
-    if not fragment.strip():
-        return ""
-    root = lxml.html.fragment_fromstring(fragment, create_parent="div")
     for element in root.iter():
         if isinstance(element.tag, str) and element is not root:
             for name in list(element.attrib):
-                if not re.fullmatch(r"[A-Za-z_][\w.-]*", name):
+                if not _XML_NAME.fullmatch(name):
                     del element.attrib[name]  # not an XML name, e.g. Vue's '@click'
     text = etree.tostring(root, encoding="unicode", method="xml")
     if not text.startswith("<div>"):
         return None
-    body = text[len("<div>") : -len("</div>")]
     try:
-        etree.fromstring(f"<div>{body}</div>")
+        etree.fromstring(text)
     except etree.XMLSyntaxError:
         return None
-    return body
+    return _inner(text)

@@ -32,9 +32,10 @@ class Post:
     """One post, normalised from any front-matter dialect.
 
     `body` is the Markdown source (with the title heading removed when the title came
-    from it); `html` is filled by `render_post` only for posts that reach a feed, since
-    rendering is the costly step. `body_line` is the file line where the body starts, so
-    diagnostics about the body can point at the right line.
+    from it). `html`, `xhtml` and a `summary` taken from the first paragraph (when there
+    is no description) are filled by `render_post`, only for posts that reach a feed or a
+    digest, since rendering is the costly step. `body_line` is the file line where the
+    body starts, so diagnostics about the body can point at the right line.
     """
 
     source: str
@@ -57,6 +58,7 @@ class Post:
     explicit_slug: bool = False
     content_hash: str = ""
     html: str | None = None
+    xhtml: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     key_lines: Mapping[str, int] = field(default_factory=dict)  # front-matter key -> file line
 

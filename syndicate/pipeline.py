@@ -5,8 +5,9 @@ load config -> read posts -> published(now) -> plan feeds -> render -> build -> 
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -18,13 +19,12 @@ from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
 from syndicate.lint import lint_post
 from syndicate.models import Catalog, FeedSpec, Post
 from syndicate.output import outputs_intact, write_outputs
-from syndicate.posts import published, read_posts, render_post
+from syndicate.posts import Progress, published, read_posts, render_post
 from syndicate.publication import Changes, diff_publication
 from syndicate.resources import read_template
 from syndicate.store import Store, sqlite_path
 from syndicate.websub import ping_hub
-
-Progress = Callable[[Iterable[Path]], Iterable[Path]]
+from syndicate.workers import parallel_map
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +56,12 @@ def build_site(
     held_back = len(catalog.posts) - len(ready)
     if strict and catalog.errors:
         return BuildReport(0, held_back, catalog.diagnostics, (), (), config.output_dir, True)
-    files = build_files(ready, config)
-    written, removed = write_outputs(config.output_dir, files, inputs_fingerprint(config))
+    fingerprint = inputs_fingerprint(config, ready)
+    written: list[str] = []
+    removed: list[str] = []
+    if not outputs_intact(config.output_dir, fingerprint):
+        files = build_files(ready, config)
+        written, removed = write_outputs(config.output_dir, files, fingerprint)
     return BuildReport(
         published=len(ready),
         held_back=held_back,
@@ -71,27 +75,26 @@ def build_site(
 def build_files(ready: list[Post], config: Config) -> dict[str, bytes]:
     """Every output file (path relative to the output folder -> bytes) for these posts."""
     specs = render_specs(plan_feeds(ready, config))
-    files: dict[str, bytes] = {}
-    for spec in specs:
-        for fmt in config.feeds.formats:
-            files[feed_file(spec, fmt)] = build_feed(spec, config, fmt)
+    jobs = [(spec, fmt) for spec in specs for fmt in config.feeds.formats]
+    built = parallel_map(functools.partial(_build_job, config=config), jobs, chunksize=4)
+    files = {feed_file(spec, fmt): data for (spec, fmt), data in zip(jobs, built, strict=True)}
     if config.feeds.stylesheet and ({"rss", "atom"} & set(config.feeds.formats)):
         files[STYLESHEET] = read_template(STYLESHEET)
     return files
 
 
+def _build_job(job: tuple[FeedSpec, str], config: Config) -> bytes:
+    spec, fmt = job
+    return build_feed(spec, config, fmt)
+
+
 def render_specs(specs: list[FeedSpec]) -> list[FeedSpec]:
     """Render each post that appears in some feed, once, however many feeds it is in."""
-    rendered: dict[str, Post] = {}
-    result = []
-    for spec in specs:
-        posts = []
-        for post in spec.posts:
-            if post.source not in rendered:
-                rendered[post.source] = render_post(post)
-            posts.append(rendered[post.source])
-        result.append(replace(spec, posts=tuple(posts)))
-    return result
+    unique = list({post.source: post for spec in specs for post in spec.posts}.values())
+    rendered = {post.source: post for post in parallel_map(render_post, unique)}
+    return [
+        replace(spec, posts=tuple(rendered[post.source] for post in spec.posts)) for spec in specs
+    ]
 
 
 def check_site(config: Config, progress: Progress | None = None) -> Catalog:
@@ -147,7 +150,7 @@ def run_cycle(
         catalog = read_posts(config)
         ready = published(catalog.posts, now)
         changes = diff_publication(ready, store.post_states(), now)
-        fingerprint = inputs_fingerprint(config)
+        fingerprint = inputs_fingerprint(config, ready)
         rebuilt = changes.any or not outputs_intact(config.output_dir, fingerprint)
         written: list[str] = []
         removed: list[str] = []
@@ -197,16 +200,20 @@ def run_cycle(
 FEED_FILE_SUFFIXES = ("feed.xml", "atom.xml", "feed.json")
 
 
-def inputs_fingerprint(config: Config) -> str:
-    """A hash of what shapes the feeds besides the posts: config, templates, version.
+def inputs_fingerprint(config: Config, ready: Sequence[Post]) -> str:
+    """A hash of everything the feeds are made from: the published posts (by content), the
+    config, the stylesheet and syndicate's version.
 
-    Editing config.yaml (a new title, another limit) must rebuild the feeds even when no
-    post changed.
+    When the output folder's manifest carries the same fingerprint and its files are
+    intact, the feeds would come out byte-identical, so rendering is skipped altogether;
+    editing config.yaml (a new title, another limit) changes it and rebuilds.
     """
     digest = hashlib.sha256(__version__.encode())
     digest.update(repr(config).encode())
     if config.feeds.stylesheet:
         digest.update(read_template(STYLESHEET))
+    for post in ready:
+        digest.update(f"\0{post.source}\0{post.content_hash}\0{post.url}\0{post.id}".encode())
     return digest.hexdigest()
 
 

@@ -8,12 +8,13 @@ we can repair (control characters, duplicate slugs) come back as warnings.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import mimetypes
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import date, datetime, time, tzinfo
 from pathlib import Path
@@ -30,10 +31,10 @@ from syndicate.errors import Diagnostic, PostError
 from syndicate.markup import (
     XML_FORBIDDEN,
     clean_line,
-    first_paragraph,
     render_markdown,
 )
 from syndicate.models import Author, Catalog, Image, Post
+from syndicate.workers import parallel_imap
 
 DATE_KEYS = ("date", "pubDate", "published", "publishDate", "pubdate")
 UPDATED_KEYS = ("updated", "updatedDate", "lastmod", "last_modified_at", "modified")
@@ -159,7 +160,7 @@ def parse_post(data: bytes, source: str, config: Config) -> tuple[Post, list[Dia
         if not isinstance(description, str | int | float):
             raise fail(_present(meta, SUMMARY_KEYS), "the description must be text")
         description = clean_line(str(description))
-    summary = description or first_paragraph(body)
+    summary = description or ""  # else the first paragraph, filled in by render_post
 
     url = _post_url(config, slug, when)
     explicit_id = next(
@@ -193,10 +194,14 @@ def parse_post(data: bytes, source: str, config: Config) -> tuple[Post, list[Dia
 
 
 def render_post(post: Post) -> Post:
-    """The post with its HTML rendered (links absolute against its URL)."""
+    """The post with its HTML rendered (links absolute against its URL), its XHTML, and a
+    summary from its first paragraph when it has no description."""
     if post.html is not None:
         return post
-    return replace(post, html=render_markdown(post.body, post.url))
+    rendered = render_markdown(post.body, post.url)
+    return replace(
+        post, html=rendered.html, xhtml=rendered.xhtml, summary=post.summary or rendered.lead
+    )
 
 
 def published(posts: Iterable[Post], now: datetime) -> list[Post]:
@@ -265,9 +270,11 @@ def find_sources(config: Config) -> list[Path]:
     return sorted(found)
 
 
-def read_posts(
-    config: Config, progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None
-) -> Catalog:
+ReadOutcome = tuple[Post | None, list[Diagnostic]]
+Progress = Callable[[Iterator[ReadOutcome], int], Iterator[ReadOutcome]]
+
+
+def read_posts(config: Config, progress: Progress | None = None) -> Catalog:
     """Read and parse every content file; a bad file becomes a diagnostic, never a crash."""
     diagnostics: list[Diagnostic] = []
     posts: list[Post] = []
@@ -283,23 +290,29 @@ def read_posts(
             )
         )
     sources = find_sources(config)
-    for path in progress(sources) if progress else sources:
-        source = display_path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            diagnostics.append(Diagnostic(source, None, "error", f"cannot read: {exc.strerror}"))
-            continue
-        try:
-            post, warnings = parse_post(data, source, config)
-        except PostError as exc:
-            diagnostics.append(exc.diagnostic())
-            continue
-        posts.append(post)
-        diagnostics.extend(warnings)
+    outcomes = parallel_imap(functools.partial(read_post, config=config), sources, 64)
+    if progress is not None:
+        outcomes = progress(outcomes, len(sources))
+    for post, found in outcomes:
+        if post is not None:
+            posts.append(post)
+        diagnostics.extend(found)
     posts, slug_warnings = assign_unique_slugs(posts, config)
     diagnostics.extend(slug_warnings)
     return Catalog(posts=tuple(posts), diagnostics=tuple(diagnostics))
+
+
+def read_post(path: Path, config: Config) -> ReadOutcome:
+    """Read and parse one file: the post (None if it cannot be published) and diagnostics."""
+    source = display_path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, [Diagnostic(source, None, "error", f"cannot read: {exc.strerror}")]
+    try:
+        return parse_post(data, source, config)
+    except PostError as exc:
+        return None, [exc.diagnostic()]
 
 
 def display_path(path: Path) -> str:

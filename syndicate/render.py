@@ -132,9 +132,10 @@ def _post_context(
     full: bool,
     utm: Mapping[str, str],
 ) -> dict[str, Any]:
+    post = render_post(post)  # the summary may come from the first paragraph
     local = post.date.astimezone(config.site.tz)
     image = post.image if images else None
-    html = sanitize_html(render_post(post).html or "") if full else None
+    html = sanitize_html(post.html or "") if full else None
     return {
         "title": post.title,
         "url": with_utm(post.url, utm, config.site.url),

@@ -69,12 +69,61 @@ digests_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("key", sa.String(255), nullable=False, unique=True),
+    sa.Column(
+        "posts_hash", sa.String(64), nullable=False, unique=True
+    ),  # never twice the same posts
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("since", sa.DateTime(timezone=True), nullable=False),
     sa.Column("until", sa.DateTime(timezone=True), nullable=False),
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("post_sources", sa.Text, nullable=False),  # tab-separated
     sa.Column("status", sa.String(16), nullable=False),  # queued | sent
+    sa.Column("archive_url", sa.String(2048), nullable=False, server_default=""),
+)
+
+subscribers_table = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False),  # as normalised by email-validator
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),  # lower-cased
+    sa.Column("name", sa.String(255), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),  # pending|active|unsubscribed|bounced
+    sa.Column("topics", sa.Text, nullable=False, server_default=""),  # tab-separated
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("unsubscribed_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+# One body per digest and topic set: rendered (MJML compiled) once, not per subscriber.
+bodies_table = sa.Table(
+    "digest_bodies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest_id", sa.Integer, sa.ForeignKey("digests.id"), nullable=False),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.UniqueConstraint("digest_id", "variant"),
+)
+
+outbox_table = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest_id", sa.Integer, sa.ForeignKey("digests.id"), nullable=False),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("body_id", sa.Integer, sa.ForeignKey("digest_bodies.id"), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False, server_default=""),
+    # queued | sending | sent | deferred | bounced | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_response", sa.Text, nullable=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("digest_id", "subscriber_id"),  # never queued twice for one digest
 )
 
 
