@@ -35,6 +35,16 @@ output:
 """
 
 
+def isolated_seeds_config(folder: Path) -> Path:
+    """The shipped config.yaml, copied into `folder` with the seeds as content, so state,
+    output and outbox live in `folder` and never in the repository."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "config.yaml").read_text("utf-8").replace("paths: [seeds]", f"paths: [{SEEDS}]")
+    path = folder / "config.yaml"
+    path.write_text(text, "utf-8")
+    return path
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden",

@@ -26,7 +26,7 @@ from syndicate.render import (
 )
 
 from . import browser
-from .conftest import GOLDEN, ROOT, SITE_CONFIG, Result, Site, post
+from .conftest import GOLDEN, ROOT, SITE_CONFIG, Result, Site, isolated_seeds_config, post
 
 NOW = datetime(2025, 9, 1, tzinfo=UTC)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -319,8 +319,9 @@ def test_compile_rejects_unknown_tags_directly(tmp_path: Path) -> None:
 
 
 def preview(invoke: Callable[..., Result], out: Path, *extra: str) -> Result:
+    config = isolated_seeds_config(out / "site")
     return invoke(
-        "digest", "--preview", "--config", ROOT / "config.yaml", "--out", out,
+        "digest", "--preview", "--config", config, "--out", out,
         "--now", "2025-09-01T00:00:00Z", "--since", "2025-01-01T00:00:00Z", *extra,
     )  # fmt: skip
 
@@ -354,7 +355,7 @@ def test_no_digest_when_nothing_is_new(invoke: Callable[..., Result], tmp_path: 
         "digest",
         "--preview",
         "--config",
-        ROOT / "config.yaml",
+        isolated_seeds_config(tmp_path / "site"),
         "--out",
         tmp_path,
         "--now",
