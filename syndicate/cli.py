@@ -7,10 +7,12 @@ traceback is shown only with --debug.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,16 +22,32 @@ import click
 
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
+from syndicate.delivery import plan_and_queue, send_newsletter, summary_lines
 from syndicate.digest import plan_digest
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
 from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
 from syndicate.mail import compose_preview
+from syndicate.mailstore import (
+    add_subscriber,
+    list_subscribers,
+    remove_subscriber,
+    update_subscriber,
+)
+from syndicate.markup import clean_line
 from syndicate.output import write_atomic
 from syndicate.pipeline import build_site, check_site, lock_path, run_cycle
 from syndicate.posts import Progress, ReadOutcome, display_path, published, read_posts
 from syndicate.render import TOKEN_PLACEHOLDER, render_digest
 from syndicate.schedule import Daemon, next_fire_times
 from syndicate.store import Store
+from syndicate.subscribers import (
+    STATUSES,
+    AddressError,
+    format_subscriber_csv,
+    normalize_address,
+    parse_subscriber_csv,
+    parse_topics,
+)
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 PREVIEW_TOKEN = "preview"  # noqa: S105 - stands in for a subscriber's token in previews
@@ -295,6 +313,11 @@ def run(
         click.echo(f"updated: {post.title} <{post.url}>")
     for state in report.changes.withdrawn:
         click.echo(f"withdrawn: {state.title} <{state.url}>")
+    hook_failures = 0
+    for result in report.hook_results:
+        for line in result.lines:
+            click.echo(line)
+        hook_failures += result.failures
     if verbose:
         changed = report.changes.any or report.written or report.removed
         what = (
@@ -303,7 +326,7 @@ def run(
             else "nothing changed"
         )
         click.echo(f"run {report.run_id}: {what} → {display_path(config.output_dir)}/")
-    sys.exit(EXIT_ERRORS if report.errors else EXIT_OK)
+    sys.exit(EXIT_ERRORS if report.errors or hook_failures else EXIT_OK)
 
 
 @cli.command()
@@ -430,3 +453,251 @@ def digest(
         write_atomic(folder / name, data)
         click.echo(display_path(folder / name))
     sys.exit(EXIT_ERRORS if catalog.errors else EXIT_OK)
+
+
+# --- subscribers and sending --------------------------------------------------------------
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="config.yaml",
+    show_default=True,
+    help="The configuration file.",
+)
+debug_option = click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+
+
+@contextlib.contextmanager
+def open_store(config_path: Path) -> Iterator[tuple[Config, Store]]:
+    config = load_config(config_path)
+    store = Store(config.state_url)
+    try:
+        yield config, store
+    finally:
+        store.close()
+
+
+@cli.group()
+def subscribers() -> None:
+    """Manage the newsletter's subscribers (stored in the state database)."""
+
+
+@subscribers.command("add")
+@click.argument("address")
+@click.option("--name", default="", help="The subscriber's name.")
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    help="A tag or category to follow (repeatable); none = everything.",
+)
+@click.option(
+    "--pending", is_flag=True, help="Add as pending (awaiting confirmation) instead of active."
+)
+@config_option
+@debug_option
+@guarded
+def subscribers_add(
+    address: str, name: str, topics: tuple[str, ...], pending: bool, config_path: Path, debug: bool
+) -> None:
+    """Add ADDRESS (validated and normalised); an existing address is left as it is."""
+    email = checked_address(address)
+    with open_store(config_path) as (_, store):
+        status = "pending" if pending else "active"
+        found, created = add_subscriber(
+            store, email, clean_line(name), parse_topics(list(topics)), status, datetime.now(UTC)
+        )
+    if created:
+        click.echo(f"added {found.email} ({found.status})")
+    else:
+        click.echo(
+            f"{found.email} is already a subscriber ({found.status}); nothing changed", err=True
+        )
+
+
+@subscribers.command("remove")
+@click.argument("address")
+@config_option
+@debug_option
+@guarded
+def subscribers_remove(address: str, config_path: Path, debug: bool) -> None:
+    """Delete ADDRESS and its delivery history."""
+    with open_store(config_path) as (_, store):
+        if not remove_subscriber(store, address.strip()):
+            raise SyndicateError(
+                f"{address.strip()} is not a subscriber", "see `syndicate subscribers list`"
+            )
+    click.echo(f"removed {address.strip()}")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@config_option
+@debug_option
+@guarded
+def subscribers_list(status: str | None, config_path: Path, debug: bool) -> None:
+    """One line per subscriber: address, status, name, topics."""
+    with open_store(config_path) as (_, store):
+        found = list_subscribers(store, status)
+    for s in found:
+        topics = ", ".join(s.topics) or "everything"
+        click.echo(f"{s.email}\t{s.status}\t{s.name}\t{topics}")
+    click.echo(f"{len(found)} subscriber{'s' * (len(found) != 1)}", err=True)
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@config_option
+@debug_option
+@guarded
+def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
+    """Import FILE.csv (header email,name,topics,status). Bad rows are reported and skipped;
+    importing the same file again changes nothing; unsubscribed and bounced addresses are
+    never re-activated by an import."""
+    try:
+        text = csv_file.read_text("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SyndicateError(f"{csv_file}: not UTF-8", "save the CSV as UTF-8") from None
+    rows, problems = parse_subscriber_csv(text)
+    for problem in problems:
+        click.echo(
+            Diagnostic(str(csv_file), problem.line, "error", problem.message).format(), err=True
+        )
+    added = updated = unchanged = 0
+    now = datetime.now(UTC)
+    with open_store(config_path) as (_, store):
+        for row in rows:
+            found, created = add_subscriber(
+                store, row.email, row.name, row.topics, row.status or "active", now
+            )
+            if created:
+                added += 1
+                continue
+            changes: dict[str, object] = {}
+            if row.name and row.name != found.name:
+                changes["name"] = row.name
+            if row.topics != found.topics and (row.topics or "topics" in text.splitlines()[0]):
+                changes["topics"] = row.topics
+            if (
+                row.status
+                and row.status != found.status
+                and found.status not in ("unsubscribed", "bounced")
+            ):
+                changes["status"] = row.status
+            if changes:
+                update_subscriber(store, found.id, **changes)
+                updated += 1
+            else:
+                unchanged += 1
+    click.echo(f"{added} added, {updated} updated, {unchanged} unchanged, {len(problems)} rejected")
+    sys.exit(EXIT_ERRORS if problems else EXIT_OK)
+
+
+@subscribers.command("export")
+@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@config_option
+@debug_option
+@guarded
+def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
+    """Write every subscriber to FILE.csv ('-' for standard output)."""
+    with open_store(config_path) as (_, store):
+        text = format_subscriber_csv(list_subscribers(store))
+    if str(csv_file) == "-":
+        click.echo(text, nl=False)
+    else:
+        write_atomic(csv_file, text.encode())
+
+
+def checked_address(address: str) -> str:
+    try:
+        return normalize_address(address)
+    except AddressError as exc:
+        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+
+
+@cli.command()
+@config_option
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; queue and send nothing.")
+@click.option(
+    "--lock-timeout", type=float, metavar="SECONDS", help="How long to wait for another run."
+)
+@debug_option
+@guarded
+def send(
+    config_path: Path, now_text: str | None, dry_run: bool, lock_timeout: float | None, debug: bool
+) -> None:
+    """Send the due digest to every active subscriber who follows one of its posts, and
+    retry deferred messages whose time has come.
+
+    The digest is queued in the outbox first (once), then sent; a run killed at any
+    point is finished by the next one. Exit 1 if anything is left deferred or failed.
+    """
+    config = load_config(config_path)
+    now = parse_now(now_text, config)
+    timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
+    try:
+        with RunLock(lock_path(config), timeout):
+            store = Store(config.state_url)
+            try:
+                if dry_run:
+                    report = plan_and_queue(config, store, now, dry_run=True)
+                else:
+                    bar = (
+                        ProgressReporter()
+                        if sys.stderr.isatty() and not os.environ.get("CI")
+                        else None
+                    )
+                    try:
+                        report = send_newsletter(
+                            config, store, now, progress=bar.update if bar else None
+                        )
+                    finally:
+                        if bar:
+                            bar.finish()
+            finally:
+                store.close()
+    except LockTimeoutError as exc:
+        emit(exc.diagnostics())
+        sys.exit(EX_TEMPFAIL)
+    if dry_run:
+        if report.digest is None:
+            click.echo("nothing to send: no new posts since the last digest")
+        else:
+            click.echo(
+                f"would send {report.digest.subject!r} to {report.queued} subscribers "
+                f"({report.variants} version{'s' * (report.variants != 1)}); nothing queued or sent"
+            )
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        return
+    lines = summary_lines(report)
+    if not lines:
+        click.echo(
+            "nothing to send"
+            if report.digest is None
+            else "nothing to send: no subscriber follows these posts"
+        )
+    for line in lines:
+        click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
+    sys.exit(EXIT_ERRORS if report.deferred or report.failed else EXIT_OK)
+
+
+class ProgressReporter:
+    """A progress bar for sends on a terminal (updated from the sending threads)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def update(self, n: int, total: int) -> None:
+        with self.lock:
+            self.count += n
+            filled = 30 * self.count // max(total, 1)
+            bar = "#" * filled + "-" * (30 - filled)
+            click.echo(f"\rsending [{bar}] {self.count}/{total}", nl=False, err=True)
+
+    def finish(self) -> None:
+        if self.count:
+            click.echo("", err=True)

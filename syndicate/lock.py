@@ -1,8 +1,9 @@
-"""One run at a time across processes: an flock()ed file beside the state database.
+"""One run at a time across processes: a locked file beside the state database.
 
-The kernel drops an flock when its process dies, however it dies, so a lock left by a
-killed run is never stale: the next run simply gets it. The holder's pid is written into
-the file so a waiting run can say who it is waiting for.
+A POSIX record lock (lockf), not flock: the kernel drops it when its process dies, however
+it dies, so a lock left by a killed run is never stale; and unlike flock it is not shared
+with forked children, so worker processes outliving a killed run cannot keep it held.
+The holder's pid is written into the file so a waiting run can say who it waits for.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ class RunLock:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except OSError:
                 if time.monotonic() >= deadline:
                     holder = _read_holder(fd)
                     os.close(fd)
@@ -56,7 +57,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
 

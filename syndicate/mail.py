@@ -1,11 +1,22 @@
-"""Composing messages (pure). Transports come with delivery."""
+"""Composing messages (pure): one template per digest body, filled in per recipient.
+
+The stdlib EmailMessage costs ~5 ms a message here. A digest's MIME structure, headers
+and quoted-printable bodies are built once; per recipient only the To header, the
+Message-ID and the signed token change. The token is URL-safe ASCII, so it is spliced
+between pre-encoded segments with soft line breaks around it: no per-recipient encoding.
+"""
 
 from __future__ import annotations
 
+import binascii
+import hashlib
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 from syndicate.config import Config
 from syndicate.digest import clean_subject
@@ -13,16 +24,138 @@ from syndicate.models import RenderedEmail
 from syndicate.render import TOKEN_PLACEHOLDER
 
 PREVIEW_RECIPIENT = "Preview Reader <preview@syndicate.invalid>"
+CRLF = b"\r\n"
+
+
+def header_value(name: str, value: str) -> bytes:
+    """One header line: no CR/LF can sneak in, RFC 2047 when not ASCII, folded."""
+    value = clean_subject(value, 998)
+    if value.isascii():
+        encoded = Header(value, "us-ascii", header_name=name).encode()
+    else:
+        encoded = Header(value, "utf-8", header_name=name).encode()
+    return f"{name}: {encoded}".replace("\n", "\r\n").encode("ascii") + CRLF
+
+
+def address_header(name: str, display: str, address: str) -> bytes:
+    """`To: "Name" <a@b>` with the name RFC 2047-encoded when needed."""
+    display = clean_subject(display, 200)
+    line = formataddr((display, address), charset="utf-8") if display else address
+    return f"{name}: {line}".encode() + CRLF
+
+
+def sender_domain(config: Config) -> str:
+    _, address = parseaddr(config.newsletter.sender)
+    return address.rpartition("@")[2] or "localhost"
+
+
+def envelope_sender(config: Config) -> str:
+    return parseaddr(config.newsletter.sender)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Message bytes and the addresses the SMTP envelope needs."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    message_id: str
+
+
+class MessageTemplate:
+    """A digest body made ready for thousands of recipients."""
+
+    def __init__(
+        self, config: Config, digest_key: str, subject: str, html: str, text: str, date: datetime
+    ) -> None:
+        self.config = config
+        self.digest_key = digest_key
+        self.domain = sender_domain(config)
+        self.sender = envelope_sender(config)
+        boundary = f"=_syndicate_{uuid.uuid4().hex}"
+        n = config.newsletter
+        site_title = clean_subject(config.site.title, 200)
+        head = [
+            header_value("From", n.sender),
+            header_value("Subject", subject),
+            f"Date: {format_datetime(date)}".encode() + CRLF,
+        ]
+        if n.reply_to:
+            head.append(header_value("Reply-To", n.reply_to))
+        head.append(header_value("List-Id", f"{site_title} <{config.delivery.list_id}>"))
+        self.head = b"".join(head)
+        self.tail_headers = (
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            b"MIME-Version: 1.0\r\n"
+            + f'Content-Type: multipart/alternative; boundary="{boundary}"'.encode()
+            + CRLF
+            + CRLF
+        )
+        self.body = [
+            f"--{boundary}".encode() + CRLF,
+            _part_headers("plain"),
+            *_qp_segments(text),
+            CRLF + f"--{boundary}".encode() + CRLF,
+            _part_headers("html"),
+            *_qp_segments(html),
+            CRLF + f"--{boundary}--".encode() + CRLF,
+        ]
+        self.unsubscribe_base = n.unsubscribe_url + ("&" if "?" in n.unsubscribe_url else "?")
+        self.mailto = f"mailto:{self.sender}?subject=unsubscribe"
+
+    def message_id(self, subscriber_id: int) -> str:
+        """Stable per digest and recipient, so a resend after a crash can be de-duplicated."""
+        tag = hashlib.sha256(f"{self.digest_key}\0{subscriber_id}".encode()).hexdigest()[:16]
+        return f"<{self.digest_key}.{subscriber_id}.{tag}@{self.domain}>"
+
+    def render(self, subscriber_id: int, email: str, name: str, token: str) -> Prepared:
+        """The complete message for one recipient (CRLF line ends, ready for SMTP)."""
+        token_bytes = token.encode("ascii")
+        unsubscribe = f"{self.unsubscribe_base}token={token}"
+        message_id = self.message_id(subscriber_id)
+        parts = [
+            self.head,
+            address_header("To", name, email),
+            f"Message-ID: {message_id}".encode() + CRLF,
+            f"List-Unsubscribe: <{unsubscribe}>,\r\n <{self.mailto}%20{token}>".encode() + CRLF,
+            self.tail_headers,
+        ]
+        for segment in self.body:
+            parts.append(token_bytes if segment is _TOKEN else segment)
+        return Prepared(self.sender, email, b"".join(parts), message_id)
+
+
+_TOKEN = b"\0token\0"  # marks where the token goes among the body segments
+
+
+def _part_headers(subtype: str) -> bytes:
+    return (
+        f"Content-Type: text/{subtype}; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode()
+
+
+def _qp_segments(text: str) -> list[bytes]:
+    """Quoted-printable segments around each token placeholder, with soft breaks that let
+    the (ASCII, unencoded) token be dropped in between."""
+    pieces = text.replace("\r\n", "\n").replace("\n", "\r\n").split(TOKEN_PLACEHOLDER)
+    segments: list[bytes] = []
+    for index, piece in enumerate(pieces):
+        if index:
+            segments.extend([b"=\r\n", _TOKEN, b"=\r\n"])
+        segments.append(binascii.b2a_qp(piece.encode("utf-8"), istext=True))
+    return segments
 
 
 def compose_preview(rendered: RenderedEmail, config: Config, now: datetime, token: str) -> bytes:
-    """A complete multipart/alternative message, as a subscriber would get it."""
+    """A complete multipart/alternative message for `digest --preview` (stdlib-built)."""
     message = EmailMessage()
     message["From"] = clean_subject(config.newsletter.sender, 998)
     message["To"] = PREVIEW_RECIPIENT
     message["Subject"] = clean_subject(rendered.subject)
     message["Date"] = format_datetime(now)
-    domain = Address(addr_spec=_addr(config.newsletter.sender)).domain or "localhost"
+    domain = Address(addr_spec=envelope_sender(config)).domain or "localhost"
     message["Message-ID"] = make_msgid("preview", domain=domain)
     if config.newsletter.reply_to:
         message["Reply-To"] = clean_subject(config.newsletter.reply_to, 998)
@@ -31,8 +164,3 @@ def compose_preview(rendered: RenderedEmail, config: Config, now: datetime, toke
         rendered.html.replace(TOKEN_PLACEHOLDER, token), subtype="html", cte="quoted-printable"
     )
     return message.as_bytes()
-
-
-def _addr(sender: str) -> str:
-    start, end = sender.rfind("<"), sender.rfind(">")
-    return sender[start + 1 : end] if 0 <= start < end else sender

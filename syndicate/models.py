@@ -113,3 +113,25 @@ class RenderedEmail:
     html: str
     text: str
     notes: tuple[str, ...] = ()  # what the renderer had to do to fit (shortened, dropped images)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A newsletter subscriber; `topics` empty means every post."""
+
+    id: int
+    email: str
+    name: str
+    status: str  # pending | active | unsubscribed | bounced
+    topics: tuple[str, ...]
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    """What a job run after a publishing cycle has to say: lines to report, failures."""
+
+    lines: tuple[str, ...] = ()
+    failures: int = 0

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from syndicate import __version__
 from syndicate.config import Config
+from syndicate.delivery import newsletter_job
 from syndicate.errors import Diagnostic
 from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
 from syndicate.lint import lint_post
-from syndicate.models import Catalog, FeedSpec, Post
+from syndicate.models import Catalog, FeedSpec, HookResult, Post
 from syndicate.output import outputs_intact, write_outputs
 from syndicate.posts import Progress, published, read_posts, render_post
 from syndicate.publication import Changes, diff_publication
@@ -119,16 +120,16 @@ class CycleReport:
     removed: tuple[str, ...]
     upcoming: tuple[Post, ...]  # future-dated, not drafts: the daemon plans a job for each
     hub_failures: tuple[str, ...] = ()
+    hook_results: tuple[HookResult, ...] = ()
 
     @property
     def errors(self) -> int:
         return sum(1 for d in self.diagnostics if d.severity == "error")
 
 
-# Jobs that run after each cycle, in order: (config, now, store) -> None. The newsletter
-# issue adds its "send the due digest" job here; until then the list is empty.
-CycleHook = Callable[[Config, datetime, Store], None]
-AFTER_CYCLE: list[CycleHook] = []
+# Jobs that run after each cycle, in order: (config, now, store) -> HookResult.
+CycleHook = Callable[[Config, datetime, Store], HookResult]
+AFTER_CYCLE: list[CycleHook] = [newsletter_job]
 
 
 def run_cycle(
@@ -180,8 +181,9 @@ def run_cycle(
         hub_failures = ping_hub(
             config.feeds.websub_hub, [config.site.url + name for name in changed_feeds]
         )
-    for hook in AFTER_CYCLE if hooks is None else hooks:
-        hook(config, now, store)
+    hook_results = tuple(
+        hook(config, now, store) for hook in (AFTER_CYCLE if hooks is None else hooks)
+    )
     upcoming = tuple(
         sorted((p for p in catalog.posts if not p.draft and p.date > now), key=lambda p: p.date)
     )
@@ -194,6 +196,7 @@ def run_cycle(
         removed=tuple(removed),
         upcoming=upcoming,
         hub_failures=tuple(hub_failures),
+        hook_results=hook_results,
     )
 
 

@@ -75,6 +75,14 @@ class Daemon:
             name="build",
             next_run_time=self.clock(),  # one cycle at start-up, then on schedule
         )
+        if self.config.schedule.newsletter:
+            # The cycle's newsletter job sends the digest once its slot has come.
+            self.scheduler.add_job(
+                self.cycle,
+                cron_trigger(self.config.schedule.newsletter, self.config),
+                id="newsletter",
+                name="newsletter",
+            )
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
         log.info(
@@ -112,6 +120,9 @@ class Daemon:
             log.warning("%s", diagnostic.format())
         for failure in report.hub_failures:
             log.warning("%s", failure)
+        for result in report.hook_results:
+            for line in result.lines:
+                log.info("%s", line)
         for post in report.changes.published:
             log.info("published: %s <%s>", post.title, post.url)
         for post in report.changes.updated:

@@ -263,6 +263,11 @@ class Store:
             value = conn.execute(sa.select(sa.func.max(digests_table.c.until))).scalar()
         return _aware(value) if value else None
 
+    def last_digest_created_at(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.max(digests_table.c.created_at))).scalar()
+        return _aware(value) if value else None
+
     def published_at(self) -> dict[str, datetime]:
         """source -> when a run first published it (the newsletter's notion of "new")."""
         return {

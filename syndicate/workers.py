@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -17,6 +18,20 @@ MAX_WORKERS = 8
 # The items of the running parallel_imap. Forked workers inherit them, so inputs (posts of
 # several KB each) are never pickled; only the index goes to a worker, the result comes back.
 _shared: Sequence[Any] = ()
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask to be killed when the parent dies (kill -9 included),
+    so a killed run leaves no orphan workers behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before we got here
+        os._exit(1)
 
 
 def _call_shared(task: tuple[Callable[[Any], Any], int]) -> Any:
@@ -49,7 +64,9 @@ def parallel_imap(func: Callable[[T], R], items: Sequence[T], chunksize: int = 1
     _shared = items
     try:
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_die_with_parent
+        ) as pool:
             tasks = ((func, index) for index in range(len(items)))
             yield from pool.map(_call_shared, tasks, chunksize=chunksize)
     finally:

@@ -152,7 +152,7 @@ def hold_lock(lock: Path, seconds: float) -> subprocess.Popen[bytes]:
     code = (
         "import fcntl, os, sys, time\n"
         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, str(os.getpid()).encode())\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX)\nos.write(fd, str(os.getpid()).encode())\n"
         "print('locked', flush=True)\n"
         f"time.sleep({seconds})\n"
     )
