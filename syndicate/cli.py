@@ -316,7 +316,11 @@ def run(
     hook_failures = 0
     for result in report.hook_results:
         for line in result.lines:
-            click.echo(line)
+            click.echo(
+                line,
+                err=result.failures > 0
+                and line.startswith(("syndicate", "deferred", "failed", "bounced")),
+            )
         hook_failures += result.failures
     if verbose:
         changed = report.changes.any or report.written or report.removed

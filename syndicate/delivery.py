@@ -125,6 +125,8 @@ def plan_and_queue(
     report.queued = len(recipients)
     if dry_run:
         return report
+    if recipients:
+        load_secret(config.delivery.secret_env)  # fail before queueing what cannot be signed
     full = render_digest(digest, config)
     try:
         queue_digest(

@@ -15,7 +15,7 @@ from pathlib import Path
 from syndicate import __version__
 from syndicate.config import Config
 from syndicate.delivery import newsletter_job
-from syndicate.errors import Diagnostic
+from syndicate.errors import Diagnostic, SyndicateError
 from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
 from syndicate.lint import lint_post
 from syndicate.models import Catalog, FeedSpec, HookResult, Post
@@ -198,6 +198,15 @@ def run_cycle(
         hub_failures=tuple(hub_failures),
         hook_results=hook_results,
     )
+
+
+def _run_hook(hook: CycleHook, config: Config, now: datetime, store: Store) -> HookResult:
+    """A failing job (no SMTP server, no secret) is reported; the cycle's work stands."""
+    try:
+        return hook(config, now, store)
+    except SyndicateError as exc:
+        lines = [diagnostic.format() for diagnostic in exc.diagnostics()]
+        return HookResult(tuple(lines), failures=1)
 
 
 FEED_FILE_SUFFIXES = ("feed.xml", "atom.xml", "feed.json")

@@ -153,6 +153,13 @@ class SMTPConnection:
             code, message = self.smtp.mail(sender, options)
             if code != 250:
                 self._reset()
+                if 500 <= code < 600 and code != 503:
+                    # The sender itself is refused: no recipient's fault, stop everything.
+                    raise DeliveryError(
+                        f"the server refused the sender {sender}: {_answer(code, message)}",
+                        "check newsletter.from against what the server allows",
+                        code,
+                    )
                 raise _failure(code, message)
             code, message = self.smtp.rcpt(recipient)
             if code not in (250, 251):
@@ -160,6 +167,7 @@ class SMTPConnection:
                 raise _failure(code, message)
             code, message = self.smtp.data(data)
             if code != 250:
+                self._reset()
                 raise _failure(code, message)
         except smtplib.SMTPServerDisconnected as exc:
             raise TransientFailure(f"connection lost: {exc}", connection_lost=True) from None
@@ -184,10 +192,12 @@ def _answer(code: int, message: bytes | str) -> str:
 
 
 def _failure(code: int, message: bytes) -> Exception:
+    """5xx: this recipient will never take it (bounce). 4xx: later. 503 (bad sequence) is
+    our session gone wrong, not the recipient: start a fresh connection and retry."""
     answer = _answer(code, message)
-    if 500 <= code < 600:
+    if 500 <= code < 600 and code != 503:
         return PermanentFailure(answer)
-    return TransientFailure(answer, connection_lost=code in (421, -1))
+    return TransientFailure(answer, connection_lost=code in (421, 503, -1))
 
 
 # --- files ------------------------------------------------------------------------------

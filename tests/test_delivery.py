@@ -1,0 +1,580 @@
+"""Subscribers and delivery against a real SMTP server on 127.0.0.1 (aiosmtpd)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dkim
+import pytest
+import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from syndicate.config import parse_config
+from syndicate.mail import MessageTemplate, header_value
+from syndicate.mailstore import DigestExistsError, queue_digest
+from syndicate.store import Store
+from syndicate.tokens import TokenError, sign_token, verify_token
+from syndicate.transport import FileTransport, SMTPTransport
+
+from .conftest import SITE_CONFIG, Result, Site, post
+from .smtp_sink import Sink, SinkHandler
+
+SECRET = "test-secret-0123456789abcdef"  # noqa: S105 - a test key
+NOW = "2025-09-01T09:00:00Z"
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNDICATE_SECRET", SECRET)
+
+
+def smtp_config(port: int, security: str = "none", extra: str = "") -> str:
+    return (
+        SITE_CONFIG
+        + "newsletter:\n  from: 'Test Site <news@blog.syndicate.test>'\n  postal_address: '1 Test Road'\n"
+        + "delivery:\n  transport: smtp\n  retry_base_seconds: 60\n  max_attempts: 3\n"
+        + f"  smtp:\n    host: 127.0.0.1\n    port: {port}\n    security: {security}\n"
+        + "    connections: 2\n    rate_per_second: 0\n    timeout: 10\n"
+        + extra
+    )
+
+
+def mail_site(site: Site, port: int, security: str = "none", extra: str = "") -> Site:
+    site.set_config(smtp_config(port, security, extra))
+    site.write_post(
+        "python.md", post("Python news", "2025-08-30", tags="[python]", description="About Python.")
+    )
+    site.write_post(
+        "rust.md", post("Rust news", "2025-08-31", tags="[rust]", description="About Rust.")
+    )
+    return site
+
+
+def subscribe(
+    invoke: Callable[..., Result], site: Site, *addresses: str, topic: str | None = None
+) -> None:
+    for address in addresses:
+        args = ["subscribers", "add", address, "--config", site.config]
+        if topic:
+            args += ["--topic", topic]
+        result = invoke(*args)
+        assert result.exit_code == 0, result.stderr
+
+
+def send(invoke: Callable[..., Result], site: Site, now: str = NOW, *extra: str) -> Result:
+    return invoke("send", "--config", site.config, "--now", now, *extra, cwd=site.root)
+
+
+def db(site: Site) -> sqlite3.Connection:
+    return sqlite3.connect(site.root / "state" / "syndicate.db")
+
+
+# --- subscribers ------------------------------------------------------------------------
+
+
+def test_add_list_remove_with_normalised_unique_addresses(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    assert (
+        invoke(
+            "subscribers", "add", "Ada@Example.ORG", "--name", "Ada", "--config", site.config
+        ).stdout
+        == "added Ada@example.org (active)\n"
+    )
+    again = invoke("subscribers", "add", "ada@example.org", "--config", site.config)
+    assert again.exit_code == 0 and "already a subscriber" in again.stderr
+    bad = invoke("subscribers", "add", "not-an-address", "--config", site.config)
+    assert bad.exit_code == 2 and "must have an @-sign" in bad.stderr
+    invoke(
+        "subscribers",
+        "add",
+        "bob@example.org",
+        "--topic",
+        "python",
+        "--topic",
+        "Rust",
+        "--pending",
+        "--config",
+        site.config,
+    )
+    listed = invoke("subscribers", "list", "--config", site.config)
+    assert listed.stdout.splitlines() == [
+        "Ada@example.org\tactive\tAda\teverything",
+        "bob@example.org\tpending\t\tpython, Rust",
+    ]
+    assert invoke(
+        "subscribers", "list", "--status", "pending", "--config", site.config
+    ).stdout.startswith("bob@")
+    assert (
+        invoke("subscribers", "remove", "ADA@example.org", "--config", site.config).exit_code == 0
+    )
+    missing = invoke("subscribers", "remove", "nobody@example.org", "--config", site.config)
+    assert missing.exit_code == 1 and "is not a subscriber" in missing.stderr
+
+
+def test_import_skips_bad_rows_with_line_numbers_and_is_idempotent(
+    site: Site, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text(
+        "email,name,topics,status\n"
+        'ada@example.org,Ada,"python, rust",active\n'
+        "not an address,Bad,,\n"
+        "bob@example.org,Bob,,unsubscribed\n"
+        "ADA@example.org,Ada again,,\n"
+        "carol@example.org,Carol,,sleeping\n"
+        "dave@example.org,,,\n"
+    )
+    first = invoke("subscribers", "import", csv_file, "--config", site.config)
+    assert first.exit_code == 1
+    assert first.stdout == "3 added, 0 updated, 0 unchanged, 3 rejected\n"
+    errors = first.stderr.splitlines()
+    assert errors[0].startswith(f"{csv_file}:3: error: invalid address 'not an address'")
+    assert errors[1].startswith(f"{csv_file}:5: error: ADA@example.org already appears on line 2")
+    assert errors[2].startswith(f"{csv_file}:6: error: unknown status 'sleeping'")
+    before = invoke("subscribers", "export", "-", "--config", site.config).stdout
+    second = invoke("subscribers", "import", csv_file, "--config", site.config)
+    assert second.stdout == "0 added, 0 updated, 3 unchanged, 3 rejected\n"
+    assert invoke("subscribers", "export", "-", "--config", site.config).stdout == before
+    assert before.splitlines() == [
+        "email,name,topics,status",
+        'ada@example.org,Ada,"python, rust",active',
+        "bob@example.org,Bob,,unsubscribed",
+        "dave@example.org,,,active",
+    ]
+    # the export imports back to the same list, and never re-activates an unsubscribe
+    exported = tmp_path / "export.csv"
+    invoke("subscribers", "export", exported, "--config", site.config)
+    exported.write_text(exported.read_text().replace("unsubscribed", "active"))
+    invoke("subscribers", "import", exported, "--config", site.config)
+    assert (
+        "bob@example.org\tunsubscribed"
+        in invoke("subscribers", "list", "--config", site.config).stdout
+    )
+
+
+# --- sending over SMTP --------------------------------------------------------------------
+
+
+def test_each_subscriber_gets_the_posts_they_follow_with_list_headers(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    with Sink() as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "all@example.org")
+        subscribe(invoke, site, "py@example.org", topic="python")
+        subscribe(invoke, site, "go@example.org", topic="go")  # follows nothing new: no mail
+        result = send(invoke, site)
+        assert result.exit_code == 0, result.stderr
+        assert "queued for 2 subscribers (2 versions)" in result.stdout
+        assert "sent 2, deferred 0, bounced 0, failed 0" in result.stdout
+        received = {item.recipients[0]: item.message for item in sink.handler.received}
+    assert set(received) == {"all@example.org", "py@example.org"}
+    everything, python = received["all@example.org"], received["py@example.org"]
+    assert everything["Subject"] == "Test Site: 2 new posts"
+    assert python["Subject"] == "Test Site: 1 new post"
+    assert "Rust news" not in python.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    for address, message in received.items():
+        assert message["From"] == "Test Site <news@blog.syndicate.test>"
+        assert message["To"] == address
+        assert message["Date"]
+        assert message["List-Id"] == "Test Site <newsletter.blog.syndicate.test>"
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert message.get_content_type() == "multipart/alternative"
+        https, mailto = [part.strip(" <>") for part in message["List-Unsubscribe"].split(",")]
+        assert https.startswith("https://blog.syndicate.test/unsubscribe?token=")
+        assert mailto.startswith("mailto:news@blog.syndicate.test?subject=unsubscribe%20")
+        token = https.split("token=")[1]
+        subscriber_id = verify_token(SECRET.encode(), token, address, "unsubscribe")
+        assert subscriber_id > 0
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert https in text and https in html  # the same link, visible in the body
+    ids = {m["Message-ID"] for m in received.values()}
+    assert len(ids) == 2
+
+
+def test_a_digest_is_queued_once_and_never_sent_twice(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    with Sink() as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "a@example.org", "b@example.org")
+        assert send(invoke, site).exit_code == 0
+        again = send(invoke, site, "2025-09-01T10:00:00Z")
+        assert again.exit_code == 0 and again.stdout == "nothing to send\n"
+        assert sink.handler.by_recipient() == {"a@example.org": 1, "b@example.org": 1}
+    connection = db(site)
+    assert connection.execute("select count(*) from digests").fetchone() == (1,)
+    assert connection.execute("select status, count(*) from outbox group by status").fetchall() == [
+        ("sent", 2)
+    ]
+
+
+def test_the_same_posts_cannot_make_a_second_digest(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    now = datetime(2025, 9, 1, tzinfo=UTC)
+    fields = {
+        "key": "k",
+        "posts_hash": "h",
+        "since": now,
+        "until": now,
+        "subject": "s",
+        "post_sources": ["a"],
+        "archive_url": "u",
+        "bodies": [],
+        "recipients": [],
+        "now": now,
+    }
+    queue_digest(store, **fields)  # type: ignore[arg-type]
+    with pytest.raises(DigestExistsError):
+        queue_digest(store, **{**fields, "key": "k2"})  # type: ignore[arg-type]
+
+
+def test_451_is_deferred_and_retried_550_bounces_and_suppresses(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    handler = SinkHandler(tempfail={"later@example.org"}, reject={"gone@example.org"})
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "ok@example.org", "later@example.org", "gone@example.org")
+        first = send(invoke, site)
+        assert first.exit_code == 1  # something is left deferred
+        assert "sent 1, deferred 1, bounced 1, failed 0" in first.stdout
+        assert (
+            "deferred: later@example.org: 451 4.3.0 Mailbox busy, try again later (retry in 60s)"
+            in first.stderr
+        )
+        assert "bounced: gone@example.org: 550 5.1.1 No such user here" in first.stderr
+        assert (
+            "gone@example.org\tbounced"
+            in invoke("subscribers", "list", "--config", site.config).stdout
+        )
+        # before the back-off has passed nothing is retried
+        assert send(invoke, site, "2025-09-01T09:00:30Z").stdout == "nothing to send\n"
+        handler.tempfail.clear()
+        retried = send(invoke, site, "2025-09-01T09:01:01Z")
+        assert retried.exit_code == 0, retried.stderr
+        assert "sent 1, deferred 0" in retried.stdout
+        assert sink.handler.by_recipient() == {"ok@example.org": 1, "later@example.org": 1}
+
+
+def test_a_4xx_gives_up_after_max_attempts(site: Site, invoke: Callable[..., Result]) -> None:
+    handler = SinkHandler(tempfail={"later@example.org"})
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "later@example.org")
+        assert "deferred 1" in send(invoke, site, "2025-09-01T09:00:00Z").stdout
+        assert (
+            "deferred 1" in send(invoke, site, "2025-09-01T10:00:00Z").stdout
+        )  # attempt 2, back-off 120 s
+        third = send(invoke, site, "2025-09-01T11:00:00Z")
+        assert third.exit_code == 1
+        assert (
+            "failed: later@example.org: 451 4.3.0 Mailbox busy, try again later (gave up after 3 attempts)"
+            in third.stderr
+        )
+        assert send(invoke, site, "2025-09-02T11:00:00Z").stdout == "nothing to send\n"
+
+
+def test_a_dropped_connection_is_retried_and_nobody_gets_two(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    handler = SinkHandler(drop_after=3)
+    addresses = [f"r{n}@example.org" for n in range(8)]
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, *addresses)
+        first = send(invoke, site)
+        assert "sent 7, deferred 1" in first.stdout
+        assert "connection lost" in first.stderr
+        send(invoke, site, "2025-09-01T09:05:00Z")
+        assert sink.handler.by_recipient() == dict.fromkeys(addresses, 1)
+
+
+# --- TLS and AUTH ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> Iterator[tuple[trustme.CA, Path]]:
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    yield ca, ca_file
+
+
+def server_context(ca: trustme.CA) -> object:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+def test_starttls_with_auth_delivers(
+    site: Site,
+    invoke: Callable[..., Result],
+    tls: tuple[trustme.CA, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ca, ca_file = tls
+    monkeypatch.setenv("SYNDICATE_SMTP_PASSWORD", "hunter2")
+    with Sink(
+        tls_context=server_context(ca), credentials=("mailer", "hunter2"), require_starttls=True
+    ) as sink:  # type: ignore[arg-type]
+        mail_site(site, sink.port, "starttls", f"    username: mailer\n    ca_file: {ca_file}\n")
+        subscribe(invoke, site, "a@example.org")
+        result = send(invoke, site)
+        assert result.exit_code == 0, result.stderr
+        assert sink.handler.by_recipient() == {"a@example.org": 1}
+    assert "hunter2" not in (site.config.read_text() + result.stdout + result.stderr)
+
+
+def test_wrong_password_stops_delivery_and_keeps_the_queue(
+    site: Site,
+    invoke: Callable[..., Result],
+    tls: tuple[trustme.CA, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ca, ca_file = tls
+    monkeypatch.setenv("SYNDICATE_SMTP_PASSWORD", "wrong")
+    with Sink(
+        tls_context=server_context(ca), credentials=("mailer", "hunter2"), require_starttls=True
+    ) as sink:  # type: ignore[arg-type]
+        mail_site(site, sink.port, "starttls", f"    username: mailer\n    ca_file: {ca_file}\n")
+        subscribe(invoke, site, "a@example.org")
+        result = send(invoke, site)
+        assert result.exit_code == 1
+        assert "refused the login for mailer: 535" in result.stderr
+        assert "wrong" not in result.stderr
+        assert sink.handler.received == []
+    assert db(site).execute("select status from outbox").fetchall() == [("queued",)]
+
+
+def test_untrusted_certificate_is_refused(
+    site: Site, invoke: Callable[..., Result], tls: tuple[trustme.CA, Path]
+) -> None:
+    ca, _ = tls
+    with Sink(tls_context=server_context(ca), require_starttls=True) as sink:  # type: ignore[arg-type]
+        mail_site(site, sink.port, "starttls")  # no ca_file: the system store does not know this CA
+        subscribe(invoke, site, "a@example.org")
+        result = send(invoke, site)
+        assert result.exit_code == 1
+        assert "TLS certificate of 127.0.0.1" in result.stderr and "not trusted" in result.stderr
+        assert sink.handler.received == []
+
+
+def test_missing_starttls_is_an_error_not_a_downgrade(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    with Sink() as sink:  # a server without STARTTLS
+        mail_site(site, sink.port, "starttls")
+        subscribe(invoke, site, "a@example.org")
+        result = send(invoke, site)
+        assert result.exit_code == 1
+        assert "does not offer STARTTLS" in result.stderr
+        assert sink.handler.received == []
+
+
+def test_missing_secret_queues_nothing(
+    site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SYNDICATE_SECRET")
+    with Sink() as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "a@example.org")
+        result = send(invoke, site)
+        assert result.exit_code == 1
+        assert "SYNDICATE_SECRET is not set" in result.stderr
+    assert db(site).execute("select count(*) from digests").fetchone() == (0,)
+
+
+def test_dry_run_sends_and_queues_nothing(site: Site, invoke: Callable[..., Result]) -> None:
+    with Sink() as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "a@example.org")
+        result = send(invoke, site, NOW, "--dry-run")
+        assert result.stdout.startswith(
+            "would send 'Test Site: 2 new posts' to 1 subscribers (1 version)"
+        )
+        assert sink.handler.received == []
+    assert db(site).execute("select count(*) from digests").fetchone() == (0,)
+
+
+# --- crash safety -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_kill_9_mid_send_then_rerun_delivers_each_exactly_once(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    handler = SinkHandler(pause_at=5)
+    addresses = [f"k{n:02d}@example.org" for n in range(12)]
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, *addresses)
+        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
+        args = [sys.executable, "-m", "syndicate", "send", "--now", NOW]
+        victim = subprocess.Popen(
+            args, cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert handler.paused.wait(60), "the sender never reached message 5"
+        victim.send_signal(signal.SIGKILL)  # mid-DATA of message 5, other connection mid-flight too
+        victim.wait()
+        handler.release.set()
+        in_doubt = (
+            db(site).execute("select count(*) from outbox where status = 'sending'").fetchone()
+        )
+        assert in_doubt is not None and in_doubt[0] >= 1
+        rerun = subprocess.run(
+            args, cwd=site.root, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        assert sink.handler.by_recipient() == dict.fromkeys(addresses, 1)
+    assert db(site).execute("select status, count(*) from outbox group by status").fetchall() == [
+        ("sent", 12)
+    ]
+
+
+# --- message bytes -------------------------------------------------------------------------
+
+
+def test_file_transport_writes_the_bytes_smtp_carries(site: Site, tmp_path: Path) -> None:
+    with Sink() as sink:
+        config = parse_config(smtp_config(sink.port), site.config)
+        template = MessageTemplate(
+            config,
+            "2025-09-01-x",
+            "Subject é",
+            "<p>Hi __syndicate_token__</p>",
+            "Hi __syndicate_token__\n",
+            datetime(2025, 9, 1, tzinfo=UTC),
+        )
+        prepared = template.render(7, "a@example.org", "Ada Ö", "7.unsubscribe.abc")
+        smtp = SMTPTransport(config).connect()
+        smtp.send(prepared.sender, prepared.recipient, prepared.data)
+        smtp.close()
+        FileTransport(tmp_path / "outbox").connect().send(
+            prepared.sender, prepared.recipient, prepared.data
+        )
+        over_the_wire = sink.handler.received[0].data
+    [written] = (tmp_path / "outbox").iterdir()
+    assert written.read_bytes() == prepared.data == over_the_wire
+    message = sink.handler.received[0].message
+    assert message["Subject"] == "Subject é" and message["To"] == "Ada Ö <a@example.org>"
+    assert (
+        message.get_body(("plain",)).get_content().replace("\r\n", "\n") == "Hi 7.unsubscribe.abc\n"
+    )  # type: ignore[union-attr]
+
+
+def test_nothing_from_a_post_or_subscriber_can_add_a_header(site: Site) -> None:
+    config = parse_config(SITE_CONFIG, site.config)
+    assert (
+        header_value("Subject", "Hi\r\nBcc: victim@x.test") == b"Subject: Hi Bcc: victim@x.test\r\n"
+    )
+    template = MessageTemplate(
+        config, "k", "Evil\r\nBcc: x@x.test", "<p>x</p>", "x", datetime(2025, 9, 1, tzinfo=UTC)
+    )
+    data = template.render(1, "a@example.org", "Eve\r\nBcc: y@x.test", "t").data
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert not [line for line in head.split(b"\r\n") if line.lower().startswith(b"bcc")]
+
+
+def test_dkim_signature_verifies(site: Site, tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    site.set_config(
+        SITE_CONFIG
+        + f"newsletter:\n  from: 'T <news@blog.syndicate.test>'\ndelivery:\n  transport: file\n  dkim: {{selector: s1, domain: blog.syndicate.test, key_file: {key_file}}}\n"
+    )
+    site.write_post("a.md", post("A", "2025-08-31", description="d"))
+    from click.testing import CliRunner
+
+    from syndicate.cli import cli
+
+    runner = CliRunner()
+    runner.invoke(cli, ["subscribers", "add", "a@example.org", "--config", str(site.config)])
+    result = runner.invoke(cli, ["send", "--config", str(site.config), "--now", NOW])
+    assert result.exit_code == 0, result.output
+    [message] = (site.root / "outbox").iterdir()
+    data = message.read_bytes()
+    assert data.startswith(b"DKIM-Signature:")
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.blog.syndicate.test."
+        return record
+
+    assert dkim.verify(data, dnsfunc=dns)
+    assert not dkim.verify(data.replace(b"Subject: T", b"Subject: X"), dnsfunc=dns)
+
+
+def test_tokens_cannot_be_forged_or_reused(site: Site) -> None:
+    secret = SECRET.encode()
+    token = sign_token(secret, 42, "Ada@Example.org", "unsubscribe")
+    assert verify_token(secret, token, "ada@example.org", "unsubscribe") == 42
+    with pytest.raises(TokenError):
+        verify_token(secret, token, "bob@example.org", "unsubscribe")  # another address
+    with pytest.raises(TokenError):
+        verify_token(secret, token.replace("42.", "43.", 1), "ada@example.org", "unsubscribe")
+    with pytest.raises(TokenError):
+        verify_token(secret, token.replace("unsubscribe", "confirm"), "ada@example.org", "confirm")
+    with pytest.raises(TokenError):
+        verify_token(b"another-secret-0123456789", token, "ada@example.org", "unsubscribe")
+    with pytest.raises(TokenError):
+        verify_token(secret, "garbage", "ada@example.org", "unsubscribe")
+
+
+# --- the scheduler sends at schedule.newsletter ----------------------------------------------
+
+
+def test_run_once_sends_the_digest_at_the_newsletter_slot(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    site.set_config(
+        SITE_CONFIG
+        + "newsletter:\n  from: 'T <news@blog.syndicate.test>'\nschedule:\n  newsletter: '0 8 * * mon'\n"
+    )
+    site.write_post("a.md", post("A", "2025-08-30", description="d"))
+    subscribe(invoke, site, "a@example.org")
+    # Monday 2025-09-01 07:00: the week's slot (08:00) has not come; last week's did
+    first = invoke(
+        "run", "--once", "--config", site.config, "--now", "2025-09-01T07:00:00Z", cwd=site.root
+    )
+    assert first.exit_code == 0, first.stderr
+    assert "queued for 1 subscribers" in first.stdout and "sent 1" in first.stdout
+    quiet = invoke(
+        "run", "--once", "--config", site.config, "--now", "2025-09-01T07:30:00Z", cwd=site.root
+    )
+    assert quiet.stdout == ""
+    site.write_post("b.md", post("B", "2025-09-01T07:45:00Z", description="d"))
+    before_slot = invoke(
+        "run", "--once", "--config", site.config, "--now", "2025-09-01T07:50:00Z", cwd=site.root
+    )
+    assert before_slot.stdout == "published: B <https://blog.syndicate.test/posts/b/>\n"
+    at_slot = invoke(
+        "run", "--once", "--config", site.config, "--now", "2025-09-01T08:00:00Z", cwd=site.root
+    )
+    assert "queued for 1 subscribers" in at_slot.stdout
+    assert len(list((site.root / "outbox").iterdir())) == 2
+    assert (site.public / "newsletter" / "index.html").exists()
