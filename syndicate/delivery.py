@@ -210,6 +210,14 @@ def deliver_outbox(
         config.delivery.smtp.rate_per_second if config.delivery.transport == "smtp" else 0
     )
     lock = threading.Lock()
+    # One writer at a time from our side: SQLite's own busy handler would make the
+    # connections sleep in turn (milliseconds each), which caps throughput far below SMTP's.
+    db_lock = threading.Lock()
+
+    def mark(row_id: int, status: str, **values: object) -> None:
+        with db_lock:
+            mark_row(store, row_id, status, **values)
+
     fatal: list[DeliveryError] = []
     clock = clock or (lambda: now)
 
@@ -235,14 +243,14 @@ def deliver_outbox(
                 break
             limiter.wait()
             attempts = row.attempts + 1
-            mark_row(store, row.id, SENDING, attempts=attempts)
+            mark(row.id, SENDING, attempts=attempts)
             try:
                 message = prepare(row)
                 if connection is None:
                     connection = transport.connect()
                 response = connection.send(message.sender, message.recipient, message.data)
             except DeliveryError as exc:
-                mark_row(store, row.id, "queued", attempts=row.attempts)  # nothing was sent
+                mark(row.id, "queued", attempts=row.attempts)  # nothing was sent
                 fatal.append(exc)
                 break
             except TransientFailure as exc:
@@ -250,7 +258,7 @@ def deliver_outbox(
                     connection.close()
                     connection = None
                 if attempts >= config.delivery.max_attempts:
-                    mark_row(store, row.id, FAILED, last_response=exc.response)
+                    mark(row.id, FAILED, last_response=exc.response)
                     record(row, "failed", f"{exc.response} (gave up after {attempts} attempts)")
                 else:
                     delay = config.delivery.retry_base_seconds * 2 ** (attempts - 1)
@@ -264,11 +272,12 @@ def deliver_outbox(
                     record(row, "deferred", f"{exc.response} (retry in {delay}s)")
                 continue
             except PermanentFailure as exc:
-                mark_row(store, row.id, BOUNCED, last_response=exc.response)
-                set_status(store, row.subscriber_id, "bounced", clock())
+                mark(row.id, BOUNCED, last_response=exc.response)
+                with db_lock:
+                    set_status(store, row.subscriber_id, "bounced", clock())
                 record(row, "bounced", exc.response)
                 continue
-            mark_row(store, row.id, SENT, last_response=response, sent_at=clock())
+            mark(row.id, SENT, last_response=response, sent_at=clock())
             record(row, "sent", response)
         if connection is not None:
             connection.close()

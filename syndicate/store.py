@@ -369,7 +369,9 @@ def _aware(value: datetime) -> datetime:
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (status) never block the run
-    cursor.execute("PRAGMA synchronous=FULL")
+    # NORMAL in WAL mode survives a killed process (the WAL is in the OS cache); only a power
+    # cut may lose the last commits, and then in-doubt rows are resent (see delivery.py).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
