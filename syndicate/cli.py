@@ -39,6 +39,7 @@ from syndicate.pipeline import build_site, check_site, lock_path, run_cycle
 from syndicate.posts import Progress, ReadOutcome, display_path, published, read_posts
 from syndicate.render import TOKEN_PLACEHOLDER, render_digest
 from syndicate.schedule import Daemon, next_fire_times
+from syndicate.serve import serve_forever
 from syndicate.store import Store
 from syndicate.subscribers import (
     STATUSES,
@@ -705,3 +706,16 @@ class ProgressReporter:
     def finish(self) -> None:
         if self.count:
             click.echo("", err=True)
+
+
+@cli.command()
+@config_option
+@click.option("--host", help="Address to listen on (default serve.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default serve.port, 8080).")
+@debug_option
+@guarded
+def serve(config_path: Path, host: str | None, port: int | None, debug: bool) -> None:
+    """Serve the output folder (feeds with ETag, Last-Modified, gzip) and the subscribe,
+    confirm and one-click unsubscribe endpoints. Needs SYNDICATE_SECRET."""
+    config = load_config(config_path)
+    serve_forever(config, host or config.serve.host, port or config.serve.port)

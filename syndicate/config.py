@@ -117,6 +117,17 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeConfig:
+    enabled: bool  # the daemon (`syndicate run`) serves too
+    host: str
+    port: int
+    public_url: str  # where readers reach this server (links in confirmation emails)
+    trusted_proxies: tuple[str, ...]  # whose X-Forwarded-For is believed
+    subscribe_per_minute: int
+    max_body_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     site: SiteConfig
@@ -127,6 +138,7 @@ class Config:
     schedule: ScheduleConfig
     newsletter: NewsletterConfig
     delivery: DeliveryConfig
+    serve: ServeConfig
 
 
 _REQUIRED = object()
@@ -209,6 +221,15 @@ SCHEMA: _Schema = {
         },
         "list_id": _Key(str, None),
         "secret_env": _Key(str, "SYNDICATE_SECRET"),
+    },
+    "serve": {
+        "enabled": _Key(bool, False),
+        "host": _Key(str, "127.0.0.1"),
+        "port": _Key(int, 8080),
+        "public_url": _Key(str, None),
+        "trusted_proxies": _Key(list, [], item=str),
+        "subscribe_per_minute": _Key(int, 5),
+        "max_body_bytes": _Key(int, 16_384),
     },
     "schedule": {
         "build": _Key(str, "*/15 * * * *"),
@@ -447,6 +468,19 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
 
     delivery = _delivery(v["delivery"], url, root, problems)
 
+    serve = v["serve"]
+    public_url = serve["public_url"] or url
+    if not public_url.endswith("/"):
+        public_url += "/"
+    if not _is_absolute_http(public_url):
+        problems.add("serve.public_url", f"must be an absolute http(s) URL, got {public_url!r}")
+    if not 0 < serve["port"] < 65536:
+        problems.add("serve.port", f"must be a TCP port, got {serve['port']}")
+    if serve["subscribe_per_minute"] < 1:
+        problems.add("serve.subscribe_per_minute", "must be at least 1")
+    if serve["max_body_bytes"] < 1024:
+        problems.add("serve.max_body_bytes", "must be at least 1024")
+
     state_url = v["state"]["url"]
     if "://" not in state_url:
         problems.add(
@@ -489,6 +523,15 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         ),
         newsletter=newsletter,
         delivery=delivery,
+        serve=ServeConfig(
+            enabled=serve["enabled"],
+            host=serve["host"],
+            port=serve["port"],
+            public_url=public_url,
+            trusted_proxies=tuple(serve["trusted_proxies"]),
+            subscribe_per_minute=serve["subscribe_per_minute"],
+            max_body_bytes=serve["max_body_bytes"],
+        ),
     )
 
 

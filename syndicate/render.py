@@ -194,9 +194,9 @@ def render_template(env: jinja2.Environment, name: str, context: Mapping[str, An
 _MJ_TAG = re.compile(r"<(mj-[a-z-]+)")
 
 
-def compile_mjml(source: str, env: jinja2.Environment) -> str:
+def compile_mjml(source: str, env: jinja2.Environment, name: str = HTML_TEMPLATE) -> str:
     """MJML -> HTML with the inline styles applied. Rejects what mjml-python lets through."""
-    shown = _template_path(env, HTML_TEMPLATE, None)
+    shown = _template_path(env, name, None)
     try:
         html = str(mjml2html(source, disable_comments=True))
     except ValueError as exc:
@@ -241,3 +241,24 @@ def _template_frame(
             found = (filename, tb.tb_lineno)
         tb = tb.tb_next
     return found
+
+
+def render_confirmation(config: Config, confirm_url: str) -> RenderedEmail:
+    """The double opt-in email: one button, and the same link in the text part."""
+    env = template_environment(config)
+    subject = f"Confirm your subscription to {config.site.title}"
+    context = {
+        "site": {
+            "title": config.site.title,
+            "url": config.site.url,
+            "host": urlsplit(config.site.url).hostname or config.site.url,
+            "logo": config.site.logo,
+            "language": config.site.language,
+        },
+        "subject": subject,
+        "confirm_url": confirm_url,
+        "postal_address": config.newsletter.postal_address,
+    }
+    html = compile_mjml(render_template(env, "confirm.mjml.j2", context), env, "confirm.mjml.j2")
+    text = render_template(env, "confirm.txt.j2", context)
+    return RenderedEmail(subject=subject, preheader=subject, html=html, text=text)

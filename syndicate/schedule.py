@@ -91,8 +91,18 @@ class Daemon:
             self.config.site.timezone,
             self.config.state_url,
         )
-        self.scheduler.start()
-        self.store.close()
+        stop_serving = None
+        if self.config.serve.enabled:
+            from syndicate.serve import start_in_thread
+
+            stop_serving = start_in_thread(self.config)
+            log.info("serving on http://%s:%d/", self.config.serve.host, self.config.serve.port)
+        try:
+            self.scheduler.start()
+        finally:
+            if stop_serving is not None:
+                stop_serving()
+            self.store.close()
         log.info("daemon stopped")
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:

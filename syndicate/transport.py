@@ -220,7 +220,7 @@ class FileConnection:
         self.folder = folder
 
     def send(self, sender: str, recipient: str, data: bytes) -> str:
-        message_id = re.search(rb"^Message-ID: <([^>]+)>", data, re.MULTILINE)
+        message_id = re.search(rb"^Message-ID:\s*<([^>]+)>", data, re.MULTILINE | re.IGNORECASE)
         name = message_id[1].decode() if message_id else f"{time.time_ns()}"
         safe = re.sub(r"[^A-Za-z0-9@._+-]", "_", name)
         try:

@@ -1,0 +1,341 @@
+"""`syndicate serve`: the app in-process for the protocol cases, then a real server
+driven by headless Chromium through subscribe, confirm and one-click unsubscribe."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import gzip
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+
+import pytest
+from starlette.testclient import TestClient
+
+from syndicate.config import Config, load_config
+from syndicate.mailstore import find_subscriber
+from syndicate.serve import create_app
+from syndicate.store import Store
+from syndicate.tokens import sign_token
+
+from .conftest import SITE_CONFIG, Result, Site, post
+from .smtp_sink import free_port
+
+SECRET = "serve-secret-0123456789abcdef"  # noqa: S105 - a test key
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNDICATE_SECRET", SECRET)
+
+
+def served_site(
+    site: Site,
+    invoke: Callable[..., Result],
+    extra: str = "",
+    public_url: str = "https://blog.syndicate.test/",
+) -> Config:
+    site.set_config(
+        SITE_CONFIG
+        + "newsletter:\n  from: 'Test Site <news@blog.syndicate.test>'\n"
+        + f"  unsubscribe_url: {public_url}unsubscribe\n"
+        + f"serve:\n  public_url: {public_url}\n  subscribe_per_minute: 3\n  max_body_bytes: 2048\n"
+        + extra
+    )
+    site.write_post(
+        "a.md", post("Tom & Jerry", "2025-08-30", tags="[python]", description="About <things>.")
+    )
+    result = invoke("build", "--config", site.config, "--now", "2025-09-01", cwd=site.root)
+    assert result.exit_code == 0, result.stderr
+    return load_config(site.config)
+
+
+@pytest.fixture
+def client(site: Site, invoke: Callable[..., Result]) -> Iterator[TestClient]:
+    config = served_site(site, invoke)
+    with TestClient(create_app(config), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def outbox(site: Site) -> list[EmailMessage]:
+    folder = site.root / "outbox"
+    messages = []
+    for path in sorted(folder.iterdir()) if folder.exists() else []:
+        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        messages.append(parsed)
+    return messages
+
+
+def link_in(message: EmailMessage, path: str) -> str:
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    found = re.search(rf"\S+/{path}\?token=\S+", text)
+    assert found, text
+    return found[0]
+
+
+# --- feeds over HTTP -----------------------------------------------------------------------
+
+
+def test_feeds_have_their_types_etag_last_modified_and_cache_headers(client: TestClient) -> None:
+    for name, kind in (
+        ("feed.xml", "application/rss+xml"),
+        ("atom.xml", "application/atom+xml"),
+        ("feed.json", "application/feed+json"),
+    ):
+        response = client.get(f"/{name}", headers={"Accept": "*/*"})
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith(kind)
+        assert response.headers["etag"].startswith('W/"')
+        assert response.headers["last-modified"].endswith("GMT")
+        assert response.headers["cache-control"] == "public, max-age=300"
+    assert client.get("/feed.xsl").headers["content-type"].startswith("text/xsl")
+    assert client.get("/tags/python/feed.xml").status_code == 200
+
+
+def test_a_browser_gets_xml_so_the_stylesheet_renders(client: TestClient) -> None:
+    browser = client.get(
+        "/feed.xml",
+        headers={"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+    )
+    assert browser.headers["content-type"] == "application/xml; charset=utf-8"
+    assert "Accept" in browser.headers["vary"]
+
+
+def test_conditional_get_answers_304(client: TestClient) -> None:
+    first = client.get("/feed.xml")
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    assert client.get("/feed.xml", headers={"If-None-Match": etag}).status_code == 304
+    assert (
+        client.get("/feed.xml", headers={"If-None-Match": etag.removeprefix("W/")}).status_code
+        == 304
+    )
+    assert client.get("/feed.xml", headers={"If-Modified-Since": modified}).status_code == 304
+    assert (
+        client.get(
+            "/feed.xml", headers={"If-None-Match": '"other"', "If-Modified-Since": modified}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.get(
+            "/feed.xml", headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}
+        ).status_code
+        == 200
+    )
+    assert client.head("/feed.xml").headers["content-length"] == str(len(first.content))
+
+
+def test_gzip_when_asked(client: TestClient) -> None:
+    response = client.get("/feed.xml", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    raw = client.get("/feed.xml", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in raw.headers
+    assert response.content == raw.content  # httpx decodes; same bytes
+    assert gzip.decompress(gzip.compress(raw.content)) == raw.content
+
+
+def test_home_page_has_autodiscovery_links_and_a_form(client: TestClient) -> None:
+    page = client.get("/").text
+    assert (
+        '<link rel="alternate" type="application/rss+xml" title="Test Site (RSS)" href="https://blog.syndicate.test/feed.xml">'
+        in page
+    )
+    assert 'type="application/atom+xml"' in page and 'type="application/feed+json"' in page
+    assert '<form method="post" action="subscribe">' in page
+    assert 'value="python"' in page
+
+
+def test_unknown_paths_traversal_and_hidden_files_are_404(client: TestClient) -> None:
+    for path in (
+        "/nope.xml",
+        "/../config.yaml",
+        "/%2e%2e/config.yaml",
+        "/.syndicate-manifest.json",
+        "/tags/../../config.yaml",
+    ):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "Traceback" not in response.text
+
+
+# --- subscribe, confirm, unsubscribe --------------------------------------------------------
+
+
+def test_subscribe_confirm_and_one_click_unsubscribe_as_gmail_sends_it(
+    client: TestClient, site: Site
+) -> None:
+    response = client.post(
+        "/subscribe", data={"email": "Reader@Example.org", "name": "Reader", "topics": "python"}
+    )
+    assert response.status_code == 202 and "Check your inbox" in response.text
+    store = Store(load_config(site.config).state_url)
+    subscriber = find_subscriber(store, "reader@example.org")
+    assert (
+        subscriber is not None
+        and subscriber.status == "pending"
+        and subscriber.topics == ("python",)
+    )
+    [message] = outbox(site)
+    assert message["To"] == "Reader <Reader@example.org>"
+    confirm = link_in(message, "confirm")
+    assert confirm.startswith("https://blog.syndicate.test/confirm?token=")
+    confirmed = client.get(confirm.replace("https://blog.syndicate.test", ""))
+    assert confirmed.status_code == 200 and "Subscription confirmed" in confirmed.text
+    assert find_subscriber(store, "reader@example.org").status == "active"  # type: ignore[union-attr]
+
+    token = sign_token(SECRET.encode(), subscriber.id, subscriber.email, "unsubscribe")
+    page = client.get(f"/unsubscribe?token={token}")
+    assert page.status_code == 200 and 'action="unsubscribe?token=' in page.text
+    assert find_subscriber(store, "reader@example.org").status == "active"  # type: ignore[union-attr]  # GET changes nothing
+    for _ in range(2):  # idempotent
+        one_click = client.post(
+            f"/unsubscribe?token={token}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert one_click.status_code == 200
+    assert find_subscriber(store, "reader@example.org").status == "unsubscribed"  # type: ignore[union-attr]
+
+
+def test_json_subscribe_and_answers_that_reveal_nothing(client: TestClient, site: Site) -> None:
+    first = client.post("/subscribe", json={"email": "dup@example.org", "topics": ["python"]})
+    assert first.status_code == 202 and first.json() == {"status": "confirmation-sent"}
+    store = Store(load_config(site.config).state_url)
+    subscriber = find_subscriber(store, "dup@example.org")
+    assert subscriber is not None
+    client.get(link_in(outbox(site)[0], "confirm").replace("https://blog.syndicate.test", ""))
+    second = client.post("/subscribe", json={"email": "dup@example.org"})
+    assert (second.status_code, second.json()) == (first.status_code, first.json())
+    assert len(outbox(site)) == 1  # an active subscriber gets no second confirmation
+
+
+def test_tampered_tokens_get_a_400_page(client: TestClient, site: Site) -> None:
+    client.post("/subscribe", data={"email": "t@example.org"})
+    link = link_in(outbox(site)[0], "confirm").replace("https://blog.syndicate.test", "")
+    for bad in (
+        link[:-2] + "xx",
+        link.replace("confirm?token=", "confirm?token=9"),
+        "/confirm?token=",
+        "/confirm",
+    ):
+        response = client.get(bad)
+        assert response.status_code == 400, bad
+        assert "This link is not valid" in response.text and "Traceback" not in response.text
+    confirm_token = link.split("token=")[1]
+    assert client.post(f"/unsubscribe?token={confirm_token}").status_code == 400  # wrong purpose
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400),
+        ({"content": b"[1, 2]", "headers": {"Content-Type": "application/json"}}, 400),
+        ({"data": {"email": "not an address"}}, 400),
+        ({"data": {"name": "no email"}}, 400),
+        (
+            {
+                "content": b"x" * 5000,
+                "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+            },
+            413,
+        ),
+        ({"content": b"<xml/>", "headers": {"Content-Type": "application/xml"}}, 415),
+        ({"json": {"email": "a@example.org", "topics": [1, 2]}}, 400),
+    ],
+)
+def test_bad_requests_get_clear_4xx(
+    client: TestClient, kwargs: dict[str, object], status: int
+) -> None:
+    response = client.post("/subscribe", **kwargs)  # type: ignore[arg-type]
+    assert response.status_code == status
+    assert "Traceback" not in response.text
+
+
+def test_subscribe_is_rate_limited_per_client(client: TestClient) -> None:
+    codes = [
+        client.post("/subscribe", data={"email": f"r{n}@example.org"}).status_code for n in range(5)
+    ]
+    assert codes == [202, 202, 202, 429, 429]
+    limited = client.post("/subscribe", data={"email": "r9@example.org"})
+    assert int(limited.headers["retry-after"]) > 0
+    assert client.get("/feed.xml").status_code == 200  # reading is never limited
+
+
+def test_a_burst_of_bad_requests_leaves_the_server_serving(client: TestClient) -> None:
+    for n in range(200):
+        client.post("/unsubscribe?token=garbage", content=b"x" * (n % 3000))
+        client.get(f"/no/such/{n}")
+        client.request("DELETE", "/feed.xml")
+    assert client.get("/feed.xml").status_code == 200
+
+
+# --- end to end: a real server, a real browser --------------------------------------------------
+
+
+@pytest.mark.slow
+def test_subscribe_confirm_unsubscribe_in_chromium(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from . import browser
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    served_site(site, invoke, public_url=base)
+    env = {**os.environ, "SYNDICATE_SECRET": SECRET}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "syndicate", "serve", "--port", str(port)],
+        cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(base + "feed.xml", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "syndicate serve did not come up"
+            time.sleep(0.2)
+        binary = browser.chromium()
+        assert binary
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=binary, args=browser.FLAGS[1:])
+            page = chromium.new_page()
+            page.goto(base)
+            page.fill("#email", "browser@example.org")
+            page.fill("#name", "Browser Reader")
+            page.check("input[value=python]")
+            page.click("button[type=submit]")
+            assert page.locator("h1").inner_text() == "Check your inbox"
+            deadline = time.monotonic() + 10
+            while not outbox(site) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            [message] = outbox(site)
+            page.goto(link_in(message, "confirm"))
+            assert page.locator("h1").inner_text() == "Subscription confirmed"
+            store = Store(load_config(site.config).state_url)
+            subscriber = find_subscriber(store, "browser@example.org")
+            assert subscriber is not None and subscriber.status == "active"
+            token = sign_token(SECRET.encode(), subscriber.id, subscriber.email, "unsubscribe")
+            page.goto(f"{base}unsubscribe?token={token}")
+            page.click("button[type=submit]")
+            assert page.locator("h1").inner_text() == "You are unsubscribed"
+            assert find_subscriber(store, "browser@example.org").status == "unsubscribed"  # type: ignore[union-attr]
+            page.goto(base + "feed.xml")  # the XSL view of the feed
+            assert "Tom & Jerry" in page.content() or "Tom &amp; Jerry" in page.content()
+            chromium.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=20)
+    assert "Traceback" not in err
