@@ -56,6 +56,22 @@ PROGRESS_THRESHOLD = 500
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="config.yaml",
+    show_default=True,
+    help="The configuration file.",
+)
+debug_option = click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="How long to wait for another run to finish (default schedule.lock_timeout_seconds).",
+)
+
 
 def main() -> None:
     """Console-script entry point."""
@@ -71,14 +87,7 @@ def cli() -> None:
 def content_options(func: F) -> F:
     """The options every content command shares."""
     options = [
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(path_type=Path, dir_okay=False),
-            default="config.yaml",
-            show_default=True,
-            help="The configuration file.",
-        ),
+        config_option,
         click.option(
             "--content",
             type=click.Path(path_type=Path),
@@ -99,7 +108,7 @@ def content_options(func: F) -> F:
         click.option(
             "--strict", is_flag=True, help="Treat any error (check: any warning) as fatal."
         ),
-        click.option("--debug", is_flag=True, help="Show Python tracebacks."),
+        debug_option,
     ]
     for option in reversed(options):
         func = option(func)
@@ -114,6 +123,9 @@ def guarded(func: F) -> F:
         debug = bool(kwargs.get("debug"))
         try:
             return func(*args, **kwargs)
+        except LockTimeoutError as exc:
+            emit(exc.diagnostics())
+            sys.exit(EX_TEMPFAIL)
         except (ConfigError, TemplateError) as exc:
             if debug:
                 raise
@@ -140,6 +152,23 @@ def guarded(func: F) -> F:
             sys.exit(EXIT_ERRORS)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def opened_store(config: Config) -> Iterator[Store]:
+    store = Store(config.state_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def locked_store(config: Config, lock_timeout: float | None) -> Iterator[Store]:
+    """The run lock (one run at a time), then the state database."""
+    timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
+    with RunLock(lock_path(config), timeout), opened_store(config) as store:
+        yield store
 
 
 def emit(diagnostics: Iterable[Diagnostic]) -> None:
@@ -247,24 +276,12 @@ def check(
 
 
 @cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default="config.yaml",
-    show_default=True,
-    help="The configuration file.",
-)
+@config_option
 @click.option("--once", is_flag=True, help="One cycle and exit (for cron); else run as a daemon.")
 @click.option("--now", "now_text", metavar="ISO8601", help="With --once: pretend the time is this.")
-@click.option(
-    "--lock-timeout",
-    type=float,
-    metavar="SECONDS",
-    help="How long to wait for another run to finish (default schedule.lock_timeout_seconds).",
-)
+@lock_timeout_option
 @click.option("-v", "--verbose", is_flag=True, help="Say so even when nothing changed.")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+@debug_option
 @guarded
 def run(
     config_path: Path,
@@ -294,17 +311,8 @@ def run(
         Daemon(config).run()
         return
     now = parse_now(now_text, config)
-    timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
-    try:
-        with RunLock(lock_path(config), timeout):
-            store = Store(config.state_url)
-            try:
-                report = run_cycle(config, now, store, kind="once")
-            finally:
-                store.close()
-    except LockTimeoutError as exc:
-        emit(exc.diagnostics())
-        sys.exit(EX_TEMPFAIL)
+    with locked_store(config, lock_timeout) as store:
+        report = run_cycle(config, now, store, kind="once")
     emit(report.diagnostics)
     for failure in report.hub_failures:
         click.echo(f"syndicate: warning: {failure}", err=True)
@@ -335,28 +343,18 @@ def run(
 
 
 @cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default="config.yaml",
-    show_default=True,
-    help="The configuration file.",
-)
+@config_option
 @click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
-@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+@debug_option
 @guarded
 def status(config_path: Path, now_text: str | None, debug: bool) -> None:
     """Published and scheduled posts, the last runs, and the next scheduled jobs."""
     config = load_config(config_path)
     now = parse_now(now_text, config)
     tz = config.site.tz
-    store = Store(config.state_url)
-    try:
+    with opened_store(config) as store:
         states = store.post_states()
         runs = store.recent_runs(5)
-    finally:
-        store.close()
     catalog = read_posts(config)
     live = [s for s in states.values() if s.status == "published"]
     scheduled = sorted(
@@ -389,14 +387,7 @@ def status(config_path: Path, now_text: str | None, debug: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default="config.yaml",
-    show_default=True,
-    help="The configuration file.",
-)
+@config_option
 @click.option("--preview", is_flag=True, help="Render the next digest to files; send nothing.")
 @click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
 @click.option(
@@ -410,7 +401,7 @@ def status(config_path: Path, now_text: str | None, debug: bool) -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Folder for newsletter/preview.* (default output.dir).",
 )
-@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+@debug_option
 @guarded
 def digest(
     config_path: Path,
@@ -434,12 +425,9 @@ def digest(
     since = parse_now(since_text, config) if since_text else None
     catalog = read_posts(config)
     emit(catalog.diagnostics)
-    store = Store(config.state_url)
-    try:
+    with opened_store(config) as store:
         published_at = store.published_at()
         last = store.last_digest_at()
-    finally:
-        store.close()
     planned = plan_digest(published(catalog.posts, now), published_at, config, now, last, since)
     if planned is None:
         start = since or last or now - timedelta(days=config.newsletter.first_lookback_days)
@@ -462,25 +450,12 @@ def digest(
 
 # --- subscribers and sending --------------------------------------------------------------
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default="config.yaml",
-    show_default=True,
-    help="The configuration file.",
-)
-debug_option = click.option("--debug", is_flag=True, help="Show Python tracebacks.")
-
 
 @contextlib.contextmanager
 def open_store(config_path: Path) -> Iterator[tuple[Config, Store]]:
     config = load_config(config_path)
-    store = Store(config.state_url)
-    try:
+    with opened_store(config) as store:
         yield config, store
-    finally:
-        store.close()
 
 
 @cli.group()
@@ -625,9 +600,7 @@ def checked_address(address: str) -> str:
 @config_option
 @click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; queue and send nothing.")
-@click.option(
-    "--lock-timeout", type=float, metavar="SECONDS", help="How long to wait for another run."
-)
+@lock_timeout_option
 @debug_option
 @guarded
 def send(
@@ -641,31 +614,16 @@ def send(
     """
     config = load_config(config_path)
     now = parse_now(now_text, config)
-    timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
-    try:
-        with RunLock(lock_path(config), timeout):
-            store = Store(config.state_url)
+    with locked_store(config, lock_timeout) as store:
+        if dry_run:
+            report = plan_and_queue(config, store, now, dry_run=True)
+        else:
+            bar = ProgressReporter() if sys.stderr.isatty() and not os.environ.get("CI") else None
             try:
-                if dry_run:
-                    report = plan_and_queue(config, store, now, dry_run=True)
-                else:
-                    bar = (
-                        ProgressReporter()
-                        if sys.stderr.isatty() and not os.environ.get("CI")
-                        else None
-                    )
-                    try:
-                        report = send_newsletter(
-                            config, store, now, progress=bar.update if bar else None
-                        )
-                    finally:
-                        if bar:
-                            bar.finish()
+                report = send_newsletter(config, store, now, progress=bar.update if bar else None)
             finally:
-                store.close()
-    except LockTimeoutError as exc:
-        emit(exc.diagnostics())
-        sys.exit(EX_TEMPFAIL)
+                if bar:
+                    bar.finish()
     if dry_run:
         if report.digest is None:
             click.echo("nothing to send: no new posts since the last digest")

@@ -34,6 +34,7 @@ from syndicate.errors import SyndicateError
 from syndicate.feeds import FILENAMES, MEDIA_TYPES
 from syndicate.mail import compose_confirmation
 from syndicate.mailstore import add_subscriber, get_subscriber, set_status
+from syndicate.models import Subscriber
 from syndicate.render import render_confirmation, render_template, template_environment
 from syndicate.store import Store
 from syndicate.subscribers import AddressError, normalize_address, parse_topics
@@ -228,45 +229,42 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
         except (SyndicateError, TransientFailure, PermanentFailure) as exc:
             log.warning("confirmation for %s not sent: %s", address, exc)
 
-    def subscriber_for(token: str, purpose: str) -> int:
+    def subscriber_for(token: str, purpose: str) -> Subscriber:
         subscriber_id, _ = read_token(token)
         found = get_subscriber(store, subscriber_id)
         if found is None:
             raise TokenError("no such subscriber")
-        return verify_token(secret, token, found.email, purpose)
+        verify_token(secret, token, found.email, purpose)
+        return found
+
+    def invalid_link(request: Request, advice: str) -> Response:
+        return problem(
+            request, 400, "This link is not valid", f"It may be incomplete or altered. {advice}"
+        )
+
+    async def move(subscriber: Subscriber, status: str) -> None:
+        """Idempotent: confirming twice or unsubscribing twice changes nothing."""
+        if subscriber.status != status:
+            await run_in_threadpool(set_status, store, subscriber.id, status, datetime.now(UTC))
 
     async def confirm(request: Request) -> Response:
         token = request.query_params.get("token", "")
         try:
-            subscriber_id = await run_in_threadpool(subscriber_for, token, "confirm")
+            subscriber = await run_in_threadpool(subscriber_for, token, "confirm")
         except TokenError:
-            return problem(
-                request,
-                400,
-                "This link is not valid",
-                "It may be incomplete or altered. "
-                "Copy the whole link from the email, or subscribe again.",
-            )
-        found = await run_in_threadpool(get_subscriber, store, subscriber_id)
-        if found is not None and found.status != "active":
-            await run_in_threadpool(set_status, store, subscriber_id, "active", datetime.now(UTC))
+            return invalid_link(request, "Copy the whole link from the email, or subscribe again.")
+        await move(subscriber, "active")
         return page(
             "Subscription confirmed",
-            f"Thank you! The newsletter of {config.site.title} will come to "
-            f"{found.email if found else 'you'}.",
+            f"Thank you! The newsletter of {config.site.title} will come to {subscriber.email}.",
         )
 
     async def unsubscribe(request: Request) -> Response:
         token = request.query_params.get("token", "")
         try:
-            subscriber_id = await run_in_threadpool(subscriber_for, token, "unsubscribe")
+            subscriber = await run_in_threadpool(subscriber_for, token, "unsubscribe")
         except TokenError:
-            return problem(
-                request,
-                400,
-                "This link is not valid",
-                "It may be incomplete or altered. Use the link in your latest email.",
-            )
+            return invalid_link(request, "Use the link in your latest email.")
         if request.method == "GET":
             # A GET must not unsubscribe: link scanners and previews follow GETs.
             return page(
@@ -275,11 +273,7 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
                 unsubscribe_action=f"unsubscribe?token={token}",
             )
         await read_body(request)  # "List-Unsubscribe=One-Click" (RFC 8058) or the button
-        found = await run_in_threadpool(get_subscriber, store, subscriber_id)
-        if found is not None and found.status != "unsubscribed":
-            await run_in_threadpool(
-                set_status, store, subscriber_id, "unsubscribed", datetime.now(UTC)
-            )
+        await move(subscriber, "unsubscribed")
         return page(
             "You are unsubscribed", "You will get no more newsletters. Sorry to see you go."
         )
