@@ -636,6 +636,12 @@ def send(
             click.echo(f"note: {note}")
         return
     lines = summary_lines(report)
+    if report.digest is not None and report.archived and not report.queued:
+        lines.insert(
+            0,
+            f"digest {report.digest.subject!r}: no active subscriber follows these posts; "
+            "saved in the web archive only",
+        )
     if not lines:
         click.echo(
             "nothing to send"

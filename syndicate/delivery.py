@@ -67,6 +67,7 @@ class SendReport:
 
     digest: Digest | None = None
     queued: int = 0  # outbox rows created for a new digest
+    archived: bool = False  # a new digest was recorded (and saved in the web archive)
     variants: int = 0  # distinct bodies rendered (topic sets)
     sent: int = 0
     deferred: int = 0
@@ -147,6 +148,7 @@ def plan_and_queue(
         report.queued = 0
         return report
     write_archive(config.output_dir, digest, full, config)
+    report.archived = True
     return report
 
 
@@ -312,6 +314,7 @@ def send_newsletter(
     delivered.digest = planned.digest
     delivered.queued = planned.queued
     delivered.variants = planned.variants
+    delivered.archived = planned.archived
     delivered.notes = planned.notes + delivered.notes
     return delivered
 
@@ -390,6 +393,7 @@ def summary_lines(report: SendReport) -> list[str]:
             f"digest {report.digest.subject!r}: queued for {report.queued} subscribers "
             f"({report.variants} version{'s' * (report.variants != 1)})"
         )
+
     lines.extend(f"note: {note}" for note in report.notes)
     total = report.sent + report.deferred + report.bounced + report.failed
     if total:
