@@ -6,6 +6,7 @@ placeholder that delivery fills in per recipient, so no template work is per per
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,10 +35,17 @@ _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=
 
 def template_environment(config: Config) -> jinja2.Environment:
     """The user's template folder first, the shipped templates as the fallback."""
+    return _environment(config.newsletter.templates, templates_dir())
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(user_folder: Path | None, shipped: Path) -> jinja2.Environment:
+    # One environment per folder pair, so templates are compiled once per process (Jinja
+    # still reloads a template whose file changed), not once per digest.
     loaders: list[jinja2.BaseLoader] = []
-    if config.newsletter.templates is not None:
-        loaders.append(jinja2.FileSystemLoader(config.newsletter.templates))
-    loaders.append(jinja2.FileSystemLoader(templates_dir()))
+    if user_folder is not None:
+        loaders.append(jinja2.FileSystemLoader(user_folder))
+    loaders.append(jinja2.FileSystemLoader(shipped))
     return jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(

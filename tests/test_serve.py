@@ -339,3 +339,33 @@ def test_subscribe_confirm_unsubscribe_in_chromium(
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=20)
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_the_daemon_serves_too_when_enabled(site: Site, invoke: Callable[..., Result]) -> None:
+    port = free_port()
+    served_site(
+        site, invoke, extra=f"  enabled: true\n  port: {port}\nschedule:\n  build: '0 0 1 1 *'\n"
+    )
+    env = {**os.environ, "SYNDICATE_SECRET": SECRET}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "syndicate", "run"],
+        cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/feed.xml", timeout=2
+                ) as response:
+                    status = response.status
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert f"serving on http://127.0.0.1:{port}/" in err and "daemon stopped" in err
