@@ -10,8 +10,13 @@ run: $(STAMP)
 	$(BIN)/syndicate run --once --config config.yaml -v
 	@echo "Feeds: $(CURDIR)/public/feed.xml, atom.xml, feed.json (+ tags/ and categories/)"
 
+# The suite runs against a throw-away PostgreSQL server too (tests/postgres.sh installs
+# Debian's postgresql if needed, starts it on a free port, and removes it afterwards).
 test: $(STAMP) chromium
-	$(BIN)/pytest
+	@pgdir=$$(mktemp -d); \
+	url=$$(tests/postgres.sh start $$pgdir) || exit 1; \
+	SYNDICATE_TEST_POSTGRES_URL=$$url $(BIN)/pytest; status=$$?; \
+	tests/postgres.sh stop $$pgdir; exit $$status
 	$(MAKE) lint
 
 # The email rendering tests load the digest in Debian's headless Chromium.

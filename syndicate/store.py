@@ -355,10 +355,11 @@ def _post_state(row: sa.Row) -> PostState:  # type: ignore[type-arg]
 
 
 def to_utc(value: datetime | None) -> datetime | None:
-    """Stored as naive UTC: SQLite has no time zones, and this keeps every backend alike."""
+    """Every time is stored in UTC: an aware instant on PostgreSQL (timestamptz), the UTC
+    wall time on SQLite, which has no time zones (SQLAlchemy drops the tzinfo there)."""
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None)
+    return value.astimezone(UTC)
 
 
 def _aware(value: datetime) -> datetime:
