@@ -433,7 +433,9 @@ def digest(
     with opened_store(config) as store:
         published_at = store.published_at()
         last = store.last_digest_at()
-    planned = plan_digest(published(catalog.posts, now), published_at, config, now, last, since)
+        announced = store.digested_sources()
+    ready = [p for p in published(catalog.posts, now) if p.source not in announced]
+    planned = plan_digest(ready, published_at, config, now, last, since)
     if planned is None:
         start = since or last or now - timedelta(days=config.newsletter.first_lookback_days)
         click.echo(f"no digest: nothing published since {start.isoformat()}", err=True)

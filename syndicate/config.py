@@ -296,6 +296,10 @@ def parse_config(text: str, path: Path) -> Config:
         ) from None
     lines = _key_lines(node) if node is not None else {}
     problems = _Problems(shown, lines)
+    for key, line in _duplicate_keys(node):
+        problems.items.append(
+            Diagnostic(shown, line, "error", f"{key}: duplicate key (the last one would win)")
+        )
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -322,6 +326,20 @@ def with_overrides(
     if out is not None:
         config = replace(config, output_dir=out.resolve())
     return config
+
+
+def _duplicate_keys(node: yaml.Node | None, prefix: str = "") -> list[tuple[str, int]]:
+    """Keys given twice in one mapping: YAML keeps the last silently; we refuse."""
+    found: list[tuple[str, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            if key in seen:
+                found.append((key, key_node.start_mark.line + 1))
+            seen.add(key)
+            found.extend(_duplicate_keys(value_node, key + "."))
+    return found
 
 
 def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
@@ -421,7 +439,9 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         fields = set()
         problems.add("content.post_url", f"is not a valid pattern: {exc}")
     unknown = fields - POST_URL_FIELDS
-    if unknown:
+    if not unknown and not _formats(post_url, slug="s", year="2025", month="01", day="01"):
+        problems.add("content.post_url", f"is not a valid pattern: {post_url!r}")
+    elif unknown:
         problems.add(
             "content.post_url",
             f"unknown placeholder {{{sorted(unknown)[0]}}}",
@@ -548,7 +568,10 @@ def _newsletter(
             problems.add(f"newsletter.{key}", f"is not a valid pattern: {exc}")
             continue
         unknown = fields - SUBJECT_FIELDS
-        if unknown:
+        sample = {"site": "s", "count": "1", "noun": "post", "first_title": "t", "date": "d"}
+        if not unknown and not _formats(n[key], **sample):
+            problems.add(f"newsletter.{key}", f"is not a valid pattern: {n[key]!r}")
+        elif unknown:
             problems.add(
                 f"newsletter.{key}",
                 f"unknown placeholder {{{sorted(unknown)[0]}}}",
@@ -563,8 +586,8 @@ def _newsletter(
     for key, limit in (("max_posts", 1), ("summary_length", 40), ("max_html_bytes", 10_000)):
         if n[key] < limit:
             problems.add(f"newsletter.{key}", f"must be at least {limit}, got {n[key]}")
-    if n["first_lookback_days"] < 0:
-        problems.add("newsletter.first_lookback_days", "must not be negative")
+    if not 0 <= n["first_lookback_days"] <= 36_500:
+        problems.add("newsletter.first_lookback_days", "must be from 0 to 36500 days")
     unsubscribe = n["unsubscribe_url"] or urljoin(site_url, "unsubscribe")
     if not _is_absolute_http(unsubscribe):
         problems.add(
@@ -652,6 +675,15 @@ def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems)
         list_id=d["list_id"] or f"newsletter.{host}",
         secret_env=d["secret_env"],
     )
+
+
+def _formats(pattern: str, **fields: str) -> bool:
+    """Does str.format accept this pattern (conversions, format specs, nesting)?"""
+    try:
+        pattern.format(**fields)
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+        return False
+    return True
 
 
 def _is_absolute_http(url: str) -> bool:

@@ -33,6 +33,7 @@ from syndicate.mailstore import (
     OutboxRow,
     QueuedBody,
     QueuedRecipient,
+    cancel_for_inactive,
     digest_exists,
     due_rows,
     finish_digests,
@@ -55,6 +56,7 @@ from syndicate.transport import (
     RateLimiter,
     TransientFailure,
     Transport,
+    UnsupportedRecipient,
     make_transport,
 )
 
@@ -97,7 +99,8 @@ def plan_and_queue(
     least one of its posts, each with the posts they follow, rendered once per topic set."""
     report = SendReport()
     catalog = read_posts(config)
-    ready = published(catalog.posts, now)
+    announced = store.digested_sources()
+    ready = [p for p in published(catalog.posts, now) if p.source not in announced]
     digest = plan_digest(ready, store.published_at(), config, now, store.last_digest_at(), since)
     if digest is None:
         return report
@@ -192,8 +195,10 @@ def deliver_outbox(
 ) -> SendReport:
     """Send every due outbox row over `connections` parallel, reused connections."""
     report = SendReport()
+    cancel_for_inactive(store)
     rows = due_rows(store, now)
     if not rows:
+        finish_digests(store)
         return report
     secret = load_secret(config.delivery.secret_env)
     transport = transport or make_transport(config)
@@ -236,53 +241,69 @@ def deliver_outbox(
             if progress:
                 progress(1, len(rows))
 
+    def send_row(row: OutboxRow, connection: Connection | None) -> Connection | None:
+        """One row through its states; returns the connection to reuse (None if closed)."""
+        attempts = row.attempts + 1
+        mark(row.id, SENDING, attempts=attempts)
+        try:
+            message = prepare(row)
+            if connection is None:
+                connection = transport.connect()
+            response = connection.send(message.sender, message.recipient, message.data)
+        except DeliveryError:
+            mark(row.id, "queued", attempts=row.attempts)  # nothing was sent
+            raise
+        except TransientFailure as exc:
+            if exc.connection_lost and connection is not None:
+                connection.close()
+                connection = None
+            if attempts >= config.delivery.max_attempts:
+                mark(row.id, FAILED, last_response=exc.response)
+                record(row, "failed", f"{exc.response} (gave up after {attempts} attempts)")
+            else:
+                delay = config.delivery.retry_base_seconds * 2 ** (attempts - 1)
+                retry_at = clock() + timedelta(seconds=delay)
+                mark(row.id, DEFERRED, last_response=exc.response, next_attempt_at=retry_at)
+                record(row, "deferred", f"{exc.response} (retry in {delay}s)")
+            return connection
+        except PermanentFailure as exc:
+            mark(row.id, BOUNCED, last_response=exc.response)
+            with db_lock:
+                set_status(store, row.subscriber_id, "bounced", clock())
+            record(row, "bounced", exc.response)
+            return connection
+        except UnsupportedRecipient as exc:
+            mark(row.id, FAILED, last_response=exc.response)
+            record(row, "failed", exc.response)
+            return connection
+        except Exception as exc:
+            response = f"{type(exc).__name__}: {exc}"
+            mark(row.id, FAILED, last_response=response)
+            record(row, "failed", response)
+            if connection is not None:
+                connection.close()
+            return None
+        mark(row.id, SENT, last_response=response, sent_at=clock())
+        record(row, "sent", response)
+        return connection
+
     def worker() -> None:
         connection: Connection | None = None
-        while not fatal:
-            try:
-                row = work.get_nowait()
-            except queue.Empty:
-                break
-            limiter.wait()
-            attempts = row.attempts + 1
-            mark(row.id, SENDING, attempts=attempts)
-            try:
-                message = prepare(row)
-                if connection is None:
-                    connection = transport.connect()
-                response = connection.send(message.sender, message.recipient, message.data)
-            except DeliveryError as exc:
-                mark(row.id, "queued", attempts=row.attempts)  # nothing was sent
-                fatal.append(exc)
-                break
-            except TransientFailure as exc:
-                if exc.connection_lost and connection is not None:
-                    connection.close()
-                    connection = None
-                if attempts >= config.delivery.max_attempts:
-                    mark(row.id, FAILED, last_response=exc.response)
-                    record(row, "failed", f"{exc.response} (gave up after {attempts} attempts)")
-                else:
-                    delay = config.delivery.retry_base_seconds * 2 ** (attempts - 1)
-                    mark_row(
-                        store,
-                        row.id,
-                        DEFERRED,
-                        last_response=exc.response,
-                        next_attempt_at=clock() + timedelta(seconds=delay),
-                    )
-                    record(row, "deferred", f"{exc.response} (retry in {delay}s)")
-                continue
-            except PermanentFailure as exc:
-                mark(row.id, BOUNCED, last_response=exc.response)
-                with db_lock:
-                    set_status(store, row.subscriber_id, "bounced", clock())
-                record(row, "bounced", exc.response)
-                continue
-            mark(row.id, SENT, last_response=response, sent_at=clock())
-            record(row, "sent", response)
-        if connection is not None:
-            connection.close()
+        try:
+            while not fatal:
+                try:
+                    row = work.get_nowait()
+                except queue.Empty:
+                    break
+                limiter.wait()
+                connection = send_row(row, connection)
+        except DeliveryError as exc:
+            fatal.append(exc)
+        except Exception as exc:
+            fatal.append(DeliveryError(f"delivery stopped: {type(exc).__name__}: {exc}"))
+        finally:
+            if connection is not None:
+                connection.close()
 
     threads = [
         threading.Thread(target=worker, name=f"smtp-{n}", daemon=True)
@@ -378,7 +399,7 @@ def newsletter_job(config: Config, now: datetime, store: Store) -> HookResult:
     deferred messages whose time has come."""
     if newsletter_due(config, store, now):
         report = send_newsletter(config, store, now)
-    elif due_rows(store, now):
+    elif cancel_for_inactive(store) or due_rows(store, now):
         report = deliver_outbox(config, store, now)
     else:
         return HookResult()

@@ -33,8 +33,14 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise SyndicateError(
+                f"cannot create the run lock {self.path}: {exc.strerror}",
+                "it lives beside the SQLite database: check state.url and that folder",
+            ) from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:

@@ -38,10 +38,23 @@ def header_value(name: str, value: str) -> bytes:
 
 
 def address_header(name: str, display: str, address: str) -> bytes:
-    """`To: "Name" <a@b>` with the name RFC 2047-encoded when needed."""
+    """`To: "Name" <a@b>`: the name RFC 2047-encoded when needed, never the address. A
+    non-ASCII address stays raw UTF-8 (RFC 6532; sent only where the server has SMTPUTF8)."""
     display = clean_subject(display, 200)
-    line = formataddr((display, address), charset="utf-8") if display else address
+    address = clean_subject(address, 320)
+    if not address.isascii():
+        encoded = Header(display, "utf-8").encode() if display else ""
+        line = f"{encoded} <{address}>" if display else address
+    else:
+        line = formataddr((display, address), charset="utf-8") if display else address
     return f"{name}: {line}".encode() + CRLF
+
+
+def mailbox_header(name: str, value: str) -> bytes:
+    """From/Reply-To/List-Id from `Name <addr>`: only the name may be encoded, or a
+    reader would see no address at all."""
+    display, address = parseaddr(clean_subject(value, 998))
+    return address_header(name, display, address or clean_subject(value, 320))
 
 
 def sender_domain(config: Config) -> str:
@@ -77,13 +90,13 @@ class MessageTemplate:
         n = config.newsletter
         site_title = clean_subject(config.site.title, 200)
         head = [
-            header_value("From", n.sender),
+            mailbox_header("From", n.sender),
             header_value("Subject", subject),
             f"Date: {format_datetime(date)}".encode() + CRLF,
         ]
         if n.reply_to:
-            head.append(header_value("Reply-To", n.reply_to))
-        head.append(header_value("List-Id", f"{site_title} <{config.delivery.list_id}>"))
+            head.append(mailbox_header("Reply-To", n.reply_to))
+        head.append(address_header("List-Id", site_title, config.delivery.list_id))
         self.head = b"".join(head)
         self.tail_headers = (
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"

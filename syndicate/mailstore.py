@@ -27,8 +27,8 @@ from syndicate.store import (
 from syndicate.subscribers import address_key
 
 # Outbox row states.
-QUEUED, SENDING, SENT, DEFERRED, BOUNCED, FAILED = (
-    "queued", "sending", "sent", "deferred", "bounced", "failed",
+QUEUED, SENDING, SENT, DEFERRED, BOUNCED, FAILED, CANCELLED = (
+    "queued", "sending", "sent", "deferred", "bounced", "failed", "cancelled",
 )  # fmt: skip
 
 
@@ -242,6 +242,20 @@ def digest_exists(store: Store, posts_hash: str) -> bool:
             ).first()
             is not None
         )
+
+
+def cancel_for_inactive(store: Store) -> int:
+    """Unsent rows of subscribers who unsubscribed (or bounced) since they were queued are
+    cancelled: nobody gets mail after saying stop."""
+    o, s = outbox_table, subscribers_table
+    inactive = sa.select(s.c.id).where(s.c.status != "active")
+    with store.engine.begin() as conn:
+        result = conn.execute(
+            sa.update(o)
+            .where(o.c.status.in_((QUEUED, SENDING, DEFERRED)), o.c.subscriber_id.in_(inactive))
+            .values(status=CANCELLED, last_response="subscriber no longer active")
+        )
+        return int(result.rowcount or 0)
 
 
 def due_rows(store: Store, now: datetime) -> list[OutboxRow]:

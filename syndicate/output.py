@@ -28,6 +28,11 @@ def write_atomic(path: Path, data: bytes) -> bool:
         pass
     except IsADirectoryError:
         raise OutputError(f"{path}: is a folder, cannot write a file there") from None
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: cannot read the existing file: {exc.strerror}",
+            "check that the output folder is a folder and writable (output.dir)",
+        ) from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -182,7 +182,7 @@ def run_cycle(
             config.feeds.websub_hub, [config.site.url + name for name in changed_feeds]
         )
     hook_results = tuple(
-        hook(config, now, store) for hook in (AFTER_CYCLE if hooks is None else hooks)
+        _run_hook(hook, config, now, store) for hook in (AFTER_CYCLE if hooks is None else hooks)
     )
     upcoming = tuple(
         sorted((p for p in catalog.posts if not p.draft and p.date > now), key=lambda p: p.date)
@@ -221,7 +221,7 @@ def inputs_fingerprint(config: Config, ready: Sequence[Post]) -> str:
     editing config.yaml (a new title, another limit) changes it and rebuilds.
     """
     digest = hashlib.sha256(__version__.encode())
-    digest.update(repr(config).encode())
+    digest.update(repr(replace(config, path=Path())).encode())  # not how --config was spelt
     if config.feeds.stylesheet:
         digest.update(read_template(STYLESHEET))
     for post in ready:

@@ -16,7 +16,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from datetime import date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -50,6 +50,7 @@ DATE_HINT = "use YYYY-MM-DD or an ISO 8601 date-time such as 2025-05-13T08:00:00
 JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 _HEADING = re.compile(r"^#[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _KEY_LINE = re.compile(r"^[\"']?([A-Za-z_][\w-]*)[\"']?\s*[:=]", re.MULTILINE)
+MIN_YEAR, MAX_YEAR = 1900, 9998  # RFC 822 dates have four-digit years; keep a margin for UTC
 _BEFORE_DATE = datetime(1, 1, 1)
 _AFTER_DATE = datetime(2, 2, 2)
 
@@ -454,19 +455,32 @@ def _parse_date(
 ) -> datetime:
     """A tz-aware datetime from YAML/TOML values or the forms real posts use."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=tz)
-    if isinstance(value, date):
-        return datetime.combine(value, time(), tz)
-    if not isinstance(value, str):
+        parsed = value if value.tzinfo else value.replace(tzinfo=tz)
+    elif isinstance(value, date):
+        parsed = datetime.combine(value, time(), tz)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            if "out of range" in str(exc) or "must be in" in str(exc):
+                raise fail(f"'{key}' is an impossible date ({text!r}: {exc})", DATE_HINT) from None
+            parsed = _parse_human_date(text, fail, key)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    else:
         raise fail(f"'{key}' is not a date (got {value!r})", DATE_HINT)
-    text = value.strip()
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise fail(
+            f"'{key}' is out of range ({parsed.year}): "
+            f"feeds need a year from {MIN_YEAR} to {MAX_YEAR}",
+            DATE_HINT,
+        )
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
-        if "out of range" in str(exc) or "must be in" in str(exc):
-            raise fail(f"'{key}' is an impossible date ({text!r}: {exc})", DATE_HINT) from None
-        parsed = _parse_human_date(text, fail, key)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+        parsed.utcoffset()  # dateutil accepts offsets such as +99:00 that datetime cannot use
+        parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise fail(f"'{key}' has an impossible time zone offset ({value!r})", DATE_HINT) from None
+    return parsed
 
 
 def _parse_human_date(

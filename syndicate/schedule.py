@@ -22,7 +22,7 @@ from apscheduler.triggers.date import DateTrigger
 from syndicate.config import Config, cron_trigger_fields
 from syndicate.lock import LockTimeoutError, RunLock
 from syndicate.pipeline import CycleReport, lock_path, run_cycle
-from syndicate.store import Store
+from syndicate.store import Store, safe_url
 
 log = logging.getLogger("syndicate.daemon")
 DUE_PREFIX = "due:"
@@ -89,7 +89,7 @@ class Daemon:
             "daemon started: build %r in %s, state %s",
             self.config.schedule.build,
             self.config.site.timezone,
-            self.config.state_url,
+            safe_url(self.config.state_url),
         )
         stop_serving = None
         if self.config.serve.enabled:

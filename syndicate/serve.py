@@ -34,6 +34,7 @@ from syndicate.errors import SyndicateError
 from syndicate.feeds import FILENAMES, MEDIA_TYPES
 from syndicate.mail import compose_confirmation
 from syndicate.mailstore import add_subscriber, get_subscriber, set_status
+from syndicate.markup import clean_line
 from syndicate.models import Subscriber
 from syndicate.render import render_confirmation, render_template, template_environment
 from syndicate.store import Store
@@ -186,7 +187,7 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
             address = normalize_address(raw)
         except AddressError as exc:
             return problem(request, 400, "That address does not look right", str(exc))
-        name = fields.get("name") if isinstance(fields.get("name"), str) else ""
+        name = clean_line(fields["name"]) if isinstance(fields.get("name"), str) else ""
         topics_raw = fields.get("topics") or []
         if isinstance(topics_raw, str):
             topics_raw = [topics_raw]
@@ -336,9 +337,12 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
 
     def resolve(relative: str) -> Path | None:
         parts = [p for p in relative.split("/") if p]
-        if any(p.startswith(".") for p in parts):
-            return None  # hidden files (the manifest) and any '..'
-        target = (out_dir.joinpath(*parts)).resolve()
+        if any(p.startswith(".") or "\0" in p for p in parts):
+            return None  # hidden files (the manifest), any '..', NUL bytes
+        try:
+            target = (out_dir.joinpath(*parts)).resolve()
+        except (OSError, ValueError):
+            return None
         if target != out_dir and out_dir not in target.parents:
             return None
         if target.is_dir():

@@ -164,6 +164,14 @@ class RunRecord:
     message: str | None
 
 
+def safe_url(url: str) -> str:
+    """The database URL with its password masked, for messages and logs."""
+    try:
+        return str(sa.engine.make_url(url).render_as_string(hide_password=True))
+    except sa.exc.ArgumentError:
+        return "(an invalid database URL)"
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind a sqlite:/// URL (None for other databases and :memory:)."""
     prefix = "sqlite:///"
@@ -187,7 +195,8 @@ class Store:
             self._migrate()
         except (SQLAlchemyError, OSError) as exc:
             raise StateError(
-                f"cannot open the state database {url}: {_short(exc)}",
+                f"cannot open the state database {safe_url(url)}: "
+                f"{_short(exc).replace(url, safe_url(url))}",
                 "check state.url in config.yaml and that its folder is writable",
             ) from None
 
@@ -267,6 +276,12 @@ class Store:
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(sa.func.max(digests_table.c.created_at))).scalar()
         return _aware(value) if value else None
+
+    def digested_sources(self) -> set[str]:
+        """Sources of every post that was in an earlier digest: never announced twice."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(digests_table.c.post_sources)).scalars()
+            return {source for row in rows for source in row.split("\t") if source}
 
     def published_at(self) -> dict[str, datetime]:
         """source -> when a run first published it (the newsletter's notion of "new")."""

@@ -11,12 +11,15 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 
 from syndicate.errors import SyndicateError
 from syndicate.subscribers import address_key
 
 PURPOSES = ("unsubscribe", "confirm")
 MIN_SECRET_BYTES = 16
+_ID = re.compile(r"[0-9]{1,12}")  # ASCII digits only ("²".isdigit() is True); fits SQL integers
+_MAC = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class TokenError(SyndicateError):
@@ -44,7 +47,12 @@ def sign_token(secret: bytes, subscriber_id: int, email: str, purpose: str) -> s
 def read_token(token: str) -> tuple[int, str]:
     """(subscriber id, purpose) from a token's readable part; verify before trusting it."""
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or parts[1] not in PURPOSES or not parts[2]:
+    if (
+        len(parts) != 3
+        or not _ID.fullmatch(parts[0])
+        or parts[1] not in PURPOSES
+        or not _MAC.fullmatch(parts[2])
+    ):
         raise TokenError("malformed token")
     return int(parts[0]), parts[1]
 

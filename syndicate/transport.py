@@ -43,6 +43,15 @@ class PermanentFailure(Exception):
         self.response = response
 
 
+class UnsupportedRecipient(Exception):
+    """This transport cannot carry mail to this address (a non-ASCII address to a server
+    without SMTPUTF8). Not the recipient's fault, so not a bounce: the row fails."""
+
+    def __init__(self, response: str) -> None:
+        super().__init__(response)
+        self.response = response
+
+
 class Connection(Protocol):
     def send(self, sender: str, recipient: str, data: bytes) -> str:
         """Deliver one message; return the server's answer. Raises Transient/PermanentFailure."""
@@ -148,7 +157,11 @@ class SMTPConnection:
         self.utf8 = self.smtp.has_extn("smtputf8")
 
     def send(self, sender: str, recipient: str, data: bytes) -> str:
-        options = ["SMTPUTF8"] if not recipient.isascii() and self.utf8 else []
+        if not recipient.isascii() and not self.utf8:
+            raise UnsupportedRecipient(
+                "the server does not offer SMTPUTF8, needed for a non-ASCII address"
+            )
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if not recipient.isascii() else []
         try:
             code, message = self.smtp.mail(sender, options)
             if code != 250:

@@ -95,10 +95,11 @@ class Sink:
         tls_context: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
         require_starttls: bool = False,
+        smtputf8: bool = False,
     ) -> None:
         self.handler = handler or SinkHandler()
         self.port = free_port()
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if tls_context is not None:
             kwargs["tls_context"] = tls_context
             kwargs["require_starttls"] = require_starttls

@@ -112,3 +112,40 @@ def test_missing_config_file_exits_2(tmp_path: Path, invoke: Callable[..., Resul
     result = invoke("build", "--config", tmp_path / "nope.yaml")
     assert result.exit_code == 2
     assert "config file not found" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "site: {title: T, url: 'https://x.test'}\ncontent: {post_url: '/p/{slug!z}/'}\n",
+            "content.post_url: is not a valid pattern",
+        ),
+        (
+            "site: {title: T, url: 'https://x.test'}\nnewsletter: {subject: '{count:>{x}}'}\n",
+            "newsletter.subject: is not a valid pattern",
+        ),
+        (
+            "site: {title: T, url: 'https://x.test'}\nnewsletter: {first_lookback_days: 1000000000}\n",
+            "must be from 0 to 36500 days",
+        ),
+        (
+            "site:\n  title: T\n  url: 'https://x.test'\n  title: Again\n",
+            ":4: error: site.title: duplicate key",
+        ),
+    ],
+)
+def test_patterns_ranges_and_duplicate_keys_are_checked(
+    text: str, fragment: str, tmp_path: Path
+) -> None:
+    assert any(fragment in line for line in problems(text, tmp_path))
+
+
+def test_output_dir_that_is_a_file_is_a_clear_error(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    site.set_config(SITE_CONFIG.replace("dir: public", "dir: config.yaml"))
+    site.write_post("a.md", "---\ntitle: A\ndate: 2025-01-01\n---\nx\n")
+    result = invoke("build", "--config", site.config, "--now", "2025-06-01", cwd=site.root)
+    assert result.exit_code == 1
+    assert "config.yaml" in result.stderr and "internal error" not in result.stderr

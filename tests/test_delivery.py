@@ -582,3 +582,112 @@ def test_run_once_sends_the_digest_at_the_newsletter_slot(
     assert "queued for 1 subscribers" in at_slot.stdout
     assert len(list((site.root / "outbox").iterdir())) == 2
     assert (site.public / "newsletter" / "index.html").exists()
+
+
+# --- regressions found in review ------------------------------------------------------------
+
+
+def test_a_non_ascii_address_fails_alone_and_the_others_get_their_mail(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    with Sink() as sink:  # aiosmtpd without SMTPUTF8
+        mail_site(site, sink.port)
+        site.set_config(site.config.read_text().replace("connections: 2", "connections: 1"))
+        subscribe(invoke, site, "a@example.org", "jörg@example.org", "z@example.org")
+        result = send(invoke, site)
+        assert result.exit_code == 1
+        assert "sent 2, deferred 0, bounced 0, failed 1" in result.stdout
+        assert "failed: jörg@example.org: the server does not offer SMTPUTF8" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert sink.handler.by_recipient() == {"a@example.org": 1, "z@example.org": 1}
+    assert (
+        "jörg@example.org\tactive" in invoke("subscribers", "list", "--config", site.config).stdout
+    )
+
+
+def test_a_non_ascii_address_is_written_by_the_file_transport(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    site.set_config(SITE_CONFIG + "newsletter:\n  from: 'Test Site <news@blog.syndicate.test>'\n")
+    site.write_post("a.md", post("A", "2025-08-31", description="d"))
+    invoke("subscribers", "add", "jörg@example.org", "--name", "Jörg", "--config", site.config)
+    result = send(invoke, site)
+    assert result.exit_code == 0, result.stderr
+    [path] = (site.root / "outbox").iterdir()
+    message = email_message(path.read_bytes())
+    assert message["To"].addresses[0].addr_spec == "jörg@example.org"
+    assert message["To"].addresses[0].display_name == "Jörg"
+
+
+def email_message(data: bytes):  # type: ignore[no-untyped-def]
+    import email
+    import email.policy
+
+    # RFC 6532 headers are raw UTF-8: parse the message as text, as a UTF-8 MTA would
+    return email.message_from_string(data.decode("utf-8"), policy=email.policy.default)
+
+
+def test_nobody_gets_mail_after_unsubscribing_even_if_it_was_deferred(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    from syndicate.config import load_config
+    from syndicate.mailstore import find_subscriber, set_status
+
+    handler = SinkHandler(tempfail={"later@example.org"})
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "later@example.org")
+        assert "deferred 1" in send(invoke, site).stdout
+        store = Store(load_config(site.config).state_url)
+        found = find_subscriber(store, "later@example.org")
+        assert found is not None
+        set_status(store, found.id, "unsubscribed", datetime(2025, 9, 1, 9, 0, 30, tzinfo=UTC))
+        handler.tempfail.clear()
+        retry = send(invoke, site, "2025-09-01T10:00:00Z")
+        assert retry.exit_code == 0 and retry.stdout == "nothing to send\n"
+        assert sink.handler.received == []
+    assert db(site).execute("select status from outbox").fetchall() == [("cancelled",)]
+    assert db(site).execute("select status from digests").fetchall() == [("sent",)]
+
+
+def test_a_non_ascii_site_title_keeps_the_from_address(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    site.set_config(
+        SITE_CONFIG.replace('title: "Test Site"', 'title: "Café Ünïcode"').replace(
+            "author@", "editor@"
+        )
+    )
+    site.write_post("a.md", post("A", "2025-08-31", description="d"))
+    subscribe(invoke, site, "a@example.org")
+    assert send(invoke, site).exit_code == 0
+    [path] = (site.root / "outbox").iterdir()
+    message = email_message(path.read_bytes())
+    sender = message["From"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == ("Café Ünïcode", "editor@blog.syndicate.test")
+    assert message["List-Id"] == "Café Ünïcode <newsletter.blog.syndicate.test>"
+
+
+def test_a_post_is_never_announced_in_two_digests(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    site.set_config(
+        SITE_CONFIG
+        + "newsletter:\n  from: 'T <news@blog.syndicate.test>'\n  first_lookback_days: 30\n"
+    )
+    site.write_post("a.md", post("A", "2025-08-30", description="d"))
+    site.write_post("b.md", post("B", "2025-08-31", description="d"))
+    subscribe(invoke, site, "a@example.org")
+    assert "sent 1" in send(invoke, site, "2025-09-01T08:00:00Z").stdout  # before any run saw them
+    invoke("run", "--once", "--config", site.config, "--now", "2025-09-01T08:01:00Z", cwd=site.root)
+    later = send(invoke, site, "2025-09-08T08:00:00Z")
+    assert later.stdout == "nothing to send\n"
+    assert len(list((site.root / "outbox").iterdir())) == 1
+
+
+def test_the_database_password_is_never_printed() -> None:
+    from syndicate.store import StateError
+
+    with pytest.raises(StateError) as caught:
+        Store("postgresql+psycopg://mailer:S3cret-pw@127.0.0.1:1/syndicate")
+    assert "S3cret-pw" not in caught.value.message and "***" in caught.value.message

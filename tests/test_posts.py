@@ -266,3 +266,19 @@ def test_xml_forbidden_characters_in_body_are_removed_with_a_warning(config: Con
     post, warnings = parse("---\ntitle: t\ndate: 2025-01-02\n---\nok\nbad \x01 here\n", config)
     assert "\x01" not in post.body
     assert len(warnings) == 1 and warnings[0].line == 6 and "U+0001" in warnings[0].message
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ('"2025-01-01T10:00:00+99:00"', "impossible"),
+        ('"Jan 1 2025 10:00 +2500"', "impossible time zone offset"),
+        ("0001-01-01T00:00:00+05:00", "out of range"),
+        ("0999-12-31", "out of range"),
+    ],
+)
+def test_dates_feeds_cannot_carry_are_rejected(value: str, fragment: str, config: Config) -> None:
+    with pytest.raises(PostError) as caught:
+        parse(f"---\ntitle: t\ndate: {value}\n---\nx\n", config)
+    assert fragment in caught.value.message
+    assert caught.value.line == 3

@@ -363,3 +363,34 @@ def test_lock_file_sits_beside_the_database(site: Site, invoke: Callable[..., Re
     run_once(invoke, site, "2025-06-01")
     assert (site.root / "state" / "syndicate.db.lock").exists()
     assert (site.root / "state" / "syndicate.db.lock").stat().st_size > 0
+
+
+def test_a_failing_newsletter_still_reports_what_was_published(
+    site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SYNDICATE_SECRET", raising=False)
+    site.write_post("a.md", post("A", "2025-08-30"))
+    invoke("subscribers", "add", "a@example.org", "--config", site.config)
+    result = run_once(invoke, site, "2025-09-01T09:00:00Z")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("published: A <https://blog.syndicate.test/posts/a/>")
+    assert "SYNDICATE_SECRET is not set" in result.stderr
+
+
+def test_the_config_path_spelling_does_not_rebuild(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    site.write_post("a.md", post("A"))
+    invoke("run", "--once", "--config", "config.yaml", "--now", "2025-06-01", cwd=site.root)
+    before = snapshot(site.public)
+    invoke("run", "--once", "--config", "./config.yaml", "--now", "2025-06-02", cwd=site.root)
+    assert snapshot(site.public) == before
+
+
+def test_unusable_state_folder_is_a_clear_error(site: Site, invoke: Callable[..., Result]) -> None:
+    site.set_config(SITE_CONFIG + "state:\n  url: 'sqlite:////proc/no/such/syndicate.db'\n")
+    site.write_post("a.md", post("A"))
+    result = run_once(invoke, site, "2025-06-01")
+    assert result.exit_code == 1
+    assert "cannot create the run lock /proc/no/such/syndicate.db.lock" in result.stderr
+    assert "internal error" not in result.stderr

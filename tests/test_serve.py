@@ -369,3 +369,28 @@ def test_the_daemon_serves_too_when_enabled(site: Site, invoke: Callable[..., Re
         _, err = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, err
     assert f"serving on http://127.0.0.1:{port}/" in err and "daemon stopped" in err
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "².unsubscribe.x",
+        "1.unsubscribe.é",
+        "99999999999999999999999.unsubscribe.x",
+        "1.unsubscribe." + "A" * 500,
+    ],
+)
+def test_odd_tokens_get_400_not_500(client: TestClient, token: str) -> None:
+    for method in ("GET", "POST"):
+        response = client.request(method, "/unsubscribe", params={"token": token})
+        assert response.status_code == 400, (method, token)
+
+
+def test_nul_in_a_path_is_404(client: TestClient) -> None:
+    assert client.get("/x%00y").status_code == 404
+
+
+def test_names_from_the_form_are_cleaned(client: TestClient, site: Site) -> None:
+    client.post("/subscribe", json={"email": "n@example.org", "name": "a\r\nBcc: evil@x.test"})
+    found = find_subscriber(Store(load_config(site.config).state_url), "n@example.org")
+    assert found is not None and found.name == "a Bcc: evil@x.test"
