@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -56,6 +57,7 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.store = Store(config.state_url)
+        self._stopper: threading.Thread | None = None
         self.scheduler = BlockingScheduler(
             timezone=config.site.tz,
             executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -99,6 +101,8 @@ class Daemon:
             log.info("serving on http://%s:%d/", self.config.serve.host, self.config.serve.port)
         try:
             self.scheduler.start()
+            if self._stopper is not None:
+                self._stopper.join()  # the job in flight has finished
         finally:
             if stop_serving is not None:
                 stop_serving()
@@ -106,8 +110,14 @@ class Daemon:
         log.info("daemon stopped")
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        # A signal handler interrupts the main thread wherever it is, possibly inside the
+        # scheduler holding its locks: do the (blocking) shutdown from another thread.
         log.info("%s received: stopping after the job in flight", signal.Signals(signum).name)
-        self.scheduler.shutdown(wait=True)  # lets the job in flight finish
+        if self._stopper is None:
+            self._stopper = threading.Thread(
+                target=self.scheduler.shutdown, kwargs={"wait": True}, name="stop"
+            )
+            self._stopper.start()
 
     def cycle(self) -> None:
         """One job: lock, run the pipeline, log, re-plan the one-off jobs."""

@@ -445,6 +445,7 @@ def start_in_thread(config: Config) -> Callable[[], None]:
             forwarded_allow_ips=list(config.serve.trusted_proxies) or None,
             server_header=False,
             log_level="info",
+            timeout_graceful_shutdown=5,
         )
     )
     thread = threading.Thread(target=server.run, name="serve", daemon=True)
