@@ -8,6 +8,7 @@ cron run; coalescing and a misfire grace time make a sleeping laptop catch up on
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -57,7 +58,7 @@ class Daemon:
         self.config = config
         self.clock = clock
         self.store = Store(config.state_url)
-        self._stopper: threading.Thread | None = None
+        self._in_flight = threading.Lock()  # held while a cycle runs
         self.scheduler = BlockingScheduler(
             timezone=config.site.tz,
             executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -87,6 +88,8 @@ class Daemon:
             )
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
+        # `kill -USR1 <pid>` prints every thread's stack: for a daemon that seems stuck.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         log.info(
             "daemon started: build %r in %s, state %s",
             self.config.schedule.build,
@@ -101,8 +104,8 @@ class Daemon:
             log.info("serving on http://%s:%d/", self.config.serve.host, self.config.serve.port)
         try:
             self.scheduler.start()
-            if self._stopper is not None:
-                self._stopper.join()  # the job in flight has finished
+            with self._in_flight:
+                pass  # the job in flight, if any, has finished
         finally:
             if stop_serving is not None:
                 stop_serving()
@@ -110,17 +113,20 @@ class Daemon:
         log.info("daemon stopped")
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
-        # A signal handler interrupts the main thread wherever it is, possibly inside the
-        # scheduler holding its locks: do the (blocking) shutdown from another thread.
+        # Never wait inside the scheduler here: shutdown(wait=True) holds its executor lock
+        # while a job in flight may need the job-store lock that the main loop holds while
+        # it waits for the executor lock (a deadlock seen under load). Stop the loop
+        # without waiting; run() then waits for the job in flight on our own lock.
         log.info("%s received: stopping after the job in flight", signal.Signals(signum).name)
-        if self._stopper is None:
-            self._stopper = threading.Thread(
-                target=self.scheduler.shutdown, kwargs={"wait": True}, name="stop"
-            )
-            self._stopper.start()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
 
     def cycle(self) -> None:
         """One job: lock, run the pipeline, log, re-plan the one-off jobs."""
+        with self._in_flight:
+            self._cycle()
+
+    def _cycle(self) -> None:
         now = self.clock()
         log.info("run started")
         try:
@@ -160,6 +166,8 @@ class Daemon:
 
     def _plan_due_jobs(self, report: CycleReport, now: datetime) -> None:
         """One one-off job per distinct future post date (re-planned after every run)."""
+        if not self.scheduler.running:
+            return  # stopping: nothing to plan
         for job in self.scheduler.get_jobs():
             if job.id.startswith(DUE_PREFIX):
                 job.remove()

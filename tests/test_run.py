@@ -295,7 +295,14 @@ def test_daemon_publishes_a_post_at_its_time_and_stops_on_sigterm(site: Site) ->
         assert due <= seen_at < due + timedelta(seconds=3), (due, seen_at)
     finally:
         daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=30)
+        try:
+            _, err = daemon.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.send_signal(signal.SIGUSR1)  # the daemon prints every thread's stack
+            time.sleep(1)
+            daemon.kill()
+            _, err = daemon.communicate()
+            pytest.fail(f"the daemon did not stop on SIGTERM:\n{err[-6000:]}")
     assert daemon.returncode == 0, err
     assert "published: Due soon" in err
     assert "SIGTERM received" in err and "daemon stopped" in err
