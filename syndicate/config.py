@@ -151,6 +151,8 @@ class _Key:
     kind: type | tuple[type, ...]
     default: Any = _REQUIRED
     item: type | None = None  # element type for lists
+    low: float | None = None  # inclusive bounds for numbers
+    high: float | None = None
 
 
 _Schema = dict[str, "_Key | _Schema"]
@@ -173,7 +175,7 @@ SCHEMA: _Schema = {
     "output": {"dir": _Key(str, "public")},
     "feeds": {
         "formats": _Key(list, list(FEED_FORMATS), item=str),
-        "limit": _Key(int, 50),
+        "limit": _Key(int, 50, low=1),
         "full_content": _Key(bool, True),
         "per_tag": _Key(bool, True),
         "per_category": _Key(bool, True),
@@ -188,32 +190,32 @@ SCHEMA: _Schema = {
         "from": _Key(str, None),
         "reply_to": _Key(str, None),
         "postal_address": _Key(str, ""),
-        "max_posts": _Key(int, 10),
-        "first_lookback_days": _Key(int, 7),
+        "max_posts": _Key(int, 10, low=1),
+        "first_lookback_days": _Key(int, 7, low=0, high=36_500),
         "tags": _Key(list, [], item=str),
         "categories": _Key(list, [], item=str),
-        "summary_length": _Key(int, 280),
+        "summary_length": _Key(int, 280, low=40),
         "full_content": _Key(bool, False),
         "utm": {"source": _Key(str, None), "medium": _Key(str, None), "campaign": _Key(str, None)},
         "unsubscribe_url": _Key(str, None),
-        "max_html_bytes": _Key(int, 100_000),
+        "max_html_bytes": _Key(int, 100_000, low=10_000),
     },
     "delivery": {
         "transport": _Key(str, "file"),
         "file_dir": _Key(str, "outbox"),
         "smtp": {
             "host": _Key(str, "localhost"),
-            "port": _Key(int, 587),
+            "port": _Key(int, 587, low=1, high=65535),
             "security": _Key(str, "starttls"),
             "username": _Key(str, None),
             "password_env": _Key(str, "SYNDICATE_SMTP_PASSWORD"),
-            "connections": _Key(int, 4),
-            "rate_per_second": _Key((int, float), 10),
-            "timeout": _Key((int, float), 30),
+            "connections": _Key(int, 4, low=1, high=100),
+            "rate_per_second": _Key((int, float), 10, low=0),
+            "timeout": _Key((int, float), 30, low=0.1),
             "ca_file": _Key(str, None),
         },
-        "max_attempts": _Key(int, 5),
-        "retry_base_seconds": _Key(int, 300),
+        "max_attempts": _Key(int, 5, low=1),
+        "retry_base_seconds": _Key(int, 300, low=1),
         "dkim": {
             "selector": _Key(str, None),
             "domain": _Key(str, None),
@@ -225,17 +227,17 @@ SCHEMA: _Schema = {
     "serve": {
         "enabled": _Key(bool, False),
         "host": _Key(str, "127.0.0.1"),
-        "port": _Key(int, 8080),
+        "port": _Key(int, 8080, low=1, high=65535),
         "public_url": _Key(str, None),
         "trusted_proxies": _Key(list, [], item=str),
-        "subscribe_per_minute": _Key(int, 5),
-        "max_body_bytes": _Key(int, 16_384),
+        "subscribe_per_minute": _Key(int, 5, low=1),
+        "max_body_bytes": _Key(int, 16_384, low=1024),
     },
     "schedule": {
         "build": _Key(str, "*/15 * * * *"),
         "newsletter": _Key(str, "0 8 * * mon"),
-        "misfire_grace_seconds": _Key(int, 3600),
-        "lock_timeout_seconds": _Key((int, float), 60),
+        "misfire_grace_seconds": _Key(int, 3600, low=1),
+        "lock_timeout_seconds": _Key((int, float), 60, low=0),
     },
 }
 
@@ -389,6 +391,9 @@ def _check(
             )
             problems.add(where, f"expected {names}, got {_describe(value)}")
             continue
+        if not _in_bounds(value, spec):
+            problems.add(where, f"{_bounds_text(spec)}, got {value!r}")
+            continue
         if spec.item is not None:
             bad = [v for v in cast(list[Any], value) if not isinstance(v, spec.item)]
             if bad:
@@ -396,6 +401,18 @@ def _check(
                 continue
         values[key] = value
     return values
+
+
+def _in_bounds(value: Any, spec: _Key) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    return (spec.low is None or value >= spec.low) and (spec.high is None or value <= spec.high)
+
+
+def _bounds_text(spec: _Key) -> str:
+    if spec.high is None:
+        return f"must be at least {spec.low:g}"
+    return f"must be from {spec.low:g} to {spec.high:g}"
 
 
 def _describe(value: Any) -> str:
@@ -461,8 +478,6 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             near = difflib.get_close_matches(fmt, FEED_FORMATS, n=1)
             hint = f"did you mean '{near[0]}'?" if near else "use rss, atom and/or json"
             problems.add("feeds.formats", f"unknown format {fmt!r}", hint)
-    if feeds["limit"] < 1:
-        problems.add("feeds.limit", f"must be at least 1, got {feeds['limit']}")
 
     hub = feeds["websub_hub"]
     if hub is not None and not _is_absolute_http(hub):
@@ -479,10 +494,6 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
                     f"is not a cron expression ({error}): {expression!r}",
                     "five fields: minute hour day month weekday, e.g. '*/15 * * * *'",
                 )
-    if schedule["misfire_grace_seconds"] < 1:
-        problems.add("schedule.misfire_grace_seconds", "must be at least 1")
-    if schedule["lock_timeout_seconds"] < 0:
-        problems.add("schedule.lock_timeout_seconds", "must not be negative")
 
     newsletter = _newsletter(v["newsletter"], url, site, root, problems)
 
@@ -494,12 +505,6 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         public_url += "/"
     if not _is_absolute_http(public_url):
         problems.add("serve.public_url", f"must be an absolute http(s) URL, got {public_url!r}")
-    if not 0 < serve["port"] < 65536:
-        problems.add("serve.port", f"must be a TCP port, got {serve['port']}")
-    if serve["subscribe_per_minute"] < 1:
-        problems.add("serve.subscribe_per_minute", "must be at least 1")
-    if serve["max_body_bytes"] < 1024:
-        problems.add("serve.max_body_bytes", "must be at least 1024")
 
     state_url = v["state"]["url"]
     if "://" not in state_url:
@@ -583,11 +588,6 @@ def _newsletter(
         sender = f"{site['title']} <{email}>" if email else None
     if sender is None:
         sender = f"{site['title']} <newsletter@{urlsplit(site_url).hostname or 'localhost'}>"
-    for key, limit in (("max_posts", 1), ("summary_length", 40), ("max_html_bytes", 10_000)):
-        if n[key] < limit:
-            problems.add(f"newsletter.{key}", f"must be at least {limit}, got {n[key]}")
-    if not 0 <= n["first_lookback_days"] <= 36_500:
-        problems.add("newsletter.first_lookback_days", "must be from 0 to 36500 days")
     unsubscribe = n["unsubscribe_url"] or urljoin(site_url, "unsubscribe")
     if not _is_absolute_http(unsubscribe):
         problems.add(
@@ -621,18 +621,6 @@ def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems)
         problems.add(
             "delivery.smtp.security", f"must be starttls, ssl or none, got {smtp['security']!r}"
         )
-    if not 0 < smtp["port"] < 65536:
-        problems.add("delivery.smtp.port", f"must be a TCP port, got {smtp['port']}")
-    if smtp["connections"] < 1:
-        problems.add("delivery.smtp.connections", "must be at least 1")
-    if smtp["rate_per_second"] < 0:
-        problems.add("delivery.smtp.rate_per_second", "must be 0 (unlimited) or more")
-    if smtp["timeout"] <= 0:
-        problems.add("delivery.smtp.timeout", "must be more than 0 seconds")
-    if d["max_attempts"] < 1:
-        problems.add("delivery.max_attempts", "must be at least 1")
-    if d["retry_base_seconds"] < 1:
-        problems.add("delivery.retry_base_seconds", "must be at least 1")
     for key in ("password_env", "secret_env"):
         holder = smtp if key == "password_env" else d
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", holder[key]):

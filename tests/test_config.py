@@ -127,7 +127,7 @@ def test_missing_config_file_exits_2(tmp_path: Path, invoke: Callable[..., Resul
         ),
         (
             "site: {title: T, url: 'https://x.test'}\nnewsletter: {first_lookback_days: 1000000000}\n",
-            "must be from 0 to 36500 days",
+            "newsletter.first_lookback_days: must be from 0 to 36500, got 1000000000",
         ),
         (
             "site:\n  title: T\n  url: 'https://x.test'\n  title: Again\n",
@@ -149,3 +149,32 @@ def test_output_dir_that_is_a_file_is_a_clear_error(
     result = invoke("build", "--config", site.config, "--now", "2025-06-01", cwd=site.root)
     assert result.exit_code == 1
     assert "config.yaml" in result.stderr and "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("section", "fragment"),
+    [
+        ("serve: {port: 70000}", "serve.port: must be from 1 to 65535, got 70000"),
+        (
+            "delivery: {smtp: {connections: 0}}",
+            "delivery.smtp.connections: must be from 1 to 100, got 0",
+        ),
+        (
+            "delivery: {smtp: {rate_per_second: -1}}",
+            "delivery.smtp.rate_per_second: must be at least 0, got -1",
+        ),
+        (
+            "schedule: {lock_timeout_seconds: -5}",
+            "schedule.lock_timeout_seconds: must be at least 0, got -5",
+        ),
+        (
+            "newsletter: {summary_length: 10}",
+            "newsletter.summary_length: must be at least 40, got 10",
+        ),
+    ],
+)
+def test_numbers_out_of_range_name_their_bounds(
+    section: str, fragment: str, tmp_path: Path
+) -> None:
+    text = f"site: {{title: T, url: 'https://x.test'}}\n{section}\n"
+    assert any(fragment in line for line in problems(text, tmp_path))
