@@ -16,7 +16,12 @@ from syndicate.config import Config
 from syndicate.feeds import build_archive_feed
 from syndicate.models import Digest, RenderedEmail
 from syndicate.output import write_atomic
-from syndicate.render import TOKEN_PLACEHOLDER, render_template, template_environment
+from syndicate.render import (
+    TOKEN_PLACEHOLDER,
+    render_template,
+    site_context,
+    template_environment,
+)
 
 ARCHIVE_DIR = "newsletter"
 INDEX_TEMPLATE = "archive.html.j2"
@@ -67,11 +72,7 @@ def write_archive(out_dir: Path, digest: Digest, rendered: RenderedEmail, config
         env,
         INDEX_TEMPLATE,
         {
-            "site": {
-                "title": config.site.title,
-                "url": config.site.url,
-                "language": config.site.language,
-            },
+            "site": site_context(config),
             "entries": [
                 {
                     **asdict(e),

@@ -22,8 +22,7 @@ import click
 
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
-from syndicate.delivery import plan_and_queue, send_newsletter, summary_lines
-from syndicate.digest import plan_digest
+from syndicate.delivery import next_digest, plan_and_queue, send_newsletter, summary_lines
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
 from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
 from syndicate.mail import compose_preview
@@ -36,7 +35,7 @@ from syndicate.mailstore import (
 from syndicate.markup import clean_line
 from syndicate.output import write_atomic
 from syndicate.pipeline import build_site, check_site, lock_path, run_cycle
-from syndicate.posts import Progress, ReadOutcome, display_path, published, read_posts
+from syndicate.posts import Progress, ReadOutcome, display_path, read_posts, scheduled
 from syndicate.render import TOKEN_PLACEHOLDER, render_digest
 from syndicate.schedule import Daemon, next_fire_times
 from syndicate.serve import serve_forever
@@ -362,18 +361,16 @@ def status(config_path: Path, now_text: str | None, debug: bool) -> None:
         runs = store.recent_runs(5)
     catalog = read_posts(config)
     live = [s for s in states.values() if s.status == "published"]
-    scheduled = sorted(
-        (p for p in catalog.posts if not p.draft and p.date > now), key=lambda p: p.date
-    )
+    upcoming = scheduled(catalog.posts, now)
     drafts = sum(1 for p in catalog.posts if p.draft)
 
     def when(value: datetime | None) -> str:
         return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
 
-    click.echo(f"posts: {len(live)} published, {len(scheduled)} scheduled, {drafts} drafts")
-    if scheduled:
+    click.echo(f"posts: {len(live)} published, {len(upcoming)} scheduled, {drafts} drafts")
+    if upcoming:
         click.echo("scheduled:")
-        for post in scheduled:
+        for post in upcoming:
             click.echo(f"  {when(post.date)}  {post.title}  ({post.source})")
     click.echo("last runs:" if runs else "last runs: none yet")
     for record in runs:
@@ -387,8 +384,8 @@ def status(config_path: Path, now_text: str | None, debug: bool) -> None:
     click.echo("next jobs:")
     for name, fire in next_fire_times(config, now).items():
         click.echo(f"  {name}: {when(fire)}")
-    if scheduled:
-        click.echo(f"  publish {scheduled[0].title!r}: {when(scheduled[0].date)}")
+    if upcoming:
+        click.echo(f"  publish {upcoming[0].title!r}: {when(upcoming[0].date)}")
 
 
 @cli.command()
@@ -431,11 +428,8 @@ def digest(
     catalog = read_posts(config)
     emit(catalog.diagnostics)
     with opened_store(config) as store:
-        published_at = store.published_at()
+        planned = next_digest(catalog.posts, store, config, now, since)
         last = store.last_digest_at()
-        announced = store.digested_sources()
-    ready = [p for p in published(catalog.posts, now) if p.source not in announced]
-    planned = plan_digest(ready, published_at, config, now, last, since)
     if planned is None:
         start = since or last or now - timedelta(days=config.newsletter.first_lookback_days)
         click.echo(f"no digest: nothing published since {start.isoformat()}", err=True)

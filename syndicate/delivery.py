@@ -42,6 +42,7 @@ from syndicate.mailstore import (
     mark_row,
     queue_digest,
     set_status,
+    unique_digest_key,
 )
 from syndicate.models import Digest, HookResult, Post
 from syndicate.posts import published, read_posts
@@ -98,10 +99,7 @@ def plan_and_queue(
     """Plan the due digest and queue it: one outbox row per active subscriber who follows at
     least one of its posts, each with the posts they follow, rendered once per topic set."""
     report = SendReport()
-    catalog = read_posts(config)
-    announced = store.digested_sources()
-    ready = [p for p in published(catalog.posts, now) if p.source not in announced]
-    digest = plan_digest(ready, store.published_at(), config, now, store.last_digest_at(), since)
+    digest = next_digest(read_posts(config).posts, store, config, now, since)
     if digest is None:
         return report
     report.digest = digest
@@ -135,7 +133,7 @@ def plan_and_queue(
     try:
         queue_digest(
             store,
-            key=_unique_key(store, digest.key),
+            key=unique_digest_key(store, digest.key),
             posts_hash=posts_hash(digest.posts),
             since=digest.since,
             until=digest.until,
@@ -155,6 +153,20 @@ def plan_and_queue(
     return report
 
 
+def next_digest(
+    posts: Sequence[Post],
+    store: Store,
+    config: Config,
+    now: datetime,
+    since: datetime | None = None,
+) -> Digest | None:
+    """The digest that is due: posts published since the last digest, never one that an
+    earlier digest already announced (what `send` queues and `digest --preview` shows)."""
+    announced = store.digested_sources()
+    ready = [p for p in published(posts, now) if p.source not in announced]
+    return plan_digest(ready, store.published_at(), config, now, store.last_digest_at(), since)
+
+
 def _variant_digest(
     digest: Digest, posts: tuple[Post, ...], config: Config, now: datetime
 ) -> Digest:
@@ -163,26 +175,6 @@ def _variant_digest(
     planned = plan_digest(posts, {p.source: now for p in posts}, config, now, None, digest.since)
     assert planned is not None
     return replace(planned, key=digest.key, archive_url=digest.archive_url, since=digest.since)
-
-
-def _unique_key(store: Store, key: str) -> str:
-    import sqlalchemy as sa
-
-    from syndicate.store import digests_table
-
-    with store.engine.connect() as conn:
-        taken = {
-            row[0]
-            for row in conn.execute(
-                sa.select(digests_table.c.key).where(digests_table.c.key.like(f"{key}%"))
-            )
-        }
-    if key not in taken:
-        return key
-    n = 2
-    while f"{key}-{n}" in taken:
-        n += 1
-    return f"{key}-{n}"
 
 
 def deliver_outbox(

@@ -6,6 +6,7 @@ diagnostic names the file and line at fault and, where it helps, how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +30,11 @@ class Diagnostic:
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+def count_errors(diagnostics: Iterable[Diagnostic]) -> int:
+    """How many of these diagnostics are errors (the rest are warnings)."""
+    return sum(1 for d in diagnostics if d.severity == "error")
 
 
 class SyndicateError(Exception):

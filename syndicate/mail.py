@@ -11,10 +11,9 @@ from __future__ import annotations
 import binascii
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.header import Header
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
@@ -163,19 +162,12 @@ def _qp_segments(text: str) -> list[bytes]:
 
 def compose_preview(rendered: RenderedEmail, config: Config, now: datetime, token: str) -> bytes:
     """A complete multipart/alternative message for `digest --preview` (stdlib-built)."""
-    message = EmailMessage()
-    message["From"] = clean_subject(config.newsletter.sender, 998)
-    message["To"] = PREVIEW_RECIPIENT
-    message["Subject"] = clean_subject(rendered.subject)
-    message["Date"] = format_datetime(now)
-    domain = Address(addr_spec=envelope_sender(config)).domain or "localhost"
-    message["Message-ID"] = make_msgid("preview", domain=domain)
-    if config.newsletter.reply_to:
-        message["Reply-To"] = clean_subject(config.newsletter.reply_to, 998)
-    message.set_content(rendered.text.replace(TOKEN_PLACEHOLDER, token), cte="quoted-printable")
-    message.add_alternative(
-        rendered.html.replace(TOKEN_PLACEHOLDER, token), subtype="html", cte="quoted-printable"
+    filled = replace(
+        rendered,
+        text=rendered.text.replace(TOKEN_PLACEHOLDER, token),
+        html=rendered.html.replace(TOKEN_PLACEHOLDER, token),
     )
+    message, _ = _stdlib_message(config, filled, PREVIEW_RECIPIENT, now, "preview", reply_to=True)
     return message.as_bytes()
 
 
@@ -183,15 +175,26 @@ def compose_confirmation(
     config: Config, rendered: RenderedEmail, email: str, name: str, now: datetime
 ) -> Prepared:
     """The double opt-in message (one per request: the stdlib's speed is fine here)."""
-    message = EmailMessage()
-    message["From"] = clean_subject(config.newsletter.sender, 998)
-    message["To"] = formataddr((clean_subject(name, 200), email)) if name else email
-    message["Subject"] = clean_subject(rendered.subject)
-    message["Date"] = format_datetime(now)
-    message_id = make_msgid("confirm", domain=sender_domain(config))
-    message["Message-ID"] = message_id
+    to = formataddr((clean_subject(name, 200), email)) if name else email
+    message, message_id = _stdlib_message(config, rendered, to, now, "confirm", reply_to=False)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(rendered.text, cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
     data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
     return Prepared(envelope_sender(config), email, data, message_id)
+
+
+def _stdlib_message(
+    config: Config, rendered: RenderedEmail, to: str, now: datetime, tag: str, reply_to: bool
+) -> tuple[EmailMessage, str]:
+    """One-off messages (previews, confirmations) built with the stdlib EmailMessage."""
+    message = EmailMessage()
+    message["From"] = clean_subject(config.newsletter.sender, 998)
+    message["To"] = to
+    message["Subject"] = clean_subject(rendered.subject)
+    message["Date"] = format_datetime(now)
+    message_id = make_msgid(tag, domain=sender_domain(config))
+    message["Message-ID"] = message_id
+    if reply_to and config.newsletter.reply_to:
+        message["Reply-To"] = clean_subject(config.newsletter.reply_to, 998)
+    message.set_content(rendered.text, cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    return message, message_id

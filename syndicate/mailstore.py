@@ -234,6 +234,23 @@ def queue_digest(
     return int(digest_id)
 
 
+def unique_digest_key(store: Store, key: str) -> str:
+    """`key`, or `key-2`, `key-3` ... when an earlier digest (same day, same first title)
+    already has it: archive pages are named by key."""
+    with store.engine.connect() as conn:
+        taken = set(
+            conn.execute(
+                sa.select(digests_table.c.key).where(digests_table.c.key.like(f"{key}%"))
+            ).scalars()
+        )
+    if key not in taken:
+        return key
+    n = 2
+    while f"{key}-{n}" in taken:
+        n += 1
+    return f"{key}-{n}"
+
+
 def digest_exists(store: Store, posts_hash: str) -> bool:
     with store.engine.connect() as conn:
         return (
@@ -312,24 +329,6 @@ def mark_row(store: Store, row_id: int, status: str, **values: object) -> None:
         )
 
 
-def mark_sent_and_next_sending(
-    store: Store, sent_id: int, response: str, now: datetime, next_id: int | None
-) -> None:
-    """Mark a row sent and the connection's next row as sending, in one commit."""
-    with store.engine.begin() as conn:
-        conn.execute(
-            sa.update(outbox_table)
-            .where(outbox_table.c.id == sent_id)
-            .values(status=SENT, last_response=response, sent_at=to_utc(now))
-        )
-        if next_id is not None:
-            conn.execute(
-                sa.update(outbox_table)
-                .where(outbox_table.c.id == next_id)
-                .values(status=SENDING, attempts=outbox_table.c.attempts + 1)
-            )
-
-
 def finish_digests(store: Store) -> None:
     """A digest whose rows are all final (sent, bounced, failed) is `sent`."""
     o, d = outbox_table, digests_table
@@ -340,11 +339,3 @@ def finish_digests(store: Store) -> None:
         conn.execute(
             sa.update(d).where(d.c.status == "queued", ~sa.exists(open_rows)).values(status="sent")
         )
-
-
-def outbox_counts(store: Store, digest_id: int | None = None) -> dict[str, int]:
-    query = sa.select(outbox_table.c.status, sa.func.count()).group_by(outbox_table.c.status)
-    if digest_id is not None:
-        query = query.where(outbox_table.c.digest_id == digest_id)
-    with store.engine.connect() as conn:
-        return {status: int(count) for status, count in conn.execute(query)}

@@ -51,15 +51,6 @@ def render_markdown(body: str, base_url: str) -> Rendered:
     return Rendered(html, _xhtml_of(root), lead)
 
 
-def absolutize(fragment: str, base_url: str) -> str:
-    """Rewrite relative URLs in an HTML fragment so it reads correctly anywhere."""
-    if "=" not in fragment:
-        return fragment
-    root = lxml.html.fragment_fromstring(fragment, create_parent="div")
-    _absolutize_tree(root, base_url)
-    return _inner(etree.tostring(root, encoding="unicode", method="html"))
-
-
 def _absolutize_tree(root: lxml.html.HtmlElement, base_url: str) -> None:
     for element in root.iter():
         if not isinstance(element.tag, str):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from syndicate.errors import Diagnostic
+from syndicate.errors import Diagnostic, count_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class Catalog:
 
     @property
     def errors(self) -> int:
-        return sum(1 for d in self.diagnostics if d.severity == "error")
+        return count_errors(self.diagnostics)
 
 
 @dataclass(frozen=True, slots=True)

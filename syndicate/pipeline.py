@@ -15,12 +15,12 @@ from pathlib import Path
 from syndicate import __version__
 from syndicate.config import Config
 from syndicate.delivery import newsletter_job
-from syndicate.errors import Diagnostic, SyndicateError
+from syndicate.errors import Diagnostic, SyndicateError, count_errors
 from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
 from syndicate.lint import lint_post
 from syndicate.models import Catalog, FeedSpec, HookResult, Post
 from syndicate.output import outputs_intact, write_outputs
-from syndicate.posts import Progress, published, read_posts, render_post
+from syndicate.posts import Progress, published, read_posts, render_post, scheduled
 from syndicate.publication import Changes, diff_publication
 from syndicate.resources import read_template
 from syndicate.store import Store, sqlite_path
@@ -42,7 +42,7 @@ class BuildReport:
 
     @property
     def errors(self) -> int:
-        return sum(1 for d in self.diagnostics if d.severity == "error")
+        return count_errors(self.diagnostics)
 
 
 def build_site(
@@ -57,12 +57,7 @@ def build_site(
     held_back = len(catalog.posts) - len(ready)
     if strict and catalog.errors:
         return BuildReport(0, held_back, catalog.diagnostics, (), (), config.output_dir, True)
-    fingerprint = inputs_fingerprint(config, ready)
-    written: list[str] = []
-    removed: list[str] = []
-    if not outputs_intact(config.output_dir, fingerprint):
-        files = build_files(ready, config)
-        written, removed = write_outputs(config.output_dir, files, fingerprint)
+    written, removed = update_feeds(ready, config)
     return BuildReport(
         published=len(ready),
         held_back=held_back,
@@ -71,6 +66,17 @@ def build_site(
         removed=tuple(removed),
         out_dir=config.output_dir,
     )
+
+
+def update_feeds(
+    ready: list[Post], config: Config, force: bool = False
+) -> tuple[list[str], list[str]]:
+    """Build and write the feeds unless the output folder already holds exactly what these
+    inputs make (or `force`). -> (files written, files removed)."""
+    fingerprint = inputs_fingerprint(config, ready)
+    if not force and outputs_intact(config.output_dir, fingerprint):
+        return [], []
+    return write_outputs(config.output_dir, build_files(ready, config), fingerprint)
 
 
 def build_files(ready: list[Post], config: Config) -> dict[str, bytes]:
@@ -115,7 +121,6 @@ class CycleReport:
     run_id: int
     changes: Changes
     diagnostics: tuple[Diagnostic, ...]
-    rebuilt: bool
     written: tuple[str, ...]
     removed: tuple[str, ...]
     upcoming: tuple[Post, ...]  # future-dated, not drafts: the daemon plans a job for each
@@ -124,7 +129,7 @@ class CycleReport:
 
     @property
     def errors(self) -> int:
-        return sum(1 for d in self.diagnostics if d.severity == "error")
+        return count_errors(self.diagnostics)
 
 
 # Jobs that run after each cycle, in order: (config, now, store) -> HookResult.
@@ -151,14 +156,7 @@ def run_cycle(
         catalog = read_posts(config)
         ready = published(catalog.posts, now)
         changes = diff_publication(ready, store.post_states(), now)
-        fingerprint = inputs_fingerprint(config, ready)
-        rebuilt = changes.any or not outputs_intact(config.output_dir, fingerprint)
-        written: list[str] = []
-        removed: list[str] = []
-        if rebuilt:
-            written, removed = write_outputs(
-                config.output_dir, build_files(ready, config), fingerprint
-            )
+        written, removed = update_feeds(ready, config, force=changes.any)
         with store.transaction() as conn:
             store.save_post_states(conn, changes.states)
             store.finish_run(
@@ -184,14 +182,11 @@ def run_cycle(
     hook_results = tuple(
         _run_hook(hook, config, now, store) for hook in (AFTER_CYCLE if hooks is None else hooks)
     )
-    upcoming = tuple(
-        sorted((p for p in catalog.posts if not p.draft and p.date > now), key=lambda p: p.date)
-    )
+    upcoming = tuple(scheduled(catalog.posts, now))
     return CycleReport(
         run_id=run_id,
         changes=changes,
         diagnostics=catalog.diagnostics,
-        rebuilt=rebuilt,
         written=tuple(written),
         removed=tuple(removed),
         upcoming=upcoming,

@@ -211,6 +211,11 @@ def published(posts: Iterable[Post], now: datetime) -> list[Post]:
     return sort_newest_first(ready)
 
 
+def scheduled(posts: Iterable[Post], now: datetime) -> list[Post]:
+    """Posts that will become public after `now` (not drafts), soonest first."""
+    return sorted((p for p in posts if not p.draft and p.date > now), key=lambda p: p.date)
+
+
 def sort_newest_first(posts: Iterable[Post]) -> list[Post]:
     """Newest first; ties broken by source path so the order never depends on the disk."""
     ordered = sorted(posts, key=lambda p: p.source)

@@ -109,13 +109,7 @@ def digest_context(
     utm = dict(n.utm)
     posts = [_post_context(p, config, summary_length, images, full, utm) for p in digest.posts]
     return {
-        "site": {
-            "title": site.title,
-            "url": with_utm(site.url, utm, site.url),
-            "host": urlsplit(site.url).hostname or site.url,
-            "logo": site.logo,
-            "language": site.language,
-        },
+        "site": site_context(config, with_utm(site.url, utm, site.url)),
         "subject": digest.subject,
         "preheader": digest.preheader,
         "posts": posts,
@@ -123,6 +117,18 @@ def digest_context(
         "archive_url": digest.archive_url,
         "unsubscribe_url": unsubscribe_url(config, TOKEN_PLACEHOLDER),
         "postal_address": n.postal_address,
+    }
+
+
+def site_context(config: Config, url: str | None = None) -> dict[str, Any]:
+    """What every template knows of the site (`url` overrides the link, e.g. with UTM)."""
+    site = config.site
+    return {
+        "title": site.title,
+        "url": url or site.url,
+        "host": urlsplit(site.url).hostname or site.url,
+        "logo": site.logo,
+        "language": site.language,
     }
 
 
@@ -256,13 +262,7 @@ def render_confirmation(config: Config, confirm_url: str) -> RenderedEmail:
     env = template_environment(config)
     subject = f"Confirm your subscription to {config.site.title}"
     context = {
-        "site": {
-            "title": config.site.title,
-            "url": config.site.url,
-            "host": urlsplit(config.site.url).hostname or config.site.url,
-            "logo": config.site.logo,
-            "language": config.site.language,
-        },
+        "site": site_context(config),
         "subject": subject,
         "confirm_url": confirm_url,
         "postal_address": config.newsletter.postal_address,

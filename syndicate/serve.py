@@ -36,7 +36,12 @@ from syndicate.mail import compose_confirmation
 from syndicate.mailstore import add_subscriber, get_subscriber, set_status
 from syndicate.markup import clean_line
 from syndicate.models import Subscriber
-from syndicate.render import render_confirmation, render_template, template_environment
+from syndicate.render import (
+    render_confirmation,
+    render_template,
+    site_context,
+    template_environment,
+)
 from syndicate.store import Store
 from syndicate.subscribers import AddressError, normalize_address, parse_topics
 from syndicate.tokens import TokenError, load_secret, read_token, sign_token, verify_token
@@ -95,11 +100,7 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
 
     def page(title: str, message: str = "", status: int = 200, **extra: Any) -> HTMLResponse:
         context = {
-            "site": {
-                "title": config.site.title,
-                "url": config.site.url,
-                "language": config.site.language,
-            },
+            "site": site_context(config),
             "title": title,
             "message": message,
             "feeds": [],
