@@ -39,6 +39,7 @@ from syndicate.posts import Progress, ReadOutcome, display_path, read_posts, sch
 from syndicate.render import TOKEN_PLACEHOLDER, render_digest
 from syndicate.schedule import Daemon, next_fire_times
 from syndicate.serve import serve_forever
+from syndicate.status import MailingStatus, mailing_status, recent_posts
 from syndicate.store import Store
 from syndicate.subscribers import (
     STATUSES,
@@ -50,6 +51,7 @@ from syndicate.subscribers import (
 )
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+EX_SOFTWARE = 70  # sysexits.h: an internal error, never to be mistaken for content errors
 PREVIEW_TOKEN = "preview"  # noqa: S105 - stands in for a subscriber's token in previews
 PROGRESS_THRESHOLD = 500
 
@@ -148,14 +150,19 @@ def guarded(func: F) -> F:
         except Exception as exc:
             if debug:
                 raise
-            click.echo(
-                f"syndicate: internal error: {type(exc).__name__}: {exc}\n"
-                "  hint: run again with --debug for the traceback, and report it",
-                err=True,
-            )
-            sys.exit(EXIT_ERRORS)
+            click.echo(internal_error_line(exc), err=True)
+            click.echo("  hint: run again with --debug for the traceback, and report it", err=True)
+            sys.exit(EX_SOFTWARE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def internal_error_line(exc: BaseException, limit: int = 300) -> str:
+    """One line, however long or multi-line the exception's text: cron mails it."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"syndicate: internal error: {type(exc).__name__}: {text}"
 
 
 @contextlib.contextmanager
@@ -352,13 +359,15 @@ def run(
 @debug_option
 @guarded
 def status(config_path: Path, now_text: str | None, debug: bool) -> None:
-    """Published and scheduled posts, the last runs, and the next scheduled jobs."""
+    """Posts (recent, scheduled), the mailing list and outbox, the last digest, runs, jobs."""
     config = load_config(config_path)
     now = parse_now(now_text, config)
     tz = config.site.tz
     with opened_store(config) as store:
         states = store.post_states()
         runs = store.recent_runs(5)
+        recent = recent_posts(store, 10)
+        mailing = mailing_status(store)
     catalog = read_posts(config)
     live = [s for s in states.values() if s.status == "published"]
     upcoming = scheduled(catalog.posts, now)
@@ -368,10 +377,16 @@ def status(config_path: Path, now_text: str | None, debug: bool) -> None:
         return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
 
     click.echo(f"posts: {len(live)} published, {len(upcoming)} scheduled, {drafts} drafts")
+    if recent:
+        click.echo("recently published:")
+        for item in recent:
+            click.echo(f"  {when(item.published_at)}  {item.title}  <{item.url}>")
     if upcoming:
         click.echo("scheduled:")
         for post in upcoming:
             click.echo(f"  {when(post.date)}  {post.title}  ({post.source})")
+    for line in mailing_lines(mailing, when):
+        click.echo(line)
     click.echo("last runs:" if runs else "last runs: none yet")
     for record in runs:
         counts = (
@@ -386,6 +401,28 @@ def status(config_path: Path, now_text: str | None, debug: bool) -> None:
         click.echo(f"  {name}: {when(fire)}")
     if upcoming:
         click.echo(f"  publish {upcoming[0].title!r}: {when(upcoming[0].date)}")
+
+
+def mailing_lines(status: MailingStatus, when: Callable[[datetime | None], str]) -> list[str]:
+    """The mailing list part of `status`: subscribers, outbox, last digest."""
+    subscribers = ", ".join(f"{n} {name}" for name, n in status.subscribers.items())
+    shown = {name: n for name, n in status.outbox.items() if n}
+    outbox = ", ".join(
+        f"{n} {name}"
+        + (f" (next retry {when(status.next_retry_at)})" if name == "deferred" else "")
+        for name, n in shown.items()
+    )
+    lines = [f"subscribers: {subscribers}", f"outbox: {outbox or 'empty'}"]
+    digest = status.last_digest
+    if digest is None:
+        lines.append("last digest: none yet")
+    else:
+        outcomes = ", ".join(f"{n} {name}" for name, n in digest.outcomes.items())
+        lines.append(
+            f"last digest: {digest.subject!r} ({digest.key}), {digest.status} "
+            f"{when(digest.created_at)}: {outcomes or 'no recipients'}"
+        )
+    return lines
 
 
 @cli.command()

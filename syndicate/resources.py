@@ -1,22 +1,28 @@
-"""Where the shipped templates live (the top-level templates/ folder)."""
+"""Where the shipped templates live.
+
+In the repository they are the top-level templates/ folder; pyproject.toml ships that
+folder inside the package as `syndicate/templates`, so an installed wheel finds them
+through importlib.resources wherever it is installed and whatever the working directory.
+"""
 
 from __future__ import annotations
 
-import sys
+import functools
+from importlib import resources
 from pathlib import Path
 
+CHECKOUT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
+
+@functools.cache
 def templates_dir() -> Path:
-    """The shipped templates: beside the package in a checkout or editable install,
-    else under the installation prefix (share/syndicate/templates) for a wheel."""
-    candidates = (
-        Path(__file__).resolve().parent.parent / "templates",
-        Path(sys.prefix) / "share" / "syndicate" / "templates",
-    )
-    for candidate in candidates:
-        if candidate.is_dir():
+    """The shipped templates as a real folder (Jinja's FileSystemLoader needs one)."""
+    # `syndicate` is a regular package on disk, so files() is a real path (no zip imports).
+    packaged = Path(str(resources.files("syndicate") / "templates"))
+    for candidate in (packaged, CHECKOUT_TEMPLATES):
+        if (candidate / "digest.mjml.j2").is_file():
             return candidate
-    return candidates[0]
+    return packaged
 
 
 def read_template(name: str) -> bytes:

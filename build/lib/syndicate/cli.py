@@ -1,0 +1,723 @@
+"""The command-line interface: a thin click layer over the pipeline.
+
+It parses arguments, reads the clock, calls the pipeline, formats diagnostics and sets
+exit codes: 0 ok, 1 errors in the content, 2 usage or configuration errors. A Python
+traceback is shown only with --debug.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from syndicate import __version__
+from syndicate.config import Config, load_config, with_overrides
+from syndicate.delivery import next_digest, plan_and_queue, send_newsletter, summary_lines
+from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
+from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
+from syndicate.mail import compose_preview
+from syndicate.mailstore import (
+    add_subscriber,
+    list_subscribers,
+    remove_subscriber,
+    update_subscriber,
+)
+from syndicate.markup import clean_line
+from syndicate.output import write_atomic
+from syndicate.pipeline import build_site, check_site, lock_path, run_cycle
+from syndicate.posts import Progress, ReadOutcome, display_path, read_posts, scheduled
+from syndicate.render import TOKEN_PLACEHOLDER, render_digest
+from syndicate.schedule import Daemon, next_fire_times
+from syndicate.serve import serve_forever
+from syndicate.status import MailingStatus, mailing_status, recent_posts
+from syndicate.store import Store
+from syndicate.subscribers import (
+    STATUSES,
+    AddressError,
+    format_subscriber_csv,
+    normalize_address,
+    parse_subscriber_csv,
+    parse_topics,
+)
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+EX_SOFTWARE = 70  # sysexits.h: an internal error, never to be mistaken for content errors
+PREVIEW_TOKEN = "preview"  # noqa: S105 - stands in for a subscriber's token in previews
+PROGRESS_THRESHOLD = 500
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="config.yaml",
+    show_default=True,
+    help="The configuration file.",
+)
+debug_option = click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    type=float,
+    metavar="SECONDS",
+    help="How long to wait for another run to finish (default schedule.lock_timeout_seconds).",
+)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="syndicate")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="syndicate")
+def cli() -> None:
+    """Publish Markdown posts as RSS, Atom and JSON feeds, and email digests."""
+
+
+def content_options(func: F) -> F:
+    """The options every content command shares."""
+    options = [
+        config_option,
+        click.option(
+            "--content",
+            type=click.Path(path_type=Path),
+            multiple=True,
+            help="Content folder (repeatable); replaces content.paths.",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="Output folder; replaces output.dir.",
+        ),
+        click.option(
+            "--now",
+            "now_text",
+            metavar="ISO8601",
+            help="Pretend the time is this (naive = site time zone).",
+        ),
+        click.option(
+            "--strict", is_flag=True, help="Treat any error (check: any warning) as fatal."
+        ),
+        debug_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def guarded(func: F) -> F:
+    """Turn SyndicateErrors into diagnostics and exit codes; tracebacks only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug"))
+        try:
+            return func(*args, **kwargs)
+        except LockTimeoutError as exc:
+            emit(exc.diagnostics())
+            sys.exit(EX_TEMPFAIL)
+        except (ConfigError, TemplateError) as exc:
+            if debug:
+                raise
+            emit(exc.diagnostics())
+            sys.exit(EXIT_USAGE)
+        except SyndicateError as exc:
+            if debug:
+                raise
+            emit(exc.diagnostics())
+            sys.exit(EXIT_ERRORS)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            # `syndicate subscribers list | head`: the reader left; say nothing more.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_ERRORS)
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(internal_error_line(exc), err=True)
+            click.echo("  hint: run again with --debug for the traceback, and report it", err=True)
+            sys.exit(EX_SOFTWARE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def internal_error_line(exc: BaseException, limit: int = 300) -> str:
+    """One line, however long or multi-line the exception's text: cron mails it."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"syndicate: internal error: {type(exc).__name__}: {text}"
+
+
+@contextlib.contextmanager
+def opened_store(config: Config) -> Iterator[Store]:
+    store = Store(config.state_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def locked_store(config: Config, lock_timeout: float | None) -> Iterator[Store]:
+    """The run lock (one run at a time), then the state database."""
+    timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
+    with RunLock(lock_path(config), timeout), opened_store(config) as store:
+        yield store
+
+
+def emit(diagnostics: Iterable[Diagnostic]) -> None:
+    for diagnostic in diagnostics:
+        click.echo(diagnostic.format(), err=True)
+
+
+def prepare(
+    config_path: Path, content: tuple[Path, ...], out: Path | None, now_text: str | None
+) -> tuple[Config, datetime]:
+    config = with_overrides(load_config(config_path), content=content or None, out=out)
+    return config, parse_now(now_text, config)
+
+
+def parse_now(text: str | None, config: Config) -> datetime:
+    """--now as a tz-aware datetime; naive times are in the site's time zone."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 date or date-time (e.g. 2025-08-12T09:00:00Z)",
+            param_hint="--now",
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=config.site.tz)
+
+
+def progress_for() -> Progress | None:
+    """A progress bar on stderr when it is a terminal; None (silence) under cron."""
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        return None
+
+    def wrap(outcomes: Iterator[ReadOutcome], total: int) -> Iterator[ReadOutcome]:
+        if total < PROGRESS_THRESHOLD:
+            yield from outcomes
+            return
+        with click.progressbar(
+            outcomes, length=total, label="Reading posts", file=sys.stderr
+        ) as bar:
+            yield from bar
+
+    return wrap
+
+
+@cli.command()
+@content_options
+@guarded
+def build(
+    config_path: Path,
+    content: tuple[Path, ...],
+    out: Path | None,
+    now_text: str | None,
+    strict: bool,
+    debug: bool,
+) -> None:
+    """Build the feeds from the posts.
+
+    A bad post is reported (path:line: error: ...) and skipped; the rest are written
+    and the exit status is 1. With --strict nothing is written if any post is bad.
+    """
+    config, now = prepare(config_path, content, out, now_text)
+    report = build_site(config, now, strict=strict, progress=progress_for())
+    emit(report.diagnostics)
+    errors = report.errors
+    if report.aborted:
+        click.echo(f"{errors} error{'s' * (errors != 1)}; nothing written (--strict)", err=True)
+        sys.exit(EXIT_ERRORS)
+    noun = "post" if report.published == 1 else "posts"
+    click.echo(
+        f"{report.published} {noun} published, {report.held_back} held back, "
+        f"{errors} error{'s' * (errors != 1)} → {display_path(report.out_dir)}/"
+    )
+    sys.exit(EXIT_ERRORS if errors else EXIT_OK)
+
+
+@cli.command()
+@content_options
+@guarded
+def check(
+    config_path: Path,
+    content: tuple[Path, ...],
+    out: Path | None,
+    now_text: str | None,
+    strict: bool,
+    debug: bool,
+) -> None:
+    """Lint the posts without writing anything.
+
+    Reports every build error plus content warnings: mojibake, placeholder text and
+    links, missing descriptions, images without alt text. Exit 1 on errors, 0 on
+    warnings only (1 with --strict).
+    """
+    config, _ = prepare(config_path, content, out, now_text)
+    catalog = check_site(config, progress=progress_for())
+    emit(catalog.diagnostics)
+    errors = catalog.errors
+    warnings = len(catalog.diagnostics) - errors
+    click.echo(
+        f"{len(catalog.posts)} posts checked: {errors} error{'s' * (errors != 1)}, "
+        f"{warnings} warning{'s' * (warnings != 1)}",
+        err=True,
+    )
+    sys.exit(EXIT_ERRORS if errors or (strict and warnings) else EXIT_OK)
+
+
+@cli.command()
+@config_option
+@click.option("--once", is_flag=True, help="One cycle and exit (for cron); else run as a daemon.")
+@click.option("--now", "now_text", metavar="ISO8601", help="With --once: pretend the time is this.")
+@lock_timeout_option
+@click.option("-v", "--verbose", is_flag=True, help="Say so even when nothing changed.")
+@debug_option
+@guarded
+def run(
+    config_path: Path,
+    once: bool,
+    now_text: str | None,
+    lock_timeout: float | None,
+    verbose: bool,
+    debug: bool,
+) -> None:
+    """Publish what is due and rebuild what changed: once (cron) or as a daemon.
+
+    With --once: quiet when nothing happened, one line per post published, updated or
+    withdrawn otherwise; exit 1 on errors, 75 if another run holds the lock too long.
+    Without: an APScheduler daemon on schedule.build, plus a job at the exact date of
+    every future post; SIGTERM or SIGINT stop it after the job in flight.
+    """
+    config = load_config(config_path)
+    if not once:
+        if now_text:
+            raise click.UsageError("--now only works with --once")
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # we log our own jobs
+        Daemon(config).run()
+        return
+    now = parse_now(now_text, config)
+    with locked_store(config, lock_timeout) as store:
+        report = run_cycle(config, now, store, kind="once")
+    emit(report.diagnostics)
+    for failure in report.hub_failures:
+        click.echo(f"syndicate: warning: {failure}", err=True)
+    for post in report.changes.published:
+        click.echo(f"published: {post.title} <{post.url}>")
+    for post in report.changes.updated:
+        click.echo(f"updated: {post.title} <{post.url}>")
+    for state in report.changes.withdrawn:
+        click.echo(f"withdrawn: {state.title} <{state.url}>")
+    hook_failures = 0
+    for result in report.hook_results:
+        for line in result.lines:
+            click.echo(
+                line,
+                err=result.failures > 0
+                and line.startswith(("syndicate", "deferred", "failed", "bounced")),
+            )
+        hook_failures += result.failures
+    if verbose:
+        changed = report.changes.any or report.written or report.removed
+        what = (
+            f"{len(report.written) + len(report.removed)} files changed"
+            if changed
+            else "nothing changed"
+        )
+        click.echo(f"run {report.run_id}: {what} → {display_path(config.output_dir)}/")
+    sys.exit(EXIT_ERRORS if report.errors or hook_failures else EXIT_OK)
+
+
+@cli.command()
+@config_option
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
+@debug_option
+@guarded
+def status(config_path: Path, now_text: str | None, debug: bool) -> None:
+    """Posts (recent, scheduled), the mailing list and outbox, the last digest, runs, jobs."""
+    config = load_config(config_path)
+    now = parse_now(now_text, config)
+    tz = config.site.tz
+    with opened_store(config) as store:
+        states = store.post_states()
+        runs = store.recent_runs(5)
+        recent = recent_posts(store, 10)
+        mailing = mailing_status(store)
+    catalog = read_posts(config)
+    live = [s for s in states.values() if s.status == "published"]
+    upcoming = scheduled(catalog.posts, now)
+    drafts = sum(1 for p in catalog.posts if p.draft)
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
+
+    click.echo(f"posts: {len(live)} published, {len(upcoming)} scheduled, {drafts} drafts")
+    if recent:
+        click.echo("recently published:")
+        for item in recent:
+            click.echo(f"  {when(item.published_at)}  {item.title}  <{item.url}>")
+    if upcoming:
+        click.echo("scheduled:")
+        for post in upcoming:
+            click.echo(f"  {when(post.date)}  {post.title}  ({post.source})")
+    for line in mailing_lines(mailing, when):
+        click.echo(line)
+    click.echo("last runs:" if runs else "last runs: none yet")
+    for record in runs:
+        counts = (
+            f"{record.published} published, {record.updated} updated, "
+            f"{record.withdrawn} withdrawn, {record.errors} errors"
+        )
+        click.echo(
+            f"  #{record.id} {when(record.started_at)} {record.kind} {record.outcome}: {counts}"
+        )
+    click.echo("next jobs:")
+    for name, fire in next_fire_times(config, now).items():
+        click.echo(f"  {name}: {when(fire)}")
+    if upcoming:
+        click.echo(f"  publish {upcoming[0].title!r}: {when(upcoming[0].date)}")
+
+
+def mailing_lines(status: MailingStatus, when: Callable[[datetime | None], str]) -> list[str]:
+    """The mailing list part of `status`: subscribers, outbox, last digest."""
+    subscribers = ", ".join(f"{n} {name}" for name, n in status.subscribers.items())
+    shown = {name: n for name, n in status.outbox.items() if n}
+    outbox = ", ".join(
+        f"{n} {name}"
+        + (f" (next retry {when(status.next_retry_at)})" if name == "deferred" else "")
+        for name, n in shown.items()
+    )
+    lines = [f"subscribers: {subscribers}", f"outbox: {outbox or 'empty'}"]
+    digest = status.last_digest
+    if digest is None:
+        lines.append("last digest: none yet")
+    else:
+        outcomes = ", ".join(f"{n} {name}" for name, n in digest.outcomes.items())
+        lines.append(
+            f"last digest: {digest.subject!r} ({digest.key}), {digest.status} "
+            f"{when(digest.created_at)}: {outcomes or 'no recipients'}"
+        )
+    return lines
+
+
+@cli.command()
+@config_option
+@click.option("--preview", is_flag=True, help="Render the next digest to files; send nothing.")
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
+@click.option(
+    "--since",
+    "since_text",
+    metavar="ISO8601",
+    help="Take posts published after this (default: the previous digest).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for newsletter/preview.* (default output.dir).",
+)
+@debug_option
+@guarded
+def digest(
+    config_path: Path,
+    preview: bool,
+    now_text: str | None,
+    since_text: str | None,
+    out: Path | None,
+    debug: bool,
+) -> None:
+    """Render the next newsletter digest: preview.html, preview.txt and preview.eml.
+
+    The digest holds the posts published since the previous digest (the first one looks
+    back newsletter.first_lookback_days), newest first. Nothing is sent.
+    """
+    if not preview:
+        raise click.UsageError(
+            "use --preview to render the digest (sending is not part of this command)"
+        )
+    config = load_config(config_path)
+    now = parse_now(now_text, config)
+    since = parse_now(since_text, config) if since_text else None
+    catalog = read_posts(config)
+    emit(catalog.diagnostics)
+    with opened_store(config) as store:
+        planned = next_digest(catalog.posts, store, config, now, since)
+        last = store.last_digest_at()
+    if planned is None:
+        start = since or last or now - timedelta(days=config.newsletter.first_lookback_days)
+        click.echo(f"no digest: nothing published since {start.isoformat()}", err=True)
+        sys.exit(EXIT_ERRORS if catalog.errors else EXIT_OK)
+    rendered = render_digest(planned, config)
+    for note in rendered.notes:
+        click.echo(f"syndicate: warning: {note}", err=True)
+    folder = (out.resolve() if out else config.output_dir) / "newsletter"
+    files = {
+        "preview.html": rendered.html.replace(TOKEN_PLACEHOLDER, PREVIEW_TOKEN).encode(),
+        "preview.txt": rendered.text.replace(TOKEN_PLACEHOLDER, PREVIEW_TOKEN).encode(),
+        "preview.eml": compose_preview(rendered, config, now, PREVIEW_TOKEN),
+    }
+    for name, data in files.items():
+        write_atomic(folder / name, data)
+        click.echo(display_path(folder / name))
+    sys.exit(EXIT_ERRORS if catalog.errors else EXIT_OK)
+
+
+# --- subscribers and sending --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def open_store(config_path: Path) -> Iterator[tuple[Config, Store]]:
+    config = load_config(config_path)
+    with opened_store(config) as store:
+        yield config, store
+
+
+@cli.group()
+def subscribers() -> None:
+    """Manage the newsletter's subscribers (stored in the state database)."""
+
+
+@subscribers.command("add")
+@click.argument("address")
+@click.option("--name", default="", help="The subscriber's name.")
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    help="A tag or category to follow (repeatable); none = everything.",
+)
+@click.option(
+    "--pending", is_flag=True, help="Add as pending (awaiting confirmation) instead of active."
+)
+@config_option
+@debug_option
+@guarded
+def subscribers_add(
+    address: str, name: str, topics: tuple[str, ...], pending: bool, config_path: Path, debug: bool
+) -> None:
+    """Add ADDRESS (validated and normalised); an existing address is left as it is."""
+    email = checked_address(address)
+    with open_store(config_path) as (_, store):
+        status = "pending" if pending else "active"
+        found, created = add_subscriber(
+            store, email, clean_line(name), parse_topics(list(topics)), status, datetime.now(UTC)
+        )
+    if created:
+        click.echo(f"added {found.email} ({found.status})")
+    else:
+        click.echo(
+            f"{found.email} is already a subscriber ({found.status}); nothing changed", err=True
+        )
+
+
+@subscribers.command("remove")
+@click.argument("address")
+@config_option
+@debug_option
+@guarded
+def subscribers_remove(address: str, config_path: Path, debug: bool) -> None:
+    """Delete ADDRESS and its delivery history."""
+    with open_store(config_path) as (_, store):
+        if not remove_subscriber(store, address.strip()):
+            raise SyndicateError(
+                f"{address.strip()} is not a subscriber", "see `syndicate subscribers list`"
+            )
+    click.echo(f"removed {address.strip()}")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@config_option
+@debug_option
+@guarded
+def subscribers_list(status: str | None, config_path: Path, debug: bool) -> None:
+    """One line per subscriber: address, status, name, topics."""
+    with open_store(config_path) as (_, store):
+        found = list_subscribers(store, status)
+    for s in found:
+        topics = ", ".join(s.topics) or "everything"
+        click.echo(f"{s.email}\t{s.status}\t{s.name}\t{topics}")
+    click.echo(f"{len(found)} subscriber{'s' * (len(found) != 1)}", err=True)
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@config_option
+@debug_option
+@guarded
+def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
+    """Import FILE.csv (header email,name,topics,status). Bad rows are reported and skipped;
+    importing the same file again changes nothing; unsubscribed and bounced addresses are
+    never re-activated by an import."""
+    try:
+        text = csv_file.read_text("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SyndicateError(f"{csv_file}: not UTF-8", "save the CSV as UTF-8") from None
+    rows, problems = parse_subscriber_csv(text)
+    for problem in problems:
+        click.echo(
+            Diagnostic(str(csv_file), problem.line, "error", problem.message).format(), err=True
+        )
+    added = updated = unchanged = 0
+    now = datetime.now(UTC)
+    with open_store(config_path) as (_, store):
+        for row in rows:
+            found, created = add_subscriber(
+                store, row.email, row.name, row.topics, row.status or "active", now
+            )
+            if created:
+                added += 1
+                continue
+            changes: dict[str, object] = {}
+            if row.name and row.name != found.name:
+                changes["name"] = row.name
+            if row.topics != found.topics and (row.topics or "topics" in text.splitlines()[0]):
+                changes["topics"] = row.topics
+            if (
+                row.status
+                and row.status != found.status
+                and found.status not in ("unsubscribed", "bounced")
+            ):
+                changes["status"] = row.status
+            if changes:
+                update_subscriber(store, found.id, **changes)
+                updated += 1
+            else:
+                unchanged += 1
+    click.echo(f"{added} added, {updated} updated, {unchanged} unchanged, {len(problems)} rejected")
+    sys.exit(EXIT_ERRORS if problems else EXIT_OK)
+
+
+@subscribers.command("export")
+@click.argument("csv_file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@config_option
+@debug_option
+@guarded
+def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
+    """Write every subscriber to FILE.csv ('-' for standard output)."""
+    with open_store(config_path) as (_, store):
+        text = format_subscriber_csv(list_subscribers(store))
+    if str(csv_file) == "-":
+        click.echo(text, nl=False)
+    else:
+        write_atomic(csv_file, text.encode())
+
+
+def checked_address(address: str) -> str:
+    try:
+        return normalize_address(address)
+    except AddressError as exc:
+        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+
+
+@cli.command()
+@config_option
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; queue and send nothing.")
+@lock_timeout_option
+@debug_option
+@guarded
+def send(
+    config_path: Path, now_text: str | None, dry_run: bool, lock_timeout: float | None, debug: bool
+) -> None:
+    """Send the due digest to every active subscriber who follows one of its posts, and
+    retry deferred messages whose time has come.
+
+    The digest is queued in the outbox first (once), then sent; a run killed at any
+    point is finished by the next one. Exit 1 if anything is left deferred or failed.
+    """
+    config = load_config(config_path)
+    now = parse_now(now_text, config)
+    with locked_store(config, lock_timeout) as store:
+        if dry_run:
+            report = plan_and_queue(config, store, now, dry_run=True)
+        else:
+            bar = ProgressReporter() if sys.stderr.isatty() and not os.environ.get("CI") else None
+            try:
+                report = send_newsletter(config, store, now, progress=bar.update if bar else None)
+            finally:
+                if bar:
+                    bar.finish()
+    if dry_run:
+        if report.digest is None:
+            click.echo("nothing to send: no new posts since the last digest")
+        else:
+            click.echo(
+                f"would send {report.digest.subject!r} to {report.queued} subscribers "
+                f"({report.variants} version{'s' * (report.variants != 1)}); nothing queued or sent"
+            )
+        for note in report.notes:
+            click.echo(f"note: {note}")
+        return
+    lines = summary_lines(report)
+    if report.digest is not None and report.archived and not report.queued:
+        lines.insert(
+            0,
+            f"digest {report.digest.subject!r}: no active subscriber follows these posts; "
+            "saved in the web archive only",
+        )
+    if not lines:
+        click.echo(
+            "nothing to send"
+            if report.digest is None
+            else "nothing to send: no subscriber follows these posts"
+        )
+    for line in lines:
+        click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
+    sys.exit(EXIT_ERRORS if report.deferred or report.failed else EXIT_OK)
+
+
+class ProgressReporter:
+    """A progress bar for sends on a terminal (updated from the sending threads)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def update(self, n: int, total: int) -> None:
+        with self.lock:
+            self.count += n
+            filled = 30 * self.count // max(total, 1)
+            bar = "#" * filled + "-" * (30 - filled)
+            click.echo(f"\rsending [{bar}] {self.count}/{total}", nl=False, err=True)
+
+    def finish(self) -> None:
+        if self.count:
+            click.echo("", err=True)
+
+
+@cli.command()
+@config_option
+@click.option("--host", help="Address to listen on (default serve.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default serve.port, 8080).")
+@debug_option
+@guarded
+def serve(config_path: Path, host: str | None, port: int | None, debug: bool) -> None:
+    """Serve the output folder (feeds with ETag, Last-Modified, gzip) and the subscribe,
+    confirm and one-click unsubscribe endpoints. Needs SYNDICATE_SECRET."""
+    config = load_config(config_path)
+    serve_forever(config, host or config.serve.host, port or config.serve.port)

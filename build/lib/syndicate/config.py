@@ -1,0 +1,716 @@
+"""config.yaml -> a frozen, validated Config.
+
+Every problem is collected (not just the first) and named by its key path and line,
+with a suggestion for a misspelt key. Paths in the file are relative to the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urljoin, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from syndicate.errors import ConfigError, Diagnostic
+from syndicate.models import Author
+
+FEED_FORMATS = ("rss", "atom", "json")
+POST_URL_FIELDS = frozenset({"slug", "year", "month", "day"})
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    title: str
+    url: str  # absolute, always ending in "/"
+    description: str
+    language: str
+    timezone: str
+    author: Author | None
+    logo: str | None = None  # absolute URL
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class ContentConfig:
+    paths: tuple[Path, ...]
+    patterns: tuple[str, ...]
+    post_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedsConfig:
+    formats: tuple[str, ...]
+    limit: int
+    full_content: bool
+    per_tag: bool
+    per_category: bool
+    stylesheet: bool
+    websub_hub: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    build: str  # crontab: 5 fields, or 6 with seconds first
+    newsletter: str | None
+    misfire_grace_seconds: int
+    lock_timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewsletterConfig:
+    templates: Path | None  # the user's folder; missing files fall back to the shipped ones
+    subject: str
+    preheader: str
+    sender: str  # the `from` key
+    reply_to: str | None
+    postal_address: str
+    max_posts: int
+    first_lookback_days: int
+    tags: tuple[str, ...]
+    categories: tuple[str, ...]
+    summary_length: int
+    full_content: bool
+    utm: tuple[tuple[str, str], ...]  # (utm_source, newsletter), ...
+    unsubscribe_url: str
+    max_html_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPConfig:
+    host: str
+    port: int
+    security: str  # starttls | ssl | none
+    username: str | None
+    password_env: str
+    connections: int
+    rate_per_second: float  # 0 = unlimited
+    timeout: float
+    ca_file: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class DKIMConfig:
+    selector: str
+    domain: str
+    key_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    transport: str  # smtp | file
+    file_dir: Path
+    smtp: SMTPConfig
+    max_attempts: int
+    retry_base_seconds: int
+    dkim: DKIMConfig | None
+    list_id: str
+    secret_env: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    enabled: bool  # the daemon (`syndicate run`) serves too
+    host: str
+    port: int
+    public_url: str  # where readers reach this server (links in confirmation emails)
+    trusted_proxies: tuple[str, ...]  # whose X-Forwarded-For is believed
+    subscribe_per_minute: int
+    max_body_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    site: SiteConfig
+    content: ContentConfig
+    output_dir: Path
+    feeds: FeedsConfig
+    state_url: str
+    schedule: ScheduleConfig
+    newsletter: NewsletterConfig
+    delivery: DeliveryConfig
+    serve: ServeConfig
+
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """One leaf of the schema: its expected type and default."""
+
+    kind: type | tuple[type, ...]
+    default: Any = _REQUIRED
+    item: type | None = None  # element type for lists
+    low: float | None = None  # inclusive bounds for numbers
+    high: float | None = None
+
+
+_Schema = dict[str, "_Key | _Schema"]
+
+SCHEMA: _Schema = {
+    "site": {
+        "title": _Key(str),
+        "url": _Key(str),
+        "description": _Key(str, ""),
+        "language": _Key(str, "en"),
+        "timezone": _Key(str, "UTC"),
+        "author": {"name": _Key(str, None), "email": _Key(str, None)},
+        "logo": _Key(str, None),
+    },
+    "content": {
+        "paths": _Key(list, ["posts"], item=str),
+        "patterns": _Key(list, ["*.md", "*.markdown", "*.txt"], item=str),
+        "post_url": _Key(str, "/posts/{slug}/"),
+    },
+    "output": {"dir": _Key(str, "public")},
+    "feeds": {
+        "formats": _Key(list, list(FEED_FORMATS), item=str),
+        "limit": _Key(int, 50, low=1),
+        "full_content": _Key(bool, True),
+        "per_tag": _Key(bool, True),
+        "per_category": _Key(bool, True),
+        "stylesheet": _Key(bool, True),
+        "websub_hub": _Key(str, None),
+    },
+    "state": {"url": _Key(str, "sqlite:///state/syndicate.db")},
+    "newsletter": {
+        "templates": _Key(str, None),
+        "subject": _Key(str, "{site}: {count} new {noun}"),
+        "preheader": _Key(str, "{first_title}"),
+        "from": _Key(str, None),
+        "reply_to": _Key(str, None),
+        "postal_address": _Key(str, ""),
+        "max_posts": _Key(int, 10, low=1),
+        "first_lookback_days": _Key(int, 7, low=0, high=36_500),
+        "tags": _Key(list, [], item=str),
+        "categories": _Key(list, [], item=str),
+        "summary_length": _Key(int, 280, low=40),
+        "full_content": _Key(bool, False),
+        "utm": {"source": _Key(str, None), "medium": _Key(str, None), "campaign": _Key(str, None)},
+        "unsubscribe_url": _Key(str, None),
+        "max_html_bytes": _Key(int, 100_000, low=10_000),
+    },
+    "delivery": {
+        "transport": _Key(str, "file"),
+        "file_dir": _Key(str, "outbox"),
+        "smtp": {
+            "host": _Key(str, "localhost"),
+            "port": _Key(int, 587, low=1, high=65535),
+            "security": _Key(str, "starttls"),
+            "username": _Key(str, None),
+            "password_env": _Key(str, "SYNDICATE_SMTP_PASSWORD"),
+            "connections": _Key(int, 4, low=1, high=100),
+            "rate_per_second": _Key((int, float), 10, low=0),
+            "timeout": _Key((int, float), 30, low=0.1),
+            "ca_file": _Key(str, None),
+        },
+        "max_attempts": _Key(int, 5, low=1),
+        "retry_base_seconds": _Key(int, 300, low=1),
+        "dkim": {
+            "selector": _Key(str, None),
+            "domain": _Key(str, None),
+            "key_file": _Key(str, None),
+        },
+        "list_id": _Key(str, None),
+        "secret_env": _Key(str, "SYNDICATE_SECRET"),
+    },
+    "serve": {
+        "enabled": _Key(bool, False),
+        "host": _Key(str, "127.0.0.1"),
+        "port": _Key(int, 8080, low=1, high=65535),
+        "public_url": _Key(str, None),
+        "trusted_proxies": _Key(list, [], item=str),
+        "subscribe_per_minute": _Key(int, 5, low=1),
+        "max_body_bytes": _Key(int, 16_384, low=1024),
+    },
+    "schedule": {
+        "build": _Key(str, "*/15 * * * *"),
+        "newsletter": _Key(str, "0 8 * * mon"),
+        "misfire_grace_seconds": _Key(int, 3600, low=1),
+        "lock_timeout_seconds": _Key((int, float), 60, low=0),
+    },
+}
+
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", list: "a list"}
+
+
+class _Problems:
+    """Collects diagnostics, placing each at the line of its key when known."""
+
+    def __init__(self, path: str, lines: dict[str, int]) -> None:
+        self.path = path
+        self.lines = lines
+        self.items: list[Diagnostic] = []
+
+    def add(self, key: str, message: str, hint: str | None = None) -> None:
+        line = self.lines.get(key) or self.lines.get(key.rsplit(".", 1)[0])
+        self.items.append(Diagnostic(self.path, line, "error", f"{key}: {message}", hint))
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate config.yaml; raise ConfigError listing every problem."""
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            shown,
+            [
+                Diagnostic(
+                    shown,
+                    None,
+                    "error",
+                    "config file not found",
+                    "pass --config PATH, or run from the folder that holds config.yaml",
+                )
+            ],
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            shown, [Diagnostic(shown, None, "error", f"cannot read: {exc}")]
+        ) from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate config text; `path` anchors relative paths and names the file in errors."""
+    shown = str(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            shown, [Diagnostic(shown, line, "error", f"invalid YAML: {problem}")]
+        ) from None
+    lines = _key_lines(node) if node is not None else {}
+    problems = _Problems(shown, lines)
+    for key, line in _duplicate_keys(node):
+        problems.items.append(
+            Diagnostic(shown, line, "error", f"{key}: duplicate key (the last one would win)")
+        )
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.add("(top)", "the file must be a mapping of sections (site:, content:, ...)")
+        raise ConfigError(shown, problems.items)
+    values = _check(raw, SCHEMA, "", problems)
+    if problems.items:
+        raise ConfigError(shown, problems.items)
+    config = _build(values, path.resolve().parent, problems, shown)
+    if problems.items or config is None:
+        raise ConfigError(shown, problems.items)
+    return config
+
+
+def with_overrides(
+    config: Config, content: tuple[Path, ...] | None = None, out: Path | None = None
+) -> Config:
+    """Apply --content and --out (paths relative to the working directory)."""
+    if content:
+        config = replace(
+            config,
+            content=replace(config.content, paths=tuple(p.resolve() for p in content)),
+        )
+    if out is not None:
+        config = replace(config, output_dir=out.resolve())
+    return config
+
+
+def _duplicate_keys(node: yaml.Node | None, prefix: str = "") -> list[tuple[str, int]]:
+    """Keys given twice in one mapping: YAML keeps the last silently; we refuse."""
+    found: list[tuple[str, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            if key in seen:
+                found.append((key, key_node.start_mark.line + 1))
+            seen.add(key)
+            found.extend(_duplicate_keys(value_node, key + "."))
+    return found
+
+
+def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    """Map each key path ("site.url") to its 1-based line in the file."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            lines[key] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key + "."))
+    return lines
+
+
+def _check(
+    raw: dict[str, Any], schema: _Schema, prefix: str, problems: _Problems
+) -> dict[str, Any]:
+    """Type-check `raw` against `schema`, fill defaults, report unknown keys."""
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in schema:
+            where = f"{prefix}{key}"
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f"did you mean '{prefix}{close[0]}'?" if close else None
+            known = ", ".join(schema)
+            problems.add(where, f"unknown key (known keys here: {known})", hint)
+    for key, spec in schema.items():
+        where = f"{prefix}{key}"
+        value: Any = raw.get(key)
+        if isinstance(spec, dict):
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                problems.add(where, f"expected a mapping of keys, got {_describe(value)}")
+                continue
+            values[key] = _check(value, spec, where + ".", problems)
+            continue
+        if value is None:
+            if spec.default is _REQUIRED:
+                problems.add(where, "is required", f"add '{key}:' under '{prefix.rstrip('.')}'")
+            values[key] = spec.default
+            continue
+        if (spec.kind is int and isinstance(value, bool)) or not isinstance(value, spec.kind):
+            names = (
+                _TYPE_NAMES.get(spec.kind, str(spec.kind))
+                if isinstance(spec.kind, type)
+                else "a number"
+            )
+            problems.add(where, f"expected {names}, got {_describe(value)}")
+            continue
+        if not _in_bounds(value, spec):
+            problems.add(where, f"{_bounds_text(spec)}, got {value!r}")
+            continue
+        if spec.item is not None:
+            bad = [v for v in cast(list[Any], value) if not isinstance(v, spec.item)]
+            if bad:
+                problems.add(where, f"every item must be {_TYPE_NAMES[spec.item]}, got {bad[0]!r}")
+                continue
+        values[key] = value
+    return values
+
+
+def _in_bounds(value: Any, spec: _Key) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    return (spec.low is None or value >= spec.low) and (spec.high is None or value <= spec.high)
+
+
+def _bounds_text(spec: _Key) -> str:
+    if spec.high is None:
+        return f"must be at least {spec.low:g}"
+    return f"must be from {spec.low:g} to {spec.high:g}"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Config | None:
+    """Semantic checks on type-correct values, then the frozen Config."""
+    site = v["site"]
+    url = site["url"].strip()
+    if not _is_absolute_http(url):
+        problems.add(
+            "site.url",
+            f"must be an absolute http(s) URL, got {url!r}",
+            "write the full address, e.g. https://example.org/",
+        )
+    if not url.endswith("/"):
+        url += "/"
+    try:
+        ZoneInfo(site["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        close = _close_timezones(site["timezone"])
+        hint = (
+            f"did you mean '{close}'?" if close else "use an IANA name such as UTC or Europe/Paris"
+        )
+        problems.add("site.timezone", f"unknown time zone {site['timezone']!r}", hint)
+    author_raw = site["author"]
+    author = Author(author_raw["name"], author_raw["email"]) if author_raw["name"] else None
+
+    content = v["content"]
+    post_url = content["post_url"]
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(post_url) if f is not None}
+    except ValueError as exc:
+        fields = set()
+        problems.add("content.post_url", f"is not a valid pattern: {exc}")
+    unknown = fields - POST_URL_FIELDS
+    if not unknown and not _formats(post_url, slug="s", year="2025", month="01", day="01"):
+        problems.add("content.post_url", f"is not a valid pattern: {post_url!r}")
+    elif unknown:
+        problems.add(
+            "content.post_url",
+            f"unknown placeholder {{{sorted(unknown)[0]}}}",
+            "use {slug}, {year}, {month} and {day}",
+        )
+    elif "slug" not in fields:
+        problems.add("content.post_url", "must contain {slug} so every post gets its own URL")
+    if not content["patterns"]:
+        problems.add("content.patterns", "must name at least one file pattern, e.g. '*.md'")
+    paths = tuple((root / p).resolve() for p in content["paths"])
+    if not paths:
+        problems.add("content.paths", "must name at least one folder")
+
+    feeds = v["feeds"]
+    for fmt in feeds["formats"]:
+        if fmt not in FEED_FORMATS:
+            near = difflib.get_close_matches(fmt, FEED_FORMATS, n=1)
+            hint = f"did you mean '{near[0]}'?" if near else "use rss, atom and/or json"
+            problems.add("feeds.formats", f"unknown format {fmt!r}", hint)
+
+    hub = feeds["websub_hub"]
+    if hub is not None and not _is_absolute_http(hub):
+        problems.add("feeds.websub_hub", f"must be an absolute http(s) URL, got {hub!r}")
+
+    schedule = v["schedule"]
+    for key in ("build", "newsletter"):
+        expression = schedule[key]
+        if expression is not None:
+            error = cron_error(expression)
+            if error:
+                problems.add(
+                    f"schedule.{key}",
+                    f"is not a cron expression ({error}): {expression!r}",
+                    "five fields: minute hour day month weekday, e.g. '*/15 * * * *'",
+                )
+
+    newsletter = _newsletter(v["newsletter"], url, site, root, problems)
+
+    delivery = _delivery(v["delivery"], url, root, problems)
+
+    serve = v["serve"]
+    public_url = serve["public_url"] or url
+    if not public_url.endswith("/"):
+        public_url += "/"
+    if not _is_absolute_http(public_url):
+        problems.add("serve.public_url", f"must be an absolute http(s) URL, got {public_url!r}")
+
+    state_url = v["state"]["url"]
+    if "://" not in state_url:
+        problems.add(
+            "state.url",
+            f"is not a database URL: {state_url!r}",
+            "e.g. sqlite:///state/syndicate.db",
+        )
+    state_url = _anchor_sqlite(state_url, root)
+
+    if problems.items:
+        return None
+    return Config(
+        path=Path(shown),
+        site=SiteConfig(
+            title=site["title"],
+            url=url,
+            description=site["description"],
+            language=site["language"],
+            timezone=site["timezone"],
+            author=author,
+            logo=urljoin(url, site["logo"]) if site["logo"] else None,
+        ),
+        content=ContentConfig(paths=paths, patterns=tuple(content["patterns"]), post_url=post_url),
+        output_dir=(root / v["output"]["dir"]).resolve(),
+        feeds=FeedsConfig(
+            formats=tuple(dict.fromkeys(feeds["formats"])),
+            limit=feeds["limit"],
+            full_content=feeds["full_content"],
+            per_tag=feeds["per_tag"],
+            per_category=feeds["per_category"],
+            stylesheet=feeds["stylesheet"],
+            websub_hub=hub,
+        ),
+        state_url=state_url,
+        schedule=ScheduleConfig(
+            build=schedule["build"],
+            newsletter=schedule["newsletter"],
+            misfire_grace_seconds=schedule["misfire_grace_seconds"],
+            lock_timeout_seconds=float(schedule["lock_timeout_seconds"]),
+        ),
+        newsletter=newsletter,
+        delivery=delivery,
+        serve=ServeConfig(
+            enabled=serve["enabled"],
+            host=serve["host"],
+            port=serve["port"],
+            public_url=public_url,
+            trusted_proxies=tuple(serve["trusted_proxies"]),
+            subscribe_per_minute=serve["subscribe_per_minute"],
+            max_body_bytes=serve["max_body_bytes"],
+        ),
+    )
+
+
+SUBJECT_FIELDS = frozenset({"site", "count", "noun", "first_title", "date"})
+
+
+def _newsletter(
+    n: dict[str, Any], site_url: str, site: dict[str, Any], root: Path, problems: _Problems
+) -> NewsletterConfig:
+    for key in ("subject", "preheader"):
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(n[key]) if f is not None}
+        except ValueError as exc:
+            problems.add(f"newsletter.{key}", f"is not a valid pattern: {exc}")
+            continue
+        unknown = fields - SUBJECT_FIELDS
+        sample = {"site": "s", "count": "1", "noun": "post", "first_title": "t", "date": "d"}
+        if not unknown and not _formats(n[key], **sample):
+            problems.add(f"newsletter.{key}", f"is not a valid pattern: {n[key]!r}")
+        elif unknown:
+            problems.add(
+                f"newsletter.{key}",
+                f"unknown placeholder {{{sorted(unknown)[0]}}}",
+                "use {site}, {count}, {noun} (post/posts), {first_title} and {date}",
+            )
+    sender = n["from"]
+    if sender is None:
+        email = site["author"]["email"]
+        sender = f"{site['title']} <{email}>" if email else None
+    if sender is None:
+        sender = f"{site['title']} <newsletter@{urlsplit(site_url).hostname or 'localhost'}>"
+    unsubscribe = n["unsubscribe_url"] or urljoin(site_url, "unsubscribe")
+    if not _is_absolute_http(unsubscribe):
+        problems.add(
+            "newsletter.unsubscribe_url", f"must be an absolute http(s) URL, got {unsubscribe!r}"
+        )
+    utm = tuple((f"utm_{k}", v) for k, v in n["utm"].items() if v)
+    return NewsletterConfig(
+        templates=(root / n["templates"]).resolve() if n["templates"] else None,
+        subject=n["subject"],
+        preheader=n["preheader"],
+        sender=sender,
+        reply_to=n["reply_to"],
+        postal_address=n["postal_address"],
+        max_posts=n["max_posts"],
+        first_lookback_days=n["first_lookback_days"],
+        tags=tuple(n["tags"]),
+        categories=tuple(n["categories"]),
+        summary_length=n["summary_length"],
+        full_content=n["full_content"],
+        utm=utm,
+        unsubscribe_url=unsubscribe,
+        max_html_bytes=n["max_html_bytes"],
+    )
+
+
+def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems) -> DeliveryConfig:
+    if d["transport"] not in ("smtp", "file"):
+        problems.add("delivery.transport", f"must be smtp or file, got {d['transport']!r}")
+    smtp = d["smtp"]
+    if smtp["security"] not in ("starttls", "ssl", "none"):
+        problems.add(
+            "delivery.smtp.security", f"must be starttls, ssl or none, got {smtp['security']!r}"
+        )
+    for key in ("password_env", "secret_env"):
+        holder = smtp if key == "password_env" else d
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", holder[key]):
+            where = "delivery.smtp.password_env" if key == "password_env" else "delivery.secret_env"
+            problems.add(
+                where,
+                "must name an environment variable, not hold the secret itself",
+                "e.g. SYNDICATE_SMTP_PASSWORD; export the secret in that variable",
+            )
+    dkim = d["dkim"]
+    dkim_config = None
+    given = [k for k in ("selector", "domain", "key_file") if dkim[k]]
+    if given and len(given) < 3:
+        missing = sorted({"selector", "domain", "key_file"} - set(given))
+        problems.add(
+            "delivery.dkim", f"needs selector, domain and key_file (missing {', '.join(missing)})"
+        )
+    elif given:
+        dkim_config = DKIMConfig(
+            dkim["selector"], dkim["domain"], (root / dkim["key_file"]).resolve()
+        )
+    host = urlsplit(site_url).hostname or "localhost"
+    return DeliveryConfig(
+        transport=d["transport"],
+        file_dir=(root / d["file_dir"]).resolve(),
+        smtp=SMTPConfig(
+            host=smtp["host"],
+            port=smtp["port"],
+            security=smtp["security"],
+            username=smtp["username"],
+            password_env=smtp["password_env"],
+            connections=smtp["connections"],
+            rate_per_second=float(smtp["rate_per_second"]),
+            timeout=float(smtp["timeout"]),
+            ca_file=(root / smtp["ca_file"]).resolve() if smtp["ca_file"] else None,
+        ),
+        max_attempts=d["max_attempts"],
+        retry_base_seconds=d["retry_base_seconds"],
+        dkim=dkim_config,
+        list_id=d["list_id"] or f"newsletter.{host}",
+        secret_env=d["secret_env"],
+    )
+
+
+def _formats(pattern: str, **fields: str) -> bool:
+    """Does str.format accept this pattern (conversions, format specs, nesting)?"""
+    try:
+        pattern.format(**fields)
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def _is_absolute_http(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def cron_trigger_fields(expression: str) -> dict[str, str]:
+    """A crontab line as APScheduler CronTrigger fields; 6 fields put seconds first."""
+    fields = expression.split()
+    names = ["minute", "hour", "day", "month", "day_of_week"]
+    if len(fields) == 6:
+        names = ["second", *names]
+    elif len(fields) != 5:
+        raise ValueError(f"expected 5 fields (or 6 with seconds), got {len(fields)}")
+    return dict(zip(names, fields, strict=True))
+
+
+def cron_error(expression: str) -> str | None:
+    """Why a cron expression is invalid, or None if APScheduler accepts it."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger(**cron_trigger_fields(expression), timezone="UTC")
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _anchor_sqlite(url: str, root: Path) -> str:
+    """Make a relative SQLite path relative to the config file, like every other path."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+        return prefix + str((root / url[len(prefix) :]).resolve())
+    return url
+
+
+def _close_timezones(name: str) -> str | None:
+    from zoneinfo import available_timezones
+
+    close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+    return close[0] if close else None

@@ -1,0 +1,418 @@
+"""Sending digests: plan, queue in the outbox (once), then work through the outbox.
+
+Crash safety. A row is marked `sending` (committed) before its SMTP transaction and
+`sent` right after the server's 250. A run killed in between leaves rows `sending`: on
+the next run they are sent again, with the same Message-ID. We resend rather than drop
+because the window before the 250 (the whole SMTP transaction) is far longer than the
+one after it (one commit), so an in-doubt message was most likely not delivered; a rare
+duplicate carries the same Message-ID, which mail systems such as Gmail de-duplicate.
+The window is one message per connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from syndicate.archive import write_archive
+from syndicate.config import Config
+from syndicate.digest import plan_digest
+from syndicate.mail import MessageTemplate, Prepared
+from syndicate.mailstore import (
+    BOUNCED,
+    DEFERRED,
+    FAILED,
+    SENDING,
+    SENT,
+    DigestExistsError,
+    OutboxRow,
+    QueuedBody,
+    QueuedRecipient,
+    cancel_for_inactive,
+    digest_exists,
+    due_rows,
+    finish_digests,
+    list_subscribers,
+    load_bodies,
+    mark_row,
+    queue_digest,
+    set_status,
+    unique_digest_key,
+)
+from syndicate.models import Digest, HookResult, Post
+from syndicate.posts import published, read_posts
+from syndicate.render import render_digest
+from syndicate.store import Store
+from syndicate.subscribers import wants
+from syndicate.tokens import load_secret, sign_token
+from syndicate.transport import (
+    Connection,
+    DeliveryError,
+    PermanentFailure,
+    RateLimiter,
+    TransientFailure,
+    Transport,
+    UnsupportedRecipient,
+    make_transport,
+)
+
+Progress = Callable[[int, int], None]  # (messages just finished, total)
+
+
+@dataclass
+class SendReport:
+    """What `syndicate send` (or the newsletter job) did."""
+
+    digest: Digest | None = None
+    queued: int = 0  # outbox rows created for a new digest
+    archived: bool = False  # a new digest was recorded (and saved in the web archive)
+    variants: int = 0  # distinct bodies rendered (topic sets)
+    sent: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    failed: int = 0
+    notes: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # one per deferred/bounced/failed recipient
+
+    @property
+    def left_deferred(self) -> bool:
+        return self.deferred > 0
+
+
+def posts_hash(posts: Sequence[Post]) -> str:
+    """Identity of a digest's content: the same posts never make a second digest."""
+    return hashlib.sha256("\0".join(sorted(p.source for p in posts)).encode()).hexdigest()
+
+
+def plan_and_queue(
+    config: Config,
+    store: Store,
+    now: datetime,
+    dry_run: bool = False,
+    since: datetime | None = None,
+) -> SendReport:
+    """Plan the due digest and queue it: one outbox row per active subscriber who follows at
+    least one of its posts, each with the posts they follow, rendered once per topic set."""
+    report = SendReport()
+    digest = next_digest(read_posts(config).posts, store, config, now, since)
+    if digest is None:
+        return report
+    report.digest = digest
+    if digest_exists(store, posts_hash(digest.posts)):
+        report.notes.append("a digest of these posts was queued before; not queued again")
+        return report
+    variants: dict[str, tuple[Post, ...]] = {}
+    recipients: list[QueuedRecipient] = []
+    for subscriber in list_subscribers(store, "active"):
+        chosen = tuple(p for p in digest.posts if wants(subscriber.topics, p))
+        if not chosen:
+            continue
+        variant = posts_hash(chosen)[:16]
+        variants.setdefault(variant, chosen)
+        recipients.append(
+            QueuedRecipient(subscriber.id, subscriber.email, subscriber.name, variant)
+        )
+    bodies = []
+    for variant, chosen in variants.items():
+        part = _variant_digest(digest, chosen, config, now)
+        rendered = render_digest(part, config)
+        report.notes.extend(rendered.notes)
+        bodies.append(QueuedBody(variant, rendered.subject, rendered.html, rendered.text))
+    report.variants = len(bodies)
+    report.queued = len(recipients)
+    if dry_run:
+        return report
+    if recipients:
+        load_secret(config.delivery.secret_env)  # fail before queueing what cannot be signed
+    full = render_digest(digest, config)
+    try:
+        queue_digest(
+            store,
+            key=unique_digest_key(store, digest.key),
+            posts_hash=posts_hash(digest.posts),
+            since=digest.since,
+            until=digest.until,
+            subject=digest.subject,
+            post_sources=[p.source for p in digest.posts],
+            archive_url=digest.archive_url,
+            bodies=bodies,
+            recipients=recipients,
+            now=now,
+        )
+    except DigestExistsError:
+        report.notes.append("a digest of these posts was queued before; not queued again")
+        report.queued = 0
+        return report
+    write_archive(config.output_dir, digest, full, config)
+    report.archived = True
+    return report
+
+
+def next_digest(
+    posts: Sequence[Post],
+    store: Store,
+    config: Config,
+    now: datetime,
+    since: datetime | None = None,
+) -> Digest | None:
+    """The digest that is due: posts published since the last digest, never one that an
+    earlier digest already announced (what `send` queues and `digest --preview` shows)."""
+    announced = store.digested_sources()
+    ready = [p for p in published(posts, now) if p.source not in announced]
+    return plan_digest(ready, store.published_at(), config, now, store.last_digest_at(), since)
+
+
+def _variant_digest(
+    digest: Digest, posts: tuple[Post, ...], config: Config, now: datetime
+) -> Digest:
+    if len(posts) == len(digest.posts):
+        return digest
+    planned = plan_digest(posts, {p.source: now for p in posts}, config, now, None, digest.since)
+    assert planned is not None
+    return replace(planned, key=digest.key, archive_url=digest.archive_url, since=digest.since)
+
+
+def deliver_outbox(
+    config: Config,
+    store: Store,
+    now: datetime,
+    transport: Transport | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> SendReport:
+    """Send every due outbox row over `connections` parallel, reused connections."""
+    report = SendReport()
+    cancel_for_inactive(store)
+    rows = due_rows(store, now)
+    if not rows:
+        finish_digests(store)
+        return report
+    secret = load_secret(config.delivery.secret_env)
+    transport = transport or make_transport(config)
+    bodies = load_bodies(store, (r.body_id for r in rows))
+    templates = {
+        body_id: MessageTemplate(
+            config, _digest_key(rows, body_id), body.subject, body.html, body.text, now
+        )
+        for body_id, body in bodies.items()
+    }
+    signer = _dkim_signer(config)
+    work: queue.Queue[OutboxRow] = queue.Queue()
+    for row in rows:
+        work.put(row)
+    limiter = RateLimiter(
+        config.delivery.smtp.rate_per_second if config.delivery.transport == "smtp" else 0
+    )
+    lock = threading.Lock()
+    # One writer at a time from our side: SQLite's own busy handler would make the
+    # connections sleep in turn (milliseconds each), which caps throughput far below SMTP's.
+    db_lock = threading.Lock()
+
+    def mark(row_id: int, status: str, **values: object) -> None:
+        with db_lock:
+            mark_row(store, row_id, status, **values)
+
+    fatal: list[DeliveryError] = []
+    clock = clock or (lambda: now)
+
+    def prepare(row: OutboxRow) -> Prepared:
+        token = sign_token(secret, row.subscriber_id, row.email, "unsubscribe")
+        prepared = templates[row.body_id].render(row.subscriber_id, row.email, row.name, token)
+        return replace(prepared, data=signer(prepared.data)) if signer else prepared
+
+    def record(row: OutboxRow, outcome: str, response: str) -> None:
+        with lock:
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            if outcome != "sent":
+                report.lines.append(f"{outcome}: {row.email}: {response}")
+            if progress:
+                progress(1, len(rows))
+
+    def send_row(row: OutboxRow, connection: Connection | None) -> Connection | None:
+        """One row through its states; returns the connection to reuse (None if closed)."""
+        attempts = row.attempts + 1
+        mark(row.id, SENDING, attempts=attempts)
+        try:
+            message = prepare(row)
+            if connection is None:
+                connection = transport.connect()
+            response = connection.send(message.sender, message.recipient, message.data)
+        except DeliveryError:
+            mark(row.id, "queued", attempts=row.attempts)  # nothing was sent
+            raise
+        except TransientFailure as exc:
+            if exc.connection_lost and connection is not None:
+                connection.close()
+                connection = None
+            if attempts >= config.delivery.max_attempts:
+                mark(row.id, FAILED, last_response=exc.response)
+                record(row, "failed", f"{exc.response} (gave up after {attempts} attempts)")
+            else:
+                delay = config.delivery.retry_base_seconds * 2 ** (attempts - 1)
+                retry_at = clock() + timedelta(seconds=delay)
+                mark(row.id, DEFERRED, last_response=exc.response, next_attempt_at=retry_at)
+                record(row, "deferred", f"{exc.response} (retry in {delay}s)")
+            return connection
+        except PermanentFailure as exc:
+            mark(row.id, BOUNCED, last_response=exc.response)
+            with db_lock:
+                set_status(store, row.subscriber_id, "bounced", clock())
+            record(row, "bounced", exc.response)
+            return connection
+        except UnsupportedRecipient as exc:
+            mark(row.id, FAILED, last_response=exc.response)
+            record(row, "failed", exc.response)
+            return connection
+        except Exception as exc:
+            response = f"{type(exc).__name__}: {exc}"
+            mark(row.id, FAILED, last_response=response)
+            record(row, "failed", response)
+            if connection is not None:
+                connection.close()
+            return None
+        mark(row.id, SENT, last_response=response, sent_at=clock())
+        record(row, "sent", response)
+        return connection
+
+    def worker() -> None:
+        connection: Connection | None = None
+        try:
+            while not fatal:
+                try:
+                    row = work.get_nowait()
+                except queue.Empty:
+                    break
+                limiter.wait()
+                connection = send_row(row, connection)
+        except DeliveryError as exc:
+            fatal.append(exc)
+        except Exception as exc:
+            fatal.append(DeliveryError(f"delivery stopped: {type(exc).__name__}: {exc}"))
+        finally:
+            if connection is not None:
+                connection.close()
+
+    threads = [
+        threading.Thread(target=worker, name=f"smtp-{n}", daemon=True)
+        for n in range(min(transport.connections, len(rows)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    finish_digests(store)
+    if fatal:
+        raise fatal[0]
+    return report
+
+
+def send_newsletter(
+    config: Config,
+    store: Store,
+    now: datetime,
+    dry_run: bool = False,
+    transport: Transport | None = None,
+    progress: Progress | None = None,
+) -> SendReport:
+    """Queue the due digest (if any), then deliver everything due in the outbox."""
+    planned = plan_and_queue(config, store, now, dry_run)
+    if dry_run:
+        return planned
+    delivered = deliver_outbox(config, store, now, transport, progress)
+    delivered.digest = planned.digest
+    delivered.queued = planned.queued
+    delivered.variants = planned.variants
+    delivered.archived = planned.archived
+    delivered.notes = planned.notes + delivered.notes
+    return delivered
+
+
+def _digest_key(rows: Sequence[OutboxRow], body_id: int) -> str:
+    return next(r.digest_key for r in rows if r.body_id == body_id)
+
+
+def _dkim_signer(config: Config) -> Callable[[bytes], bytes] | None:
+    dkim_config = config.delivery.dkim
+    if dkim_config is None:
+        return None
+    import dkim
+
+    try:
+        key = Path(dkim_config.key_file).read_bytes()
+    except OSError as exc:
+        raise DeliveryError(
+            f"cannot read the DKIM key {dkim_config.key_file}: {exc.strerror}",
+            "check delivery.dkim.key_file",
+        ) from None
+    headers = [
+        b"from", b"to", b"subject", b"date", b"message-id", b"list-id",
+        b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type",
+    ]  # fmt: skip
+
+    def sign(data: bytes) -> bytes:
+        signature: bytes = dkim.sign(
+            data,
+            dkim_config.selector.encode(),
+            dkim_config.domain.encode(),
+            key,
+            include_headers=headers,
+        )
+        return signature + data
+
+    return sign
+
+
+def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
+    """Has a `schedule.newsletter` slot come since the last digest was queued?
+
+    With no digest yet, a slot within the last week counts, so a new install sends its
+    first digest at the first run after a slot rather than waiting a week.
+    """
+    expression = config.schedule.newsletter
+    if not expression:
+        return False
+    from apscheduler.triggers.cron import CronTrigger
+
+    from syndicate.config import cron_trigger_fields
+
+    trigger = CronTrigger(**cron_trigger_fields(expression), timezone=config.site.tz)
+    start = store.last_digest_created_at() or now - timedelta(days=7)
+    slot = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
+    return slot is not None and slot <= now
+
+
+def newsletter_job(config: Config, now: datetime, store: Store) -> HookResult:
+    """After each publishing cycle: send the digest when its slot has come, and retry
+    deferred messages whose time has come."""
+    if newsletter_due(config, store, now):
+        report = send_newsletter(config, store, now)
+    elif cancel_for_inactive(store) or due_rows(store, now):
+        report = deliver_outbox(config, store, now)
+    else:
+        return HookResult()
+    return HookResult(tuple(summary_lines(report)), report.deferred + report.failed)
+
+
+def summary_lines(report: SendReport) -> list[str]:
+    """Human lines for a send: the digest, then the totals, then each problem."""
+    lines = []
+    if report.digest is not None and report.queued:
+        lines.append(
+            f"digest {report.digest.subject!r}: queued for {report.queued} subscribers "
+            f"({report.variants} version{'s' * (report.variants != 1)})"
+        )
+
+    lines.extend(f"note: {note}" for note in report.notes)
+    total = report.sent + report.deferred + report.bounced + report.failed
+    if total:
+        lines.append(
+            f"sent {report.sent}, deferred {report.deferred}, bounced {report.bounced}, "
+            f"failed {report.failed}"
+        )
+    lines.extend(report.lines)
+    return lines

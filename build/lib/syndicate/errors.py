@@ -1,0 +1,103 @@
+"""The SyndicateError family and the Diagnostic record the CLI prints.
+
+The library raises or returns diagnostics; only the CLI formats them. Every
+diagnostic names the file and line at fault and, where it helps, how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found in user input: `path:line: severity: message`."""
+
+    path: str
+    line: int | None
+    severity: Severity
+    message: str
+    hint: str | None = None
+
+    def format(self) -> str:
+        """The compiler-style line (plus an indented hint line) for stderr."""
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        text = f"{where}: {self.severity}: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+def count_errors(diagnostics: Iterable[Diagnostic]) -> int:
+    """How many of these diagnostics are errors (the rest are warnings)."""
+    return sum(1 for d in diagnostics if d.severity == "error")
+
+
+class SyndicateError(Exception):
+    """Base of every error syndicate raises on bad input or a failed operation."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> list[Diagnostic]:
+        """The error as diagnostics; subclasses name the file and line."""
+        return [Diagnostic("syndicate", None, "error", self.message, self.hint)]
+
+
+class ConfigError(SyndicateError):
+    """config.yaml is unreadable or invalid; carries every problem found, not just the first."""
+
+    def __init__(self, path: str, problems: list[Diagnostic]) -> None:
+        first = problems[0].message if problems else "invalid configuration"
+        super().__init__(first)
+        self.path = path
+        self.problems = problems
+
+    def diagnostics(self) -> list[Diagnostic]:
+        return list(self.problems)
+
+
+class PostError(SyndicateError):
+    """A post that cannot be published; it is skipped and the others go on."""
+
+    def __init__(
+        self,
+        source: str,
+        line: int | None,
+        message: str,
+        hint: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.source = source
+        self.line = line
+        self.field = field
+
+    def diagnostics(self) -> list[Diagnostic]:
+        return [self.diagnostic()]
+
+    def diagnostic(self) -> Diagnostic:
+        """This error as the one diagnostic line the CLI prints."""
+        return Diagnostic(self.source, self.line, "error", self.message, self.hint)
+
+
+class TemplateError(SyndicateError):
+    """A newsletter template cannot be rendered; nothing is sent or written."""
+
+    def __init__(self, template: str, line: int | None, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.template = template
+        self.line = line
+
+    def diagnostics(self) -> list[Diagnostic]:
+        return [Diagnostic(self.template, self.line, "error", self.message, self.hint)]
+
+
+class OutputError(SyndicateError):
+    """The output folder cannot be written."""

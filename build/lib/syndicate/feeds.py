@@ -1,0 +1,297 @@
+"""Feeds: RSS 2.0 and Atom 1.0 (with feedgen) and JSON Feed 1.1, as bytes.
+
+The only module that imports feedgen. Output is deterministic: dates come from the
+posts, never the clock, and no library version is written, so unchanged input gives
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+from xml.sax.saxutils import quoteattr
+
+from feedgen.feed import FeedGenerator
+from lxml import etree
+from slugify import slugify
+
+from syndicate.config import Config
+from syndicate.markup import html_escape
+from syndicate.models import FeedSpec, Post
+
+FILENAMES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
+MEDIA_TYPES = {
+    "rss": "application/rss+xml",
+    "atom": "application/atom+xml",
+    "json": "application/feed+json",
+}
+STYLESHEET = "feed.xsl"
+GENERATOR = "syndicate"
+# An empty feed still needs a date; a fixed one keeps it byte-stable.
+EMPTY_FEED_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def plan_feeds(posts: Sequence[Post], config: Config) -> list[FeedSpec]:
+    """The feeds to write: the main one, then one per tag and per category (as configured).
+
+    `posts` are the published posts, newest first. Every feed holds its newest
+    `feeds.limit` posts. Tags that differ only in case or punctuation share one feed,
+    labelled as the newest post spells it.
+    """
+    limit = config.feeds.limit
+    specs = [FeedSpec("main", "", "", "", tuple(posts[:limit]))]
+    groups: tuple[tuple[str, str, bool, Callable[[Post], tuple[str, ...]]], ...] = (
+        ("tag", "tags", config.feeds.per_tag, lambda p: p.tags),
+        ("category", "categories", config.feeds.per_category, lambda p: p.categories),
+    )
+    for kind, folder, enabled, terms_of in groups:
+        if not enabled:
+            continue
+        grouped: dict[str, tuple[str, list[Post]]] = {}
+        for post in posts:
+            seen: set[str] = set()
+            for term in terms_of(post):
+                key = term_slug(term)
+                if not key or key in seen:
+                    continue
+                seen.add(key)
+                grouped.setdefault(key, (term, []))[1].append(post)
+        for key in sorted(grouped):
+            label, members = grouped[key]
+            specs.append(FeedSpec(kind, key, label, f"{folder}/{key}", tuple(members[:limit])))
+    return specs
+
+
+def term_slug(term: str) -> str:
+    """The URL-safe folder name of a tag or category."""
+    return str(slugify(term, max_length=60, word_boundary=True))
+
+
+def feed_url(config: Config, spec: FeedSpec, fmt: str) -> str:
+    """The absolute URL where a feed file is served."""
+    folder = f"{spec.path}/" if spec.path else ""
+    return f"{config.site.url}{folder}{FILENAMES[fmt]}"
+
+
+def feed_file(spec: FeedSpec, fmt: str) -> str:
+    """The feed's path relative to the output folder."""
+    return f"{spec.path}/{FILENAMES[fmt]}" if spec.path else FILENAMES[fmt]
+
+
+def feed_title(config: Config, spec: FeedSpec) -> str:
+    if spec.kind == "tag":
+        return f"{config.site.title}: posts tagged “{spec.label}”"
+    if spec.kind == "category":
+        return f"{config.site.title}: {spec.label}"
+    return config.site.title
+
+
+def feed_description(config: Config, spec: FeedSpec) -> str:
+    if spec.kind == "tag":
+        return f"Posts tagged “{spec.label}” on {config.site.title}"
+    if spec.kind == "category":
+        return f"Posts in the category “{spec.label}” on {config.site.title}"
+    return config.site.description or config.site.title
+
+
+def last_modified(posts: Iterable[Post]) -> datetime:
+    """The newest change among the posts: the feed's own date, so it moves only with content."""
+    return max((p.modified for p in posts), default=EMPTY_FEED_DATE)
+
+
+def build_feed(spec: FeedSpec, config: Config, fmt: str) -> bytes:
+    """One feed file's bytes in the given format ("rss", "atom" or "json")."""
+    if fmt == "json":
+        return build_json(spec, config)
+    return build_xml(spec, config, fmt)
+
+
+def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
+    """RSS 2.0 or Atom 1.0 through feedgen; posts in `spec` must be rendered."""
+    site = config.site
+    fg = FeedGenerator()
+    fg.load_extension("media", atom=True, rss=True)
+    fg.load_extension("dc", atom=False, rss=True)
+    self_url = feed_url(config, spec, fmt)
+    fg.id(self_url)
+    fg.title(feed_title(config, spec))
+    fg.description(feed_description(config, spec))
+    fg.language(site.language)
+    fg.generator(GENERATOR)
+    # feedgen takes the RSS <channel><link> from the last link() call: self first, home last.
+    fg.link(href=self_url, rel="self", type=MEDIA_TYPES[fmt])
+    if config.feeds.websub_hub and fmt == "atom":
+        fg.link(href=config.feeds.websub_hub, rel="hub")
+    fg.link(href=site.url, rel="alternate", type="text/html")
+    if site.author:
+        fg.author(_author_dict(site.author.name, site.author.email))
+    else:
+        fg.author({"name": site.title})
+    newest = last_modified(spec.posts)
+    fg.updated(newest)
+    fg.lastBuildDate(newest)
+    for post in spec.posts:
+        _add_entry(fg, post, config, fmt)
+    data: bytes = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
+    if config.feeds.websub_hub and fmt == "rss":
+        data = _with_rss_hub(data, config.feeds.websub_hub)
+    if config.feeds.stylesheet:
+        data = _with_stylesheet(data, spec)
+    return data
+
+
+def _add_entry(fg: FeedGenerator, post: Post, config: Config, fmt: str) -> None:
+    assert post.html is not None, "render posts before building feeds"
+    fe = fg.add_entry(order="append")
+    fe.id(post.id)
+    fe.title(post.title)
+    fe.link(href=post.url, rel="alternate", type="text/html")
+    fe.published(post.date)
+    fe.updated(post.modified)
+    full = config.feeds.full_content
+    if fmt == "rss":
+        fe.guid(post.id, permalink=post.id == post.url)
+        # CDATA keeps each text escaped exactly once: as HTML, not again as XML.
+        if post.summary:
+            fe.description(_cdata(html_escape(post.summary)))
+        if full:
+            fe.content(post.html, type="CDATA" if "]]>" not in post.html else None)
+        elif not post.summary:
+            fe.description(_cdata(html_escape(post.title)))
+        if post.author and post.author.email:
+            fe.author(_author_dict(post.author.name, post.author.email))
+        elif post.author:
+            fe.dc.dc_creator(post.author.name)
+        if post.image and post.image.type:
+            fe.enclosure(post.image.url, "0", post.image.type)
+    else:
+        if post.summary:
+            fe.summary(post.summary)
+        if full:
+            if post.xhtml is not None:
+                fe.content(post.xhtml, type="xhtml")
+            else:
+                fe.content(post.html, type="html")
+        if post.author:
+            fe.author(_author_dict(post.author.name, post.author.email))
+    for term in (*post.categories, *post.tags):
+        fe.category(term=term)
+    if post.image:
+        media: dict[str, str] = {"url": post.image.url, "medium": "image"}
+        if post.image.type:
+            media["type"] = post.image.type
+        fe.media.content(media, group=None)
+
+
+def _cdata(text: str) -> etree.CDATA:
+    return etree.CDATA(text)
+
+
+def _author_dict(name: str, email: str | None) -> dict[str, str]:
+    author = {"name": name}
+    if email:
+        author["email"] = email
+    return author
+
+
+def _with_rss_hub(data: bytes, hub: str) -> bytes:
+    """feedgen writes no hub link into RSS: add `<atom:link rel="hub">` after rel="self"."""
+    marker = b'rel="self" type="application/rss+xml"/>'
+    at = data.index(marker) + len(marker)
+    link = f'\n    <atom:link href={quoteattr(hub)} rel="hub"/>'.encode()
+    return data[:at] + link + data[at:]
+
+
+def _with_stylesheet(data: bytes, spec: FeedSpec) -> bytes:
+    """Insert the xml-stylesheet instruction so a browser shows a readable page."""
+    depth = spec.path.count("/") + 1 if spec.path else 0
+    href = "../" * depth + STYLESHEET
+    declaration_end = data.index(b"?>") + 2
+    pi = f'\n<?xml-stylesheet type="text/xsl" href="{href}"?>'.encode()
+    return data[:declaration_end] + pi + data[declaration_end:]
+
+
+def build_json(spec: FeedSpec, config: Config) -> bytes:
+    """JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/)."""
+    site = config.site
+    feed: dict[str, object] = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": feed_title(config, spec),
+        "home_page_url": site.url,
+        "feed_url": feed_url(config, spec, "json"),
+        "description": feed_description(config, spec),
+        "language": site.language,
+    }
+    if config.feeds.websub_hub:
+        feed["hubs"] = [{"type": "WebSub", "url": config.feeds.websub_hub}]
+    if site.author:
+        feed["authors"] = [_json_author(site.author.name, site.author.email)]
+    items = []
+    for post in spec.posts:
+        assert post.html is not None, "render posts before building feeds"
+        item: dict[str, object] = {"id": post.id, "url": post.url, "title": post.title}
+        if config.feeds.full_content:
+            item["content_html"] = post.html
+        else:
+            item["content_text"] = post.summary or post.title
+        if post.summary:
+            item["summary"] = post.summary
+        if post.image:
+            item["image"] = post.image.url
+        item["date_published"] = post.date.isoformat()
+        if post.modified != post.date:
+            item["date_modified"] = post.modified.isoformat()
+        if post.author:
+            item["authors"] = [_json_author(post.author.name, post.author.email)]
+        terms = list(dict.fromkeys((*post.categories, *post.tags)))
+        if terms:
+            item["tags"] = terms
+        items.append(item)
+    feed["items"] = items
+    return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _json_author(name: str, email: str | None) -> dict[str, str]:
+    author = {"name": name}
+    if email:
+        author["url"] = f"mailto:{email}"
+    return author
+
+
+def build_archive_feed(entries: Sequence[ArchiveEntryLike], config: Config) -> bytes:
+    """RSS 2.0 of the newsletter archive: one item per digest sent."""
+    site = config.site
+    fg = FeedGenerator()
+    self_url = f"{site.url}newsletter/feed.xml"
+    fg.id(self_url)
+    fg.title(f"{site.title}: newsletter archive")
+    fg.description(f"Every newsletter digest of {site.title}")
+    fg.language(site.language)
+    fg.generator(GENERATOR)
+    fg.link(href=self_url, rel="self", type=MEDIA_TYPES["rss"])
+    fg.link(href=f"{site.url}newsletter/", rel="alternate", type="text/html")
+    dates = [datetime.fromisoformat(e.date) for e in entries]
+    fg.lastBuildDate(max(dates, default=EMPTY_FEED_DATE))
+    for entry, when in zip(entries, dates, strict=True):
+        fe = fg.add_entry(order="append")
+        fe.id(entry.url)
+        fe.guid(entry.url, permalink=True)
+        fe.title(entry.subject)
+        fe.link(href=entry.url)
+        fe.published(when)
+        fe.description(_cdata(html_escape(" · ".join(entry.titles))))
+    data: bytes = fg.rss_str(pretty=True)
+    return data
+
+
+class ArchiveEntryLike(Protocol):
+    @property
+    def subject(self) -> str: ...
+    @property
+    def date(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def titles(self) -> tuple[str, ...]: ...

@@ -1,0 +1,200 @@
+"""Composing messages (pure): one template per digest body, filled in per recipient.
+
+The stdlib EmailMessage costs ~5 ms a message here. A digest's MIME structure, headers
+and quoted-printable bodies are built once; per recipient only the To header, the
+Message-ID and the signed token change. The token is URL-safe ASCII, so it is spliced
+between pre-encoded segments with soft line breaks around it: no per-recipient encoding.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from email.header import Header
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+
+from syndicate.config import Config
+from syndicate.digest import clean_subject
+from syndicate.models import RenderedEmail
+from syndicate.render import TOKEN_PLACEHOLDER
+
+PREVIEW_RECIPIENT = "Preview Reader <preview@syndicate.invalid>"
+CRLF = b"\r\n"
+
+
+def header_value(name: str, value: str) -> bytes:
+    """One header line: no CR/LF can sneak in, RFC 2047 when not ASCII, folded."""
+    value = clean_subject(value, 998)
+    if value.isascii():
+        encoded = Header(value, "us-ascii", header_name=name).encode()
+    else:
+        encoded = Header(value, "utf-8", header_name=name).encode()
+    return f"{name}: {encoded}".replace("\n", "\r\n").encode("ascii") + CRLF
+
+
+def address_header(name: str, display: str, address: str) -> bytes:
+    """`To: "Name" <a@b>`: the name RFC 2047-encoded when needed, never the address. A
+    non-ASCII address stays raw UTF-8 (RFC 6532; sent only where the server has SMTPUTF8)."""
+    display = clean_subject(display, 200)
+    address = clean_subject(address, 320)
+    if not address.isascii():
+        encoded = Header(display, "utf-8").encode() if display else ""
+        line = f"{encoded} <{address}>" if display else address
+    else:
+        line = formataddr((display, address), charset="utf-8") if display else address
+    return f"{name}: {line}".encode() + CRLF
+
+
+def mailbox_header(name: str, value: str) -> bytes:
+    """From/Reply-To/List-Id from `Name <addr>`: only the name may be encoded, or a
+    reader would see no address at all."""
+    display, address = parseaddr(clean_subject(value, 998))
+    return address_header(name, display, address or clean_subject(value, 320))
+
+
+def sender_domain(config: Config) -> str:
+    _, address = parseaddr(config.newsletter.sender)
+    return address.rpartition("@")[2] or "localhost"
+
+
+def envelope_sender(config: Config) -> str:
+    return parseaddr(config.newsletter.sender)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Message bytes and the addresses the SMTP envelope needs."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    message_id: str
+
+
+class MessageTemplate:
+    """A digest body made ready for thousands of recipients."""
+
+    def __init__(
+        self, config: Config, digest_key: str, subject: str, html: str, text: str, date: datetime
+    ) -> None:
+        self.config = config
+        self.digest_key = digest_key
+        self.domain = sender_domain(config)
+        self.sender = envelope_sender(config)
+        boundary = f"=_syndicate_{uuid.uuid4().hex}"
+        n = config.newsletter
+        site_title = clean_subject(config.site.title, 200)
+        head = [
+            mailbox_header("From", n.sender),
+            header_value("Subject", subject),
+            f"Date: {format_datetime(date)}".encode() + CRLF,
+        ]
+        if n.reply_to:
+            head.append(mailbox_header("Reply-To", n.reply_to))
+        head.append(address_header("List-Id", site_title, config.delivery.list_id))
+        self.head = b"".join(head)
+        self.tail_headers = (
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            b"MIME-Version: 1.0\r\n"
+            + f'Content-Type: multipart/alternative; boundary="{boundary}"'.encode()
+            + CRLF
+            + CRLF
+        )
+        self.body = [
+            f"--{boundary}".encode() + CRLF,
+            _part_headers("plain"),
+            *_qp_segments(text),
+            CRLF + f"--{boundary}".encode() + CRLF,
+            _part_headers("html"),
+            *_qp_segments(html),
+            CRLF + f"--{boundary}--".encode() + CRLF,
+        ]
+        self.unsubscribe_base = n.unsubscribe_url + ("&" if "?" in n.unsubscribe_url else "?")
+        self.mailto = f"mailto:{self.sender}?subject=unsubscribe"
+
+    def message_id(self, subscriber_id: int) -> str:
+        """Stable per digest and recipient, so a resend after a crash can be de-duplicated."""
+        tag = hashlib.sha256(f"{self.digest_key}\0{subscriber_id}".encode()).hexdigest()[:16]
+        return f"<{self.digest_key}.{subscriber_id}.{tag}@{self.domain}>"
+
+    def render(self, subscriber_id: int, email: str, name: str, token: str) -> Prepared:
+        """The complete message for one recipient (CRLF line ends, ready for SMTP)."""
+        token_bytes = token.encode("ascii")
+        unsubscribe = f"{self.unsubscribe_base}token={token}"
+        message_id = self.message_id(subscriber_id)
+        parts = [
+            self.head,
+            address_header("To", name, email),
+            f"Message-ID: {message_id}".encode() + CRLF,
+            f"List-Unsubscribe: <{unsubscribe}>,\r\n <{self.mailto}%20{token}>".encode() + CRLF,
+            self.tail_headers,
+        ]
+        for segment in self.body:
+            parts.append(token_bytes if segment is _TOKEN else segment)
+        return Prepared(self.sender, email, b"".join(parts), message_id)
+
+
+_TOKEN = b"\0token\0"  # marks where the token goes among the body segments
+
+
+def _part_headers(subtype: str) -> bytes:
+    return (
+        f"Content-Type: text/{subtype}; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode()
+
+
+def _qp_segments(text: str) -> list[bytes]:
+    """Quoted-printable segments around each token placeholder, with soft breaks that let
+    the (ASCII, unencoded) token be dropped in between."""
+    pieces = text.replace("\r\n", "\n").replace("\n", "\r\n").split(TOKEN_PLACEHOLDER)
+    segments: list[bytes] = []
+    for index, piece in enumerate(pieces):
+        if index:
+            segments.extend([b"=\r\n", _TOKEN, b"=\r\n"])
+        segments.append(binascii.b2a_qp(piece.encode("utf-8"), istext=True))
+    return segments
+
+
+def compose_preview(rendered: RenderedEmail, config: Config, now: datetime, token: str) -> bytes:
+    """A complete multipart/alternative message for `digest --preview` (stdlib-built)."""
+    filled = replace(
+        rendered,
+        text=rendered.text.replace(TOKEN_PLACEHOLDER, token),
+        html=rendered.html.replace(TOKEN_PLACEHOLDER, token),
+    )
+    message, _ = _stdlib_message(config, filled, PREVIEW_RECIPIENT, now, "preview", reply_to=True)
+    return message.as_bytes()
+
+
+def compose_confirmation(
+    config: Config, rendered: RenderedEmail, email: str, name: str, now: datetime
+) -> Prepared:
+    """The double opt-in message (one per request: the stdlib's speed is fine here)."""
+    to = formataddr((clean_subject(name, 200), email)) if name else email
+    message, message_id = _stdlib_message(config, rendered, to, now, "confirm", reply_to=False)
+    message["Auto-Submitted"] = "auto-generated"
+    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return Prepared(envelope_sender(config), email, data, message_id)
+
+
+def _stdlib_message(
+    config: Config, rendered: RenderedEmail, to: str, now: datetime, tag: str, reply_to: bool
+) -> tuple[EmailMessage, str]:
+    """One-off messages (previews, confirmations) built with the stdlib EmailMessage."""
+    message = EmailMessage()
+    message["From"] = clean_subject(config.newsletter.sender, 998)
+    message["To"] = to
+    message["Subject"] = clean_subject(rendered.subject)
+    message["Date"] = format_datetime(now)
+    message_id = make_msgid(tag, domain=sender_domain(config))
+    message["Message-ID"] = message_id
+    if reply_to and config.newsletter.reply_to:
+        message["Reply-To"] = clean_subject(config.newsletter.reply_to, 998)
+    message.set_content(rendered.text, cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    return message, message_id

@@ -1,0 +1,341 @@
+"""The mailing list's SQL: subscribers, queued digests and the outbox (SQLAlchemy Core).
+
+Every query is portable SQL, so PostgreSQL works by changing state.url. The outbox is
+written before anything is sent, in one transaction with its digest; each row then moves
+queued -> sending -> sent (or deferred / bounced / failed), one commit per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from syndicate.models import Subscriber
+from syndicate.store import (
+    Store,
+    _aware,
+    bodies_table,
+    digests_table,
+    outbox_table,
+    subscribers_table,
+    to_utc,
+)
+from syndicate.subscribers import address_key
+
+# Outbox row states.
+QUEUED, SENDING, SENT, DEFERRED, BOUNCED, FAILED, CANCELLED = (
+    "queued", "sending", "sent", "deferred", "bounced", "failed", "cancelled",
+)  # fmt: skip
+
+
+# --- subscribers ------------------------------------------------------------------------
+
+
+def _subscriber(row: sa.Row) -> Subscriber:  # type: ignore[type-arg]
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        status=row.status,
+        topics=tuple(t for t in row.topics.split("\t") if t),
+        created_at=_aware(row.created_at),
+        confirmed_at=_aware(row.confirmed_at) if row.confirmed_at else None,
+        unsubscribed_at=_aware(row.unsubscribed_at) if row.unsubscribed_at else None,
+    )
+
+
+def find_subscriber(store: Store, email: str) -> Subscriber | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(subscribers_table).where(subscribers_table.c.email_key == address_key(email))
+        ).first()
+    return _subscriber(row) if row else None
+
+
+def get_subscriber(store: Store, subscriber_id: int) -> Subscriber | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(subscribers_table).where(subscribers_table.c.id == subscriber_id)
+        ).first()
+    return _subscriber(row) if row else None
+
+
+def list_subscribers(store: Store, status: str | None = None) -> list[Subscriber]:
+    query = sa.select(subscribers_table).order_by(subscribers_table.c.email_key)
+    if status:
+        query = query.where(subscribers_table.c.status == status)
+    with store.engine.connect() as conn:
+        return [_subscriber(row) for row in conn.execute(query)]
+
+
+def add_subscriber(
+    store: Store,
+    email: str,
+    name: str,
+    topics: tuple[str, ...],
+    status: str,
+    now: datetime,
+) -> tuple[Subscriber, bool]:
+    """Insert a subscriber, or return the existing one unchanged. -> (subscriber, created)."""
+    values = {
+        "email": email,
+        "email_key": address_key(email),
+        "name": name,
+        "status": status,
+        "topics": "\t".join(topics),
+        "created_at": to_utc(now),
+        "confirmed_at": to_utc(now) if status == "active" else None,
+        "unsubscribed_at": to_utc(now) if status == "unsubscribed" else None,
+    }
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(subscribers_table).values(**values))
+    except IntegrityError:
+        existing = find_subscriber(store, email)
+        assert existing is not None
+        return existing, False
+    created = find_subscriber(store, email)
+    assert created is not None
+    return created, True
+
+
+def update_subscriber(store: Store, subscriber_id: int, **values: object) -> None:
+    for key in ("confirmed_at", "unsubscribed_at", "created_at"):
+        if key in values:
+            values[key] = to_utc(values[key])  # type: ignore[arg-type]
+    if "topics" in values:
+        values["topics"] = "\t".join(values["topics"])  # type: ignore[arg-type]
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(subscribers_table)
+            .where(subscribers_table.c.id == subscriber_id)
+            .values(**values)
+        )
+
+
+def set_status(store: Store, subscriber_id: int, status: str, now: datetime) -> None:
+    """Move a subscriber to a status, stamping when it happened."""
+    values: dict[str, object] = {"status": status}
+    if status == "active":
+        values["confirmed_at"] = now
+    if status == "unsubscribed":
+        values["unsubscribed_at"] = now
+    update_subscriber(store, subscriber_id, **values)
+
+
+def remove_subscriber(store: Store, email: str) -> bool:
+    """Delete a subscriber and their outbox history. -> whether there was one."""
+    found = find_subscriber(store, email)
+    if found is None:
+        return False
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(outbox_table).where(outbox_table.c.subscriber_id == found.id))
+        conn.execute(sa.delete(subscribers_table).where(subscribers_table.c.id == found.id))
+    return True
+
+
+# --- digests and the outbox -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedBody:
+    variant: str
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    subscriber_id: int
+    email: str
+    name: str
+    variant: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    digest_id: int
+    digest_key: str
+    subscriber_id: int
+    email: str
+    name: str
+    status: str
+    attempts: int
+    body_id: int
+
+
+class DigestExistsError(Exception):
+    """A digest for exactly these posts was queued before."""
+
+
+def queue_digest(
+    store: Store,
+    *,
+    key: str,
+    posts_hash: str,
+    since: datetime,
+    until: datetime,
+    subject: str,
+    post_sources: Sequence[str],
+    archive_url: str,
+    bodies: Iterable[QueuedBody],
+    recipients: Iterable[QueuedRecipient],
+    now: datetime,
+) -> int:
+    """Record a digest, its bodies and one outbox row per recipient, all or nothing."""
+    try:
+        with store.engine.begin() as conn:
+            digest_id = conn.execute(
+                sa.insert(digests_table).values(
+                    key=key,
+                    posts_hash=posts_hash,
+                    created_at=to_utc(now),
+                    since=to_utc(since),
+                    until=to_utc(until),
+                    subject=subject,
+                    post_sources="\t".join(post_sources),
+                    status="queued",
+                    archive_url=archive_url,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            body_ids: dict[str, int] = {}
+            for body in bodies:
+                body_ids[body.variant] = conn.execute(
+                    sa.insert(bodies_table).values(
+                        digest_id=digest_id,
+                        variant=body.variant,
+                        subject=body.subject,
+                        html=body.html,
+                        text=body.text,
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+            rows = [
+                {
+                    "digest_id": digest_id,
+                    "subscriber_id": r.subscriber_id,
+                    "body_id": body_ids[r.variant],
+                    "email": r.email,
+                    "name": r.name,
+                    "status": QUEUED,
+                    "attempts": 0,
+                }
+                for r in recipients
+            ]
+            if rows:
+                conn.execute(sa.insert(outbox_table), rows)
+    except IntegrityError as exc:
+        raise DigestExistsError(str(exc.orig)) from None
+    return int(digest_id)
+
+
+def unique_digest_key(store: Store, key: str) -> str:
+    """`key`, or `key-2`, `key-3` ... when an earlier digest (same day, same first title)
+    already has it: archive pages are named by key."""
+    with store.engine.connect() as conn:
+        taken = set(
+            conn.execute(
+                sa.select(digests_table.c.key).where(digests_table.c.key.like(f"{key}%"))
+            ).scalars()
+        )
+    if key not in taken:
+        return key
+    n = 2
+    while f"{key}-{n}" in taken:
+        n += 1
+    return f"{key}-{n}"
+
+
+def digest_exists(store: Store, posts_hash: str) -> bool:
+    with store.engine.connect() as conn:
+        return (
+            conn.execute(
+                sa.select(digests_table.c.id).where(digests_table.c.posts_hash == posts_hash)
+            ).first()
+            is not None
+        )
+
+
+def cancel_for_inactive(store: Store) -> int:
+    """Unsent rows of subscribers who unsubscribed (or bounced) since they were queued are
+    cancelled: nobody gets mail after saying stop."""
+    o, s = outbox_table, subscribers_table
+    inactive = sa.select(s.c.id).where(s.c.status != "active")
+    with store.engine.begin() as conn:
+        result = conn.execute(
+            sa.update(o)
+            .where(o.c.status.in_((QUEUED, SENDING, DEFERRED)), o.c.subscriber_id.in_(inactive))
+            .values(status=CANCELLED, last_response="subscriber no longer active")
+        )
+        return int(result.rowcount or 0)
+
+
+def due_rows(store: Store, now: datetime) -> list[OutboxRow]:
+    """Rows to send now: queued, in doubt (`sending` when we hold the lock), or deferred
+    whose retry time has come; oldest digest first."""
+    o, d = outbox_table, digests_table
+    query = (
+        sa.select(o, d.c.key.label("digest_key"))
+        .join(d, d.c.id == o.c.digest_id)
+        .where(
+            sa.or_(
+                o.c.status.in_((QUEUED, SENDING)),
+                sa.and_(o.c.status == DEFERRED, o.c.next_attempt_at <= to_utc(now)),
+            )
+        )
+        .order_by(o.c.digest_id, o.c.id)
+    )
+    with store.engine.connect() as conn:
+        return [
+            OutboxRow(
+                id=row.id,
+                digest_id=row.digest_id,
+                digest_key=row.digest_key,
+                subscriber_id=row.subscriber_id,
+                email=row.email,
+                name=row.name,
+                status=row.status,
+                attempts=row.attempts,
+                body_id=row.body_id,
+            )
+            for row in conn.execute(query)
+        ]
+
+
+def load_bodies(store: Store, body_ids: Iterable[int]) -> dict[int, QueuedBody]:
+    ids = sorted(set(body_ids))
+    if not ids:
+        return {}
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(bodies_table).where(bodies_table.c.id.in_(ids))).all()
+    return {row.id: QueuedBody(row.variant, row.subject, row.html, row.text) for row in rows}
+
+
+def mark_row(store: Store, row_id: int, status: str, **values: object) -> None:
+    """One state change of one outbox row, committed at once."""
+    for key in ("next_attempt_at", "sent_at"):
+        if key in values and values[key] is not None:
+            values[key] = to_utc(values[key])  # type: ignore[arg-type]
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(outbox_table)
+            .where(outbox_table.c.id == row_id)
+            .values(status=status, **values)
+        )
+
+
+def finish_digests(store: Store) -> None:
+    """A digest whose rows are all final (sent, bounced, failed) is `sent`."""
+    o, d = outbox_table, digests_table
+    open_rows = sa.select(o.c.id).where(
+        o.c.digest_id == d.c.id, o.c.status.in_((QUEUED, SENDING, DEFERRED))
+    )
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(d).where(d.c.status == "queued", ~sa.exists(open_rows)).values(status="sent")
+        )

@@ -1,0 +1,135 @@
+"""Markdown to HTML, links made absolute, and the text helpers posts need.
+
+The only module that imports `markdown`; pure functions over strings.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import lxml.html
+import markdown
+from lxml import etree
+
+# XML 1.0 forbids C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF.
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
+_SPACES = re.compile(r"\s+")
+_URL_ATTRS = ("href", "src", "poster", "cite")
+_XML_NAME = re.compile(r"[A-Za-z_][\w.-]*")
+
+# No "smarty": it runs a second inline pass and more than doubles the cost of rendering
+# (Python-Markdown#1103, closed wontfix); authors' own typography is kept as written.
+_md = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A post body rendered once: HTML for RSS/JSON/email, XHTML for Atom, and the lead."""
+
+    html: str
+    xhtml: str | None  # None when the HTML cannot be expressed as XHTML
+    lead: str  # the first prose paragraph as plain text
+
+
+def render_markdown(body: str, base_url: str) -> Rendered:
+    """Markdown -> HTML with every relative href/src/srcset made absolute against `base_url`,
+    plus its XHTML form and first paragraph, all from one parse of the HTML."""
+    _md.reset()
+    html = strip_xml_forbidden(_md.convert(body))
+    if not html.strip():
+        return Rendered("", "", "")
+    root = lxml.html.fragment_fromstring(html, create_parent="div")
+    _absolutize_tree(root, base_url)
+    html = _inner(etree.tostring(root, encoding="unicode", method="html"))
+    lead = next(
+        (text for p in root.iterchildren("p") if (text := clean_line(p.text_content()))), ""
+    )
+    return Rendered(html, _xhtml_of(root), lead)
+
+
+def _absolutize_tree(root: lxml.html.HtmlElement, base_url: str) -> None:
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        for attr in _URL_ATTRS:
+            value = element.get(attr)
+            if value is not None:
+                element.set(attr, _join(base_url, value))
+        srcset = element.get("srcset")
+        if srcset is not None:
+            element.set("srcset", _absolute_srcset(srcset, base_url))
+
+
+def _inner(serialised: str) -> str:
+    """The children of the wrapper <div> that fragment_fromstring added."""
+    return serialised[len("<div>") : -len("</div>")]
+
+
+def _join(base_url: str, value: str) -> str:
+    value = value.strip()
+    if value.lower().startswith(("javascript:", "data:", "mailto:", "tel:")):
+        return value
+    return urljoin(base_url, value)
+
+
+def _absolute_srcset(srcset: str, base_url: str) -> str:
+    candidates = []
+    for candidate in srcset.split(","):
+        parts = candidate.strip().split(None, 1)
+        if not parts:
+            continue
+        parts[0] = _join(base_url, parts[0])
+        candidates.append(" ".join(parts))
+    return ", ".join(candidates)
+
+
+def strip_xml_forbidden(text: str) -> str:
+    """Remove the characters XML 1.0 cannot carry, so one bad byte never breaks a feed."""
+    return XML_FORBIDDEN.sub("", text)
+
+
+def clean_line(text: str) -> str:
+    """One line of plain text: control characters dropped, runs of white space folded."""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut plain text at a word boundary to at most `limit` characters, adding an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
+def html_escape(text: str) -> str:
+    """Escape text for HTML content and attribute values (quotes too)."""
+    return html_lib.escape(text, quote=True)
+
+
+def _xhtml_of(root: lxml.html.HtmlElement) -> str | None:
+    """The fragment as well-formed XHTML for Atom `type="xhtml"` content, or None.
+
+    In XHTML the text is escaped once, as XML; `type="html"` would escape HTML entities a
+    second time (`&amp;amp;`), which is valid but trips readers and reviewers alike.
+    Mutates `root` (drops attributes that are not XML names), so it runs last.
+    """
+    for element in root.iter():
+        if isinstance(element.tag, str) and element is not root:
+            for name in list(element.attrib):
+                if not _XML_NAME.fullmatch(name):
+                    del element.attrib[name]  # not an XML name, e.g. Vue's '@click'
+    text = etree.tostring(root, encoding="unicode", method="xml")
+    if not text.startswith("<div>"):
+        return None
+    try:
+        etree.fromstring(text)
+    except etree.XMLSyntaxError:
+        return None
+    return _inner(text)

@@ -1,0 +1,137 @@
+"""Plain, frozen data objects passed between pipeline stages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from syndicate.errors import Diagnostic, count_errors
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """A post's or site's author; RSS wants the email, Atom and JSON Feed the name."""
+
+    name: str
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A featured image: absolute URL, alt text and MIME type (guessed from the name)."""
+
+    url: str
+    alt: str | None = None
+    type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One post, normalised from any front-matter dialect.
+
+    `body` is the Markdown source (with the title heading removed when the title came
+    from it). `html`, `xhtml` and a `summary` taken from the first paragraph (when there
+    is no description) are filled by `render_post`, only for posts that reach a feed or a
+    digest, since rendering is the costly step. `body_line` is the file line where the
+    body starts, so diagnostics about the body can point at the right line.
+    """
+
+    source: str
+    title: str
+    slug: str
+    url: str
+    id: str
+    date: datetime
+    updated: datetime | None
+    summary: str
+    body: str
+    body_line: int
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    image: Image | None = None
+    author: Author | None = None
+    draft: bool = False
+    explicit_id: bool = False
+    explicit_slug: bool = False
+    content_hash: str = ""
+    html: str | None = None
+    xhtml: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    key_lines: Mapping[str, int] = field(default_factory=dict)  # front-matter key -> file line
+
+    @property
+    def modified(self) -> datetime:
+        """When the post last changed, for Atom `updated` and JSON `date_modified`."""
+        return self.updated if self.updated and self.updated > self.date else self.date
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One feed family (main, a tag or a category) and the posts in it, newest first."""
+
+    kind: str  # "main" | "tag" | "category"
+    key: str  # "" for main, else the tag or category slug
+    label: str  # "" for main, else the tag or category as written
+    path: str  # output folder relative to the output dir: "" or "tags/<slug>"
+    posts: tuple[Post, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """What reading the content produced: every parsed post plus the diagnostics."""
+
+    posts: tuple[Post, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def errors(self) -> int:
+        return count_errors(self.diagnostics)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A newsletter issue: the posts published in (since, until], newest first."""
+
+    key: str  # stable id of this issue: "<date>-<slug of the first title>"
+    posts: tuple[Post, ...]
+    since: datetime
+    until: datetime
+    subject: str
+    preheader: str
+    archive_url: str  # the "view in browser" page
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """A digest rendered once for all recipients; the token placeholder is filled per person."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    notes: tuple[str, ...] = ()  # what the renderer had to do to fit (shortened, dropped images)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A newsletter subscriber; `topics` empty means every post."""
+
+    id: int
+    email: str
+    name: str
+    status: str  # pending | active | unsubscribed | bounced
+    topics: tuple[str, ...]
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    """What a job run after a publishing cycle has to say: lines to report, failures."""
+
+    lines: tuple[str, ...] = ()
+    failures: int = 0

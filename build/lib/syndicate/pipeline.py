@@ -1,0 +1,232 @@
+"""The one place where pure steps and I/O are put in order.
+
+load config -> read posts -> published(now) -> plan feeds -> render -> build -> write.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from syndicate import __version__
+from syndicate.config import Config
+from syndicate.delivery import newsletter_job
+from syndicate.errors import Diagnostic, SyndicateError, count_errors
+from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
+from syndicate.lint import lint_post
+from syndicate.models import Catalog, FeedSpec, HookResult, Post
+from syndicate.output import outputs_intact, write_outputs
+from syndicate.posts import Progress, published, read_posts, render_post, scheduled
+from syndicate.publication import Changes, diff_publication
+from syndicate.resources import read_template
+from syndicate.store import Store, sqlite_path
+from syndicate.websub import ping_hub
+from syndicate.workers import parallel_map
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    """What a build did, for the CLI's summary line and for tests."""
+
+    published: int
+    held_back: int
+    diagnostics: tuple[Diagnostic, ...]
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+    out_dir: Path
+    aborted: bool = False
+
+    @property
+    def errors(self) -> int:
+        return count_errors(self.diagnostics)
+
+
+def build_site(
+    config: Config, now: datetime, strict: bool = False, progress: Progress | None = None
+) -> BuildReport:
+    """Read the posts and write every feed; bad posts are reported and skipped.
+
+    With `strict`, any error aborts the build before a single file is written.
+    """
+    catalog = read_posts(config, progress)
+    ready = published(catalog.posts, now)
+    held_back = len(catalog.posts) - len(ready)
+    if strict and catalog.errors:
+        return BuildReport(0, held_back, catalog.diagnostics, (), (), config.output_dir, True)
+    written, removed = update_feeds(ready, config)
+    return BuildReport(
+        published=len(ready),
+        held_back=held_back,
+        diagnostics=catalog.diagnostics,
+        written=tuple(written),
+        removed=tuple(removed),
+        out_dir=config.output_dir,
+    )
+
+
+def update_feeds(
+    ready: list[Post], config: Config, force: bool = False
+) -> tuple[list[str], list[str]]:
+    """Build and write the feeds unless the output folder already holds exactly what these
+    inputs make (or `force`). -> (files written, files removed)."""
+    fingerprint = inputs_fingerprint(config, ready)
+    if not force and outputs_intact(config.output_dir, fingerprint):
+        return [], []
+    return write_outputs(config.output_dir, build_files(ready, config), fingerprint)
+
+
+def build_files(ready: list[Post], config: Config) -> dict[str, bytes]:
+    """Every output file (path relative to the output folder -> bytes) for these posts."""
+    specs = render_specs(plan_feeds(ready, config))
+    jobs = [(spec, fmt) for spec in specs for fmt in config.feeds.formats]
+    built = parallel_map(functools.partial(_build_job, config=config), jobs, chunksize=4)
+    files = {feed_file(spec, fmt): data for (spec, fmt), data in zip(jobs, built, strict=True)}
+    if config.feeds.stylesheet and ({"rss", "atom"} & set(config.feeds.formats)):
+        files[STYLESHEET] = read_template(STYLESHEET)
+    return files
+
+
+def _build_job(job: tuple[FeedSpec, str], config: Config) -> bytes:
+    spec, fmt = job
+    return build_feed(spec, config, fmt)
+
+
+def render_specs(specs: list[FeedSpec]) -> list[FeedSpec]:
+    """Render each post that appears in some feed, once, however many feeds it is in."""
+    unique = list({post.source: post for spec in specs for post in spec.posts}.values())
+    rendered = {post.source: post for post in parallel_map(render_post, unique)}
+    return [
+        replace(spec, posts=tuple(rendered[post.source] for post in spec.posts)) for spec in specs
+    ]
+
+
+def check_site(config: Config, progress: Progress | None = None) -> Catalog:
+    """Every build diagnostic plus the content warnings of `lint_post`; writes nothing."""
+    catalog = read_posts(config, progress)
+    diagnostics = list(catalog.diagnostics)
+    for post in catalog.posts:
+        diagnostics.extend(lint_post(post, config))
+    diagnostics.sort(key=lambda d: (d.path, d.line or 0))  # stable: same-line order kept
+    return Catalog(catalog.posts, tuple(diagnostics))
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """What one scheduler cycle (`run --once`, or a daemon job) did."""
+
+    run_id: int
+    changes: Changes
+    diagnostics: tuple[Diagnostic, ...]
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+    upcoming: tuple[Post, ...]  # future-dated, not drafts: the daemon plans a job for each
+    hub_failures: tuple[str, ...] = ()
+    hook_results: tuple[HookResult, ...] = ()
+
+    @property
+    def errors(self) -> int:
+        return count_errors(self.diagnostics)
+
+
+# Jobs that run after each cycle, in order: (config, now, store) -> HookResult.
+CycleHook = Callable[[Config, datetime, Store], HookResult]
+AFTER_CYCLE: list[CycleHook] = [newsletter_job]
+
+
+def run_cycle(
+    config: Config,
+    now: datetime,
+    store: Store,
+    kind: str = "once",
+    hooks: Sequence[CycleHook] | None = None,
+) -> CycleReport:
+    """Publish what is due, rebuild the feeds if anything changed, record it all.
+
+    Order matters for crash safety: the feeds are written (atomically) before the state
+    records them as published. A run killed in between is simply redone by the next run,
+    which finds the same changes and rewrites identical bytes.
+    """
+    store.mark_interrupted(now)
+    run_id = store.start_run(kind, now)
+    try:
+        catalog = read_posts(config)
+        ready = published(catalog.posts, now)
+        changes = diff_publication(ready, store.post_states(), now)
+        written, removed = update_feeds(ready, config, force=changes.any)
+        with store.transaction() as conn:
+            store.save_post_states(conn, changes.states)
+            store.finish_run(
+                conn,
+                run_id,
+                now,
+                outcome="errors" if catalog.errors else "ok",
+                published=len(changes.published),
+                updated=len(changes.updated),
+                withdrawn=len(changes.withdrawn),
+                errors=catalog.errors,
+                files_written=len(written) + len(removed),
+            )
+    except BaseException as exc:
+        store.fail_run(run_id, now, f"{type(exc).__name__}: {exc}")
+        raise
+    hub_failures: list[str] = []
+    changed_feeds = [name for name in written if name.endswith(FEED_FILE_SUFFIXES)]
+    if config.feeds.websub_hub and changed_feeds:
+        hub_failures = ping_hub(
+            config.feeds.websub_hub, [config.site.url + name for name in changed_feeds]
+        )
+    hook_results = tuple(
+        _run_hook(hook, config, now, store) for hook in (AFTER_CYCLE if hooks is None else hooks)
+    )
+    upcoming = tuple(scheduled(catalog.posts, now))
+    return CycleReport(
+        run_id=run_id,
+        changes=changes,
+        diagnostics=catalog.diagnostics,
+        written=tuple(written),
+        removed=tuple(removed),
+        upcoming=upcoming,
+        hub_failures=tuple(hub_failures),
+        hook_results=hook_results,
+    )
+
+
+def _run_hook(hook: CycleHook, config: Config, now: datetime, store: Store) -> HookResult:
+    """A failing job (no SMTP server, no secret) is reported; the cycle's work stands."""
+    try:
+        return hook(config, now, store)
+    except SyndicateError as exc:
+        lines = [diagnostic.format() for diagnostic in exc.diagnostics()]
+        return HookResult(tuple(lines), failures=1)
+
+
+FEED_FILE_SUFFIXES = ("feed.xml", "atom.xml", "feed.json")
+
+
+def inputs_fingerprint(config: Config, ready: Sequence[Post]) -> str:
+    """A hash of everything the feeds are made from: the published posts (by content), the
+    config, the stylesheet and syndicate's version.
+
+    When the output folder's manifest carries the same fingerprint and its files are
+    intact, the feeds would come out byte-identical, so rendering is skipped altogether;
+    editing config.yaml (a new title, another limit) changes it and rebuilds.
+    """
+    digest = hashlib.sha256(__version__.encode())
+    digest.update(repr(replace(config, path=Path())).encode())  # not how --config was spelt
+    if config.feeds.stylesheet:
+        digest.update(read_template(STYLESHEET))
+    for post in ready:
+        digest.update(f"\0{post.source}\0{post.content_hash}\0{post.url}\0{post.id}".encode())
+    return digest.hexdigest()
+
+
+def lock_path(config: Config) -> Path:
+    """The run lock lives beside the SQLite database, else beside config.yaml."""
+    db = sqlite_path(config.state_url)
+    if db is not None:
+        return db.with_name(db.name + ".lock")
+    return config.path.resolve().parent / ".syndicate.lock"

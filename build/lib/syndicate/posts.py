@@ -1,0 +1,602 @@
+"""Posts: bytes -> Post (pure `parse_post`), and reading a content tree (`read_posts`).
+
+One normalised Post from the front-matter dialects of Jekyll, Hugo and Astro. A post
+that cannot be published raises PostError naming its file and line; smaller flaws that
+we can repair (control characters, duplicate slugs) come back as warnings.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import hashlib
+import mimetypes
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, tzinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import yaml
+from dateutil import parser as date_parser
+from frontmatter.default_handlers import BaseHandler, YAMLHandler
+from slugify import slugify
+
+from syndicate.config import Config
+from syndicate.errors import Diagnostic, PostError
+from syndicate.markup import (
+    XML_FORBIDDEN,
+    clean_line,
+    render_markdown,
+)
+from syndicate.models import Author, Catalog, Image, Post
+from syndicate.workers import parallel_imap
+
+DATE_KEYS = ("date", "pubDate", "published", "publishDate", "pubdate")
+UPDATED_KEYS = ("updated", "updatedDate", "lastmod", "last_modified_at", "modified")
+SUMMARY_KEYS = ("description", "summary", "excerpt")
+IMAGE_KEYS = ("image", "heroImage")
+KNOWN_KEYS = frozenset(
+    {
+        "title", "slug", "id", "guid", "draft", "author", "tags", "tag", "category",
+        "categories", "heroImageAlt", *DATE_KEYS, *UPDATED_KEYS, *SUMMARY_KEYS, *IMAGE_KEYS,
+    }
+)  # fmt: skip
+DATE_HINT = "use YYYY-MM-DD or an ISO 8601 date-time such as 2025-05-13T08:00:00+02:00"
+JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
+_HEADING = re.compile(r"^#[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+_KEY_LINE = re.compile(r"^[\"']?([A-Za-z_][\w-]*)[\"']?\s*[:=]", re.MULTILINE)
+MIN_YEAR, MAX_YEAR = 1900, 9998  # RFC 822 dates have four-digit years; keep a margin for UTC
+_BEFORE_DATE = datetime(1, 1, 1)
+_AFTER_DATE = datetime(2, 2, 2)
+
+
+# LibYAML's parser when PyYAML was built with it: front matter parsing is ~8x faster.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _PlainYAMLLoader(_SafeLoader):  # type: ignore[valid-type,misc]
+    """SafeLoader that leaves dates as strings: we parse them ourselves, with line numbers,
+    so `2025-02-30` is a diagnostic instead of an exception deep inside PyYAML."""
+
+
+_PlainYAMLLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+class _YAML(YAMLHandler):
+    def load(self, fm: str, **kwargs: object) -> Any:
+        return yaml.load(fm, Loader=_PlainYAMLLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+class _TOML(BaseHandler):
+    """Hugo's `+++` front matter, read with the standard library's tomllib."""
+
+    FM_BOUNDARY = re.compile(r"^\+{3,}\s*$", re.MULTILINE)
+    START_DELIMITER = END_DELIMITER = "+++"
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        return tomllib.loads(fm)
+
+
+# (delimiter line, handler, name): YAML "---" as Jekyll and Astro write it, TOML "+++" (Hugo).
+_FRONT_MATTER: tuple[tuple[re.Pattern[str], BaseHandler, str], ...] = (
+    (re.compile(r"^-{3,}[ \t]*$", re.MULTILINE), _YAML(), "YAML"),
+    (re.compile(r"^\+{3,}[ \t]*$", re.MULTILINE), _TOML(), "TOML"),
+)
+
+
+def parse_post(data: bytes, source: str, config: Config) -> tuple[Post, list[Diagnostic]]:
+    """Parse one file's bytes into a Post; raise PostError if it cannot be published."""
+    warnings: list[Diagnostic] = []
+    text = _decode(data, source)
+    if not text.strip():
+        raise PostError(
+            source, 1, "file is empty", "add front matter with a title and a date, or delete it"
+        )
+    meta, fm_line, fm_text, body, body_line, kind = _split(text, source)
+    key_lines = {
+        m.group(1): fm_line + fm_text.count("\n", 0, m.start()) for m in _KEY_LINE.finditer(fm_text)
+    }
+
+    def fail(key: str | None, message: str, hint: str | None = None) -> PostError:
+        return PostError(source, key_lines.get(key or "", fm_line or 1), message, hint, key)
+
+    def warn(key: str | None, message: str, hint: str | None = None) -> None:
+        line = key_lines.get(key or "", fm_line or 1)
+        warnings.append(Diagnostic(source, line, "warning", message, hint))
+
+    stem = Path(source).stem
+    jekyll = JEKYLL_NAME.match(stem)
+
+    title, body = _title(meta, body, fail, warn, kind)
+    draft = _flag(meta.get("draft")) or meta.get("published") is False
+    if Path(source).parent.name == "_drafts":
+        draft = True
+    tz = config.site.tz
+    date_key = next((k for k in DATE_KEYS if _is_date_value(meta.get(k))), None)
+    if date_key is not None:
+        when = _parse_date(meta[date_key], tz, lambda m, h: fail(date_key, m, h), date_key)
+    elif jekyll:
+        try:
+            when = datetime(int(jekyll[1]), int(jekyll[2]), int(jekyll[3]), tzinfo=tz)
+        except ValueError as exc:
+            raise PostError(
+                source, None, f"file name date is impossible: {exc}", DATE_HINT
+            ) from None
+    else:
+        raise fail(None, "no date: add 'date:' to the front matter", DATE_HINT)
+    updated_key = next((k for k in UPDATED_KEYS if meta.get(k) not in (None, "")), None)
+    updated = (
+        _parse_date(meta[updated_key], tz, lambda m, h: fail(updated_key, m, h), updated_key)
+        if updated_key
+        else None
+    )
+
+    explicit_slug = meta.get("slug") not in (None, "")
+    slug_source = str(meta["slug"]) if explicit_slug else (jekyll[4] if jekyll else title)
+    slug = slugify(slug_source, max_length=80, word_boundary=True) or "post-" + _digest(source)[:8]
+
+    body, removed = _strip_forbidden(body)
+    if removed:
+        line, char = removed
+        warnings.append(
+            Diagnostic(
+                source,
+                body_line + line,
+                "warning",
+                f"body contains characters that XML 1.0 forbids (first {char}); they were removed",
+                "delete the control characters from the file",
+            )
+        )
+
+    description = next((meta[k] for k in SUMMARY_KEYS if meta.get(k) not in (None, "")), None)
+    if description is not None:
+        if not isinstance(description, str | int | float):
+            raise fail(_present(meta, SUMMARY_KEYS), "the description must be text")
+        description = clean_line(str(description))
+    summary = description or ""  # else the first paragraph, filled in by render_post
+
+    url = _post_url(config, slug, when)
+    explicit_id = next(
+        (str(meta[k]).strip() for k in ("id", "guid") if meta.get(k) not in (None, "")), ""
+    )
+    image = _image(meta, url, fail)
+    post = Post(
+        source=source,
+        title=title,
+        slug=slug,
+        url=url,
+        id=explicit_id or url,
+        date=when,
+        updated=updated,
+        summary=summary,
+        body=body,
+        body_line=body_line,
+        description=description,
+        tags=_terms(meta, ("tags", "tag"), fail),
+        categories=_terms(meta, ("categories", "category"), fail),
+        image=image,
+        author=_author(meta.get("author"), fail) or config.site.author,
+        draft=draft,
+        explicit_id=bool(explicit_id),
+        explicit_slug=explicit_slug,
+        content_hash=_digest(data),
+        extra={k: v for k, v in meta.items() if k not in KNOWN_KEYS},
+        key_lines=key_lines,
+    )
+    return post, warnings
+
+
+def render_post(post: Post) -> Post:
+    """The post with its HTML rendered (links absolute against its URL), its XHTML, and a
+    summary from its first paragraph when it has no description."""
+    if post.html is not None:
+        return post
+    rendered = render_markdown(post.body, post.url)
+    return replace(
+        post, html=rendered.html, xhtml=rendered.xhtml, summary=post.summary or rendered.lead
+    )
+
+
+def published(posts: Iterable[Post], now: datetime) -> list[Post]:
+    """Posts that are public at `now`, newest first; drafts and future posts held back."""
+    ready = [p for p in posts if not p.draft and p.date <= now]
+    return sort_newest_first(ready)
+
+
+def scheduled(posts: Iterable[Post], now: datetime) -> list[Post]:
+    """Posts that will become public after `now` (not drafts), soonest first."""
+    return sorted((p for p in posts if not p.draft and p.date > now), key=lambda p: p.date)
+
+
+def sort_newest_first(posts: Iterable[Post]) -> list[Post]:
+    """Newest first; ties broken by source path so the order never depends on the disk."""
+    ordered = sorted(posts, key=lambda p: p.source)
+    return sorted(ordered, key=lambda p: p.date, reverse=True)
+
+
+def assign_unique_slugs(posts: list[Post], config: Config) -> tuple[list[Post], list[Diagnostic]]:
+    """Give every post a distinct slug: the oldest keeps it, later ones get -2, -3 ...
+
+    Oldest-first (then by path) makes the choice deterministic and stable as new posts
+    arrive, so a published URL does not move when a newer post reuses a title.
+    """
+    warnings: list[Diagnostic] = []
+    taken: dict[str, Post] = {}
+    result: dict[str, Post] = {}
+    for post in sorted(posts, key=lambda p: (p.date, p.source)):
+        slug = post.slug
+        if slug in taken:
+            n = 2
+            while f"{slug}-{n}" in taken:
+                n += 1
+            new_slug = f"{slug}-{n}"
+            first = taken[slug]
+            warnings.append(
+                Diagnostic(
+                    post.source,
+                    post.key_lines.get("slug") or post.key_lines.get("title") or 1,
+                    "warning",
+                    f"slug '{slug}' is already used by {first.source}; this post gets '{new_slug}'",
+                    "give one of the posts its own 'slug:' (or a different title)",
+                )
+            )
+            url = _post_url(config, new_slug, post.date)
+            post = replace(post, slug=new_slug, url=url, id=post.id if post.explicit_id else url)
+            slug = new_slug
+        taken[slug] = post
+        result[post.source] = post
+    return [result[p.source] for p in posts], warnings
+
+
+def find_sources(config: Config) -> list[Path]:
+    """Every content file under content.paths matching content.patterns, sorted.
+
+    Hidden files and folders (".git", ".obsidian") are skipped.
+    """
+    found: set[Path] = set()
+    for root in config.content.paths:
+        if root.is_file():
+            found.add(root)
+            continue
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in files:
+                if not name.startswith(".") and any(
+                    fnmatch.fnmatch(name, pattern) for pattern in config.content.patterns
+                ):
+                    found.add(Path(folder) / name)
+    return sorted(found)
+
+
+ReadOutcome = tuple[Post | None, list[Diagnostic]]
+Progress = Callable[[Iterator[ReadOutcome], int], Iterator[ReadOutcome]]
+
+
+def read_posts(config: Config, progress: Progress | None = None) -> Catalog:
+    """Read and parse every content file; a bad file becomes a diagnostic, never a crash."""
+    diagnostics: list[Diagnostic] = []
+    posts: list[Post] = []
+    missing = [p for p in config.content.paths if not p.exists()]
+    for path in missing:
+        diagnostics.append(
+            Diagnostic(
+                display_path(path),
+                None,
+                "error",
+                "content folder does not exist",
+                "fix content.paths in config.yaml or pass --content DIR",
+            )
+        )
+    sources = find_sources(config)
+    outcomes = parallel_imap(functools.partial(read_post, config=config), sources, 64)
+    if progress is not None:
+        outcomes = progress(outcomes, len(sources))
+    for post, found in outcomes:
+        if post is not None:
+            posts.append(post)
+        diagnostics.extend(found)
+    posts, slug_warnings = assign_unique_slugs(posts, config)
+    diagnostics.extend(slug_warnings)
+    return Catalog(posts=tuple(posts), diagnostics=tuple(diagnostics))
+
+
+def read_post(path: Path, config: Config) -> ReadOutcome:
+    """Read and parse one file: the post (None if it cannot be published) and diagnostics."""
+    source = display_path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, [Diagnostic(source, None, "error", f"cannot read: {exc.strerror}")]
+    try:
+        return parse_post(data, source, config)
+    except PostError as exc:
+        return None, [exc.diagnostic()]
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+# --- parsing helpers -------------------------------------------------------------------
+
+
+def _decode(data: bytes, source: str) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise PostError(
+            source,
+            line,
+            f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column})",
+            "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _split(text: str, source: str) -> tuple[dict[str, Any], int, str, str, int, str]:
+    """-> (metadata, front-matter first line, front-matter text, body, body line, kind)."""
+    lead = len(text) - len(text.lstrip())
+    for boundary, handler, kind in _FRONT_MATTER:
+        start = boundary.match(text, lead)
+        if not start:
+            continue
+        end = boundary.search(text, start.end())
+        open_line = text.count("\n", 0, start.start()) + 1
+        if not end:
+            raise PostError(
+                source,
+                open_line,
+                f"{kind} front matter is never closed",
+                f"add a line '{start.group().strip()}' after the front matter",
+            )
+        fm_text = text[start.end() : end.start()]
+        try:
+            meta = handler.load(fm_text)
+        except yaml.YAMLError as exc:
+            raise _yaml_error(exc, source, open_line) from None
+        except tomllib.TOMLDecodeError as exc:
+            found = re.search(r"line (\d+)", str(exc))
+            last_line = open_line + fm_text.count("\n") - 1
+            line = open_line + int(found[1]) - 1 if found else last_line
+            reason = re.sub(r"\s*\(at .*\)$", "", str(exc))
+            raise PostError(
+                source,
+                line,
+                f"invalid TOML front matter: {reason}",
+                'check the quotes and brackets; strings are written "like this"',
+            ) from None
+        if meta is None:
+            meta = {}
+        if not isinstance(meta, dict):
+            raise PostError(
+                source,
+                open_line,
+                f"front matter must be a mapping of keys, got a {type(meta).__name__}",
+                "write 'key: value' lines, e.g. 'title: My post'",
+            )
+        meta = {str(k): v for k, v in meta.items()}
+        body_line = text.count("\n", 0, end.end()) + 1
+        return meta, open_line, fm_text, text[end.end() :], body_line, kind
+    return {}, 0, "", text, 1, "none"
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str, open_line: int) -> PostError:
+    """Point at where the problem started: an unclosed quote is reported at its opening
+    line, not at the end of the front matter where PyYAML noticed it."""
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or "syntax error"
+    context = getattr(exc, "context", None)
+    mark = problem_mark
+    if context_mark is not None and ("end of stream" in problem or "<stream end>" in problem):
+        mark = context_mark
+    line = open_line + mark.line if mark is not None else open_line
+    message = f"{context}: {problem}" if context else problem
+    return PostError(
+        source,
+        line,
+        f"invalid YAML front matter: {message}",
+        "quote values that contain ': ' or '#', and close every quote and bracket",
+    )
+
+
+def _title(
+    meta: Mapping[str, Any],
+    body: str,
+    fail: Callable[..., PostError],
+    warn: Callable[..., None],
+    kind: str,
+) -> tuple[str, str]:
+    raw = meta.get("title")
+    if raw is None or raw == "":
+        heading = _HEADING.search(body)
+        if not heading:
+            if kind == "none":
+                raise fail(
+                    None,
+                    "no front matter and no '# ' heading, so the post has no title",
+                    "start the file with '---', 'title: ...', 'date: ...', '---'",
+                )
+            raise fail(None, "no title: add 'title:' to the front matter or a '# ' heading")
+        raw = heading[1]
+        if not body[: heading.start()].strip():
+            body = body[heading.end() :]  # the title heading would repeat the title
+    if isinstance(raw, list | dict):
+        raise fail("title", "'title' must be text, not a list or mapping", "title: My post")
+    raw = str(raw)
+    title = clean_line(XML_FORBIDDEN.sub("", raw))
+    if not title:
+        raise fail("title", "'title' is empty", "title: My post")
+    if re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]", raw):
+        warn("title", "title contains control characters; they were removed")
+    elif re.search(r"[\r\n]", raw.strip()):
+        warn("title", "title contains a line break; it was folded into one line")
+    return title, body
+
+
+def _is_date_value(value: Any) -> bool:
+    return value is not None and value != "" and not isinstance(value, bool)
+
+
+def _parse_date(
+    value: Any, tz: tzinfo, fail: Callable[[str, str | None], PostError], key: str
+) -> datetime:
+    """A tz-aware datetime from YAML/TOML values or the forms real posts use."""
+    if isinstance(value, datetime):
+        parsed = value if value.tzinfo else value.replace(tzinfo=tz)
+    elif isinstance(value, date):
+        parsed = datetime.combine(value, time(), tz)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            if "out of range" in str(exc) or "must be in" in str(exc):
+                raise fail(f"'{key}' is an impossible date ({text!r}: {exc})", DATE_HINT) from None
+            parsed = _parse_human_date(text, fail, key)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    else:
+        raise fail(f"'{key}' is not a date (got {value!r})", DATE_HINT)
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise fail(
+            f"'{key}' is out of range ({parsed.year}): "
+            f"feeds need a year from {MIN_YEAR} to {MAX_YEAR}",
+            DATE_HINT,
+        )
+    try:
+        parsed.utcoffset()  # dateutil accepts offsets such as +99:00 that datetime cannot use
+        parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise fail(f"'{key}' has an impossible time zone offset ({value!r})", DATE_HINT) from None
+    return parsed
+
+
+def _parse_human_date(
+    text: str, fail: Callable[[str, str | None], PostError], key: str
+) -> datetime:
+    """'Jul 08 2025', 'May 13, 2025', '2025-05-13 10:00:00 +0200' and the like.
+
+    dateutil fills missing parts from a default; parsing with two different defaults
+    and comparing tells us when the text lacked a year, month or day.
+    """
+    try:
+        first = date_parser.parse(text, default=_BEFORE_DATE)
+        second = date_parser.parse(text, default=_AFTER_DATE)
+    except (ValueError, OverflowError) as exc:
+        reason = str(exc).split(":")[0]
+        if "out of range" in reason:
+            raise fail(f"'{key}' is an impossible date ({text!r}: {reason})", DATE_HINT) from None
+        raise fail(f"'{key}' is not a date (got {text!r})", DATE_HINT) from None
+    if first.date() != second.date():
+        raise fail(
+            f"'{key}' is not a full date (got {text!r}): it needs a year, month and day", DATE_HINT
+        )
+    return first
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    return bool(value)
+
+
+def _present(meta: Mapping[str, Any], keys: Iterable[str]) -> str | None:
+    return next((k for k in keys if k in meta), None)
+
+
+def _terms(
+    meta: Mapping[str, Any], keys: tuple[str, ...], fail: Callable[..., PostError]
+) -> tuple[str, ...]:
+    """Tags or categories from a list or a comma-separated string, de-duplicated in order."""
+    terms: dict[str, None] = {}
+    for key in keys:
+        value = meta.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str):
+            items: list[Any] = value.split(",")
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        elif isinstance(value, int | float):
+            items = [value]
+        else:
+            raise fail(key, f"'{key}' must be a list or a comma-separated string", f"{key}: [a, b]")
+        for item in items:
+            if isinstance(item, dict | list):
+                raise fail(key, f"'{key}' items must be text, got {item!r}", f"{key}: [a, b]")
+            term = clean_line(str(item))
+            if term:
+                terms.setdefault(term)
+    return tuple(terms)
+
+
+def _image(meta: Mapping[str, Any], base: str, fail: Callable[..., PostError]) -> Image | None:
+    key = _present(meta, IMAGE_KEYS)
+    value = meta.get(key) if key else None
+    if value is None or value == "":
+        return None
+    alt: Any = meta.get("heroImageAlt")
+    if isinstance(value, dict):
+        url = value.get("url") or value.get("src")
+        alt = value.get("alt", alt)
+    else:
+        url = value
+    if not isinstance(url, str) or not url.strip():
+        raise fail(key, f"'{key}' needs a URL", f"{key}: {{url: /images/cover.png, alt: ...}}")
+    absolute = urljoin(base, url.strip())
+    mime, _ = mimetypes.guess_type(absolute.split("?")[0])
+    alt_text = clean_line(str(alt)) if alt not in (None, "") else None
+    return Image(url=absolute, alt=alt_text, type=mime)
+
+
+def _author(value: Any, fail: Callable[..., PostError]) -> Author | None:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        name = clean_line(str(value.get("name") or ""))
+        email = value.get("email")
+        if not name:
+            raise fail(
+                "author", "'author' needs a name", "author: {name: Ada, email: ada@example.org}"
+            )
+        return Author(name, clean_line(str(email)) if email else None)
+    return Author(clean_line(str(value)))
+
+
+def _strip_forbidden(body: str) -> tuple[str, tuple[int, str] | None]:
+    found = XML_FORBIDDEN.search(body)
+    if not found:
+        return body, None
+    line = body.count("\n", 0, found.start())
+    return XML_FORBIDDEN.sub("", body), (line, f"U+{ord(found.group()):04X}")
+
+
+def _post_url(config: Config, slug: str, when: datetime) -> str:
+    path = config.content.post_url.format(
+        slug=slug, year=f"{when.year:04d}", month=f"{when.month:02d}", day=f"{when.day:02d}"
+    )
+    return config.site.url + path.lstrip("/")
+
+
+def _digest(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return hashlib.sha256(raw).hexdigest()

@@ -1,0 +1,74 @@
+"""What changed since the last run: newly published, updated and withdrawn posts (pure).
+
+A post is *newly published* when its date has come, it is not a draft and no earlier
+run published it; *updated* when its content hash changed since; *withdrawn* when an
+earlier run published it and it is gone, a draft again, or dated in the future again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from syndicate.models import Post
+from syndicate.store import PostState
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    published: tuple[Post, ...]
+    updated: tuple[Post, ...]
+    withdrawn: tuple[PostState, ...]
+    states: tuple[PostState, ...]  # rows to write for the changes above
+
+    @property
+    def any(self) -> bool:
+        return bool(self.published or self.updated or self.withdrawn)
+
+
+def diff_publication(
+    ready: Sequence[Post], known: Mapping[str, PostState], now: datetime
+) -> Changes:
+    """Compare the posts public at `now` with what the store says was published."""
+    published: list[Post] = []
+    updated: list[Post] = []
+    states: list[PostState] = []
+    present = set()
+    for post in ready:
+        present.add(post.source)
+        state = known.get(post.source)
+        if state is None or state.first_published_at is None:
+            published.append(post)
+            states.append(_state(post, now, first_published_at=now, updated_at=None))
+        elif state.status != "published" or state.content_hash != post.content_hash:
+            updated.append(post)
+            states.append(
+                _state(post, now, first_published_at=state.first_published_at, updated_at=now)
+            )
+    withdrawn = [
+        state
+        for source, state in sorted(known.items())
+        if state.status == "published" and source not in present
+    ]
+    states.extend(replace(s, status="withdrawn", withdrawn_at=now) for s in withdrawn)
+    return Changes(tuple(published), tuple(updated), tuple(withdrawn), tuple(states))
+
+
+def _state(
+    post: Post, now: datetime, first_published_at: datetime, updated_at: datetime | None
+) -> PostState:
+    return PostState(
+        source=post.source,
+        post_id=post.id,
+        url=post.url,
+        title=post.title,
+        content_hash=post.content_hash,
+        due_at=post.date,
+        first_published_at=first_published_at,
+        updated_at=updated_at,
+        withdrawn_at=None,
+        status="published",
+        tags=post.tags,
+        categories=post.categories,
+    )

@@ -1,0 +1,106 @@
+"""What `syndicate status` reports from the state database: recent posts, the mailing
+list, the outbox and the last digest. Read-only queries; the CLI only formats them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from syndicate.store import (
+    Store,
+    _aware,
+    digests_table,
+    outbox_table,
+    posts_table,
+    subscribers_table,
+)
+
+SUBSCRIBER_STATUSES = ("active", "pending", "unsubscribed", "bounced")
+OUTBOX_STATES = ("queued", "sending", "deferred", "sent", "bounced", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class RecentPost:
+    published_at: datetime
+    title: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSummary:
+    key: str
+    subject: str
+    created_at: datetime
+    status: str
+    outcomes: dict[str, int]  # outbox state -> rows of this digest
+
+
+@dataclass(frozen=True, slots=True)
+class MailingStatus:
+    subscribers: dict[str, int]  # status -> count, every status listed
+    outbox: dict[str, int]  # outbox state -> count, every state listed
+    next_retry_at: datetime | None  # the earliest deferred row's next attempt
+    last_digest: DigestSummary | None
+
+
+def recent_posts(store: Store, limit: int = 10) -> list[RecentPost]:
+    """The newest posts by when a run first published them (not by their own date)."""
+    query = (
+        sa.select(posts_table.c.first_published_at, posts_table.c.title, posts_table.c.url)
+        .where(posts_table.c.status == "published")
+        .where(posts_table.c.first_published_at.is_not(None))
+        .order_by(posts_table.c.first_published_at.desc(), posts_table.c.due_at.desc())
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [RecentPost(_aware(row[0]), row.title, row.url) for row in rows]
+
+
+def mailing_status(store: Store) -> MailingStatus:
+    """Subscribers by status, the outbox by state, and the newest digest's outcome."""
+    with store.engine.connect() as conn:
+        subscribers = _counts(conn, subscribers_table.c.status, SUBSCRIBER_STATUSES)
+        outbox = _counts(conn, outbox_table.c.status, OUTBOX_STATES)
+        retry = conn.execute(
+            sa.select(sa.func.min(outbox_table.c.next_attempt_at)).where(
+                outbox_table.c.status == "deferred"
+            )
+        ).scalar()
+        digest = conn.execute(
+            sa.select(digests_table).order_by(digests_table.c.id.desc()).limit(1)
+        ).first()
+        last = None
+        if digest is not None:
+            outcomes = _counts(
+                conn,
+                outbox_table.c.status,
+                OUTBOX_STATES,
+                outbox_table.c.digest_id == digest.id,
+            )
+            last = DigestSummary(
+                digest.key,
+                digest.subject,
+                _aware(digest.created_at),
+                digest.status,
+                {state: n for state, n in outcomes.items() if n},
+            )
+    return MailingStatus(subscribers, outbox, _aware(retry) if retry else None, last)
+
+
+def _counts(
+    conn: sa.Connection,
+    column: sa.Column[str],
+    known: tuple[str, ...],
+    *where: sa.ColumnElement[bool],
+) -> dict[str, int]:
+    """value -> count, with every known value present (0 where none) and any other after."""
+    query = sa.select(column, sa.func.count()).group_by(column)
+    for clause in where:
+        query = query.where(clause)
+    found = {value: int(count) for value, count in conn.execute(query).all()}
+    counts = {value: found.pop(value, 0) for value in known}
+    counts.update(sorted(found.items()))
+    return counts
