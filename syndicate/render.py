@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import css_inline
 import jinja2
 import nh3
+from markupsafe import Markup
 from mjml import mjml2html
 
 from syndicate.config import Config
@@ -149,7 +150,8 @@ def _post_context(
     post = render_post(post)  # the summary may come from the first paragraph
     local = post.date.astimezone(config.site.tz)
     image = post.image if images else None
-    html = sanitize_html(post.html or "") if full else None
+    # Marked safe only here, after nh3: the one place post HTML enters a template unescaped.
+    html = Markup(sanitize_html(post.html or "")) if full else None
     return {
         "title": post.title,
         "url": with_utm(post.url, utm, config.site.url),

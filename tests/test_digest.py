@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -193,6 +194,24 @@ def test_post_html_is_sanitised_in_full_content_mode(tmp_path: Path) -> None:
     assert sanitize_html('<p onclick="x">ok</p>') == "<p>ok</p>"
 
 
+def test_full_content_html_is_markup_escaped_once(tmp_path: Path) -> None:
+    """The sanitised post HTML is HTML in the email, not `&lt;p&gt;` text; post text in
+    titles and summaries is still escaped, and nothing is escaped twice."""
+    config = make_config(tmp_path, "newsletter:\n  full_content: true\n")
+    body = "Intro & more.\n\n## Section\n\n- one\n- two\n\nSay `a < b` now."
+    p = make_post(config, "Fish & Chips <b>", "2025-08-30", description="d", body=body)
+    rendered = render_digest(plan_digest([p], {}, config, NOW, None), config)  # type: ignore[arg-type]
+    html = rendered.html
+    for literal in ("&lt;p&gt;", "&lt;h2", "&lt;li", "&lt;ul", "&lt;code"):
+        assert literal not in html, literal
+    assert re.search(r"<p[^>]*>Intro &amp; more\.</p>", html)
+    assert re.search(r"<h2[^>]*>Section</h2>", html)
+    assert len(re.findall(r"<li[^>]*>", html)) == 2
+    assert re.search(r"<code[^>]*>a &lt; b</code>", html)
+    assert "Fish &amp; Chips &lt;b&gt;" in html  # the title: text, escaped once
+    assert "&amp;amp;" not in html and "&amp;lt;" not in html
+
+
 def test_utm_parameters_go_on_site_links_only(tmp_path: Path) -> None:
     config = make_config(tmp_path, "newsletter:\n  utm: {source: newsletter, medium: email}\n")
     p = make_post(config, "Tagged", "2025-08-30", description="See [other](https://other.test/).")
@@ -304,8 +323,6 @@ def test_template_errors_name_the_file_and_line(
 
 def test_shipped_template_has_no_bare_zero_padding() -> None:
     text = (ROOT / "templates" / "digest.mjml.j2").read_text()
-    import re
-
     assert not re.search(r'padding="[^"]*(?<![\d.])0(?![\d.px%])', text)
 
 
@@ -318,8 +335,11 @@ def test_compile_rejects_unknown_tags_directly(tmp_path: Path) -> None:
 # --- the preview command, golden files, the archive ------------------------------------
 
 
-def preview(invoke: Callable[..., Result], out: Path, *extra: str) -> Result:
+def preview(invoke: Callable[..., Result], out: Path, *extra: str, full: bool = False) -> Result:
     config = isolated_seeds_config(out / "site")
+    if full:
+        text = config.read_text("utf-8")
+        config.write_text(text.replace("newsletter:\n", "newsletter:\n  full_content: true\n"))
     return invoke(
         "digest", "--preview", "--config", config, "--out", out,
         "--now", "2025-09-01T00:00:00Z", "--since", "2025-01-01T00:00:00Z", *extra,
@@ -383,13 +403,14 @@ def test_template_error_exits_2_and_writes_nothing(
     assert not (site.public / "newsletter").exists()
 
 
+@pytest.mark.parametrize("full", [False, True], ids=["summaries", "full-content"])
 @pytest.mark.parametrize("name", ["preview.html", "preview.txt"])
 def test_seed_digest_matches_golden_files(
-    invoke: Callable[..., Result], tmp_path: Path, name: str, update_golden: bool
+    invoke: Callable[..., Result], tmp_path: Path, name: str, full: bool, update_golden: bool
 ) -> None:
-    preview(invoke, tmp_path)
+    preview(invoke, tmp_path, full=full)
     produced = (tmp_path / "newsletter" / name).read_bytes()
-    golden = GOLDEN / "digest" / name
+    golden = GOLDEN / ("digest-full" if full else "digest") / name
     if update_golden:
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_bytes(produced)
@@ -448,6 +469,20 @@ def test_preview_renders_in_chromium(
     assert seen["images"] and all(image["alt"] for image in seen["images"])
     assert seen["links"] and all(link.startswith("https://") for link in seen["links"])
     browser.screenshot(page, width, ARTIFACTS / f"digest-{width}.png")
+
+
+@pytest.mark.slow
+def test_full_content_digest_shows_html_as_html_in_chromium(
+    invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    preview(invoke, tmp_path, full=True)
+    seen = browser.probe(tmp_path / "newsletter" / "preview.html", 600)
+    text = seen["bodyText"]
+    for literal in ("<p>", "</p>", "<h2>", "&lt;", "&amp;"):
+        assert literal not in text, literal
+    assert "The fight against cancer is entering a new era" in text  # the post's own prose
+    assert seen["tags"]["p"] >= 20 and seen["tags"]["h2"] >= 10
+    assert seen["scrollWidth"] <= 600, "horizontal overflow"
 
 
 @pytest.mark.slow
