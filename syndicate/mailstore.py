@@ -339,3 +339,35 @@ def finish_digests(store: Store) -> None:
         conn.execute(
             sa.update(d).where(d.c.status == "queued", ~sa.exists(open_rows)).values(status="sent")
         )
+
+
+# --- the web archive's copy of each digest ------------------------------------------------
+
+ARCHIVE_VARIANT = "archive"  # the body row holding a digest's public archive page
+
+
+def archived_digest_keys(store: Store) -> list[str]:
+    """Keys of the digests whose archive page is kept in the database (so it can be
+    restored), oldest first."""
+    d, b = digests_table, bodies_table
+    query = (
+        sa.select(d.c.key)
+        .join(b, b.c.digest_id == d.c.id)
+        .where(b.c.variant == ARCHIVE_VARIANT)
+        .order_by(d.c.id)
+    )
+    with store.engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def load_archive_body(store: Store, key: str) -> QueuedBody | None:
+    """A digest's archive page (`html`) and its archive entry as JSON (`text`)."""
+    d, b = digests_table, bodies_table
+    query = (
+        sa.select(b)
+        .join(d, b.c.digest_id == d.c.id)
+        .where(d.c.key == key, b.c.variant == ARCHIVE_VARIANT)
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(query).first()
+    return QueuedBody(row.variant, row.subject, row.html, row.text) if row else None

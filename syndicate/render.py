@@ -151,7 +151,7 @@ def _post_context(
     local = post.date.astimezone(config.site.tz)
     image = post.image if images else None
     # Marked safe only here, after nh3: the one place post HTML enters a template unescaped.
-    html = Markup(sanitize_html(post.html or "")) if full else None
+    html = Markup(sanitize_html(post.html or "")) if full else None  # noqa: S704 - sanitised
     return {
         "title": post.title,
         "url": with_utm(post.url, utm, config.site.url),

@@ -371,15 +371,12 @@ def test_preview_writes_html_text_and_a_complete_message(
 
 
 def test_no_digest_when_nothing_is_new(invoke: Callable[..., Result], tmp_path: Path) -> None:
+    """The seeds entered the feeds on 2025-08-20 (a run), before the first digest's
+    look-back (7 days before 2025-09-01): nothing is new."""
+    config = isolated_seeds_config(tmp_path / "site")
+    assert invoke("run", "--once", "--config", config, "--now", "2025-08-20").exit_code == 0
     result = invoke(
-        "digest",
-        "--preview",
-        "--config",
-        isolated_seeds_config(tmp_path / "site"),
-        "--out",
-        tmp_path,
-        "--now",
-        "2025-09-01T00:00:00Z",
+        "digest", "--preview", "--config", config, "--out", tmp_path, "--now", "2025-09-01T00:00Z"
     )
     assert result.exit_code == 0
     assert "no digest: nothing published since 2025-08-25" in result.stderr
