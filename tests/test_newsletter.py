@@ -353,3 +353,31 @@ def test_an_http_site_url_needs_an_https_unsubscribe_url_once_there_is_a_reader(
         site.config.read_text() + "  unsubscribe_url: 'https://blog.syndicate.test/unsubscribe'\n"
     )
     assert "sent 1" in send(invoke, site.config, "2025-09-01T11:00:00Z").stdout
+
+
+@pytest.mark.parametrize("mailbox", [None, "unsubscribe@blog.syndicate.test"])
+def test_list_unsubscribe_has_a_mailto_only_for_a_mailbox_that_is_read(
+    site: Site, invoke: Callable[..., Result], mailbox: str | None
+) -> None:
+    extra = f"  unsubscribe_mailto: '{mailbox}'\n" if mailbox else ""
+    site.set_config(SITE_CONFIG + FROM + extra)
+    site.write_post("a.md", post("A", "2025-08-30", description="d"))
+    cli(invoke, site.config, "subscribers", "add", "r@example.org")
+    assert "sent 1" in send(invoke, site.config, "2025-09-01T09:00:00Z").stdout
+    [message] = outbox(site.root)
+    links = [link.strip(" <>") for link in message["List-Unsubscribe"].split(",")]
+    assert links[0].startswith("https://blog.syndicate.test/unsubscribe?token=")
+    token = links[0].split("token=")[1]
+    if mailbox is None:
+        assert links == [links[0]]  # the From address reads nothing: no mailto
+    else:
+        assert links[1] == f"mailto:{mailbox}?subject=unsubscribe%20{token}"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_unsubscribe_mailto_must_be_an_address(site: Site, invoke: Callable[..., Result]) -> None:
+    site.set_config(SITE_CONFIG + FROM + "  unsubscribe_mailto: 'Unsub <u@x.test>'\n")
+    result = cli(invoke, site.config, "build")
+    assert result.exit_code == 2
+    assert "newsletter.unsubscribe_mailto: must be a plain email address" in result.stderr
+    assert "hint: the mailbox your bounce processor reads" in result.stderr
