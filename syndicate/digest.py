@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from slugify import slugify
 
@@ -69,6 +70,13 @@ def plan_digest(
 def archive_url(config: Config, key: str) -> str:
     """The digest's "view in browser" page in the web archive."""
     return f"{config.site.url}newsletter/{key}.html"
+
+
+def is_svg(url: str) -> bool:
+    """An SVG image, which Gmail and Outlook do not display (by extension or data: type)."""
+    if url[:15].lower().startswith("data:image/svg"):
+        return True
+    return urlsplit(url).path.lower().endswith((".svg", ".svgz"))
 
 
 def clean_subject(text: str, limit: int = SUBJECT_MAX) -> str:

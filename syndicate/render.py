@@ -21,6 +21,7 @@ from markupsafe import Markup
 from mjml import mjml2html
 
 from syndicate.config import Config
+from syndicate.digest import is_svg
 from syndicate.errors import TemplateError
 from syndicate.markup import shorten
 from syndicate.models import Digest, Post, RenderedEmail
@@ -122,13 +123,14 @@ def digest_context(
 
 
 def site_context(config: Config, url: str | None = None) -> dict[str, Any]:
-    """What every template knows of the site (`url` overrides the link, e.g. with UTM)."""
+    """What every template knows of the site (`url` overrides the link, e.g. with UTM).
+    An SVG logo is left out (the title shows instead): Gmail and Outlook show no SVG."""
     site = config.site
     return {
         "title": site.title,
         "url": url or site.url,
         "host": urlsplit(site.url).hostname or site.url,
-        "logo": site.logo,
+        "logo": None if site.logo is None or is_svg(site.logo) else site.logo,
         "language": site.language,
     }
 
@@ -149,7 +151,7 @@ def _post_context(
 ) -> dict[str, Any]:
     post = render_post(post)  # the summary may come from the first paragraph
     local = post.date.astimezone(config.site.tz)
-    image = post.image if images else None
+    image = post.image if images and post.image and not is_svg(post.image.url) else None
     # Marked safe only here, after nh3: the one place post HTML enters a template unescaped.
     html = Markup(sanitize_html(post.html or "")) if full else None  # noqa: S704 - sanitised
     return {

@@ -147,10 +147,47 @@ def test_seed_digest_renders_every_post_with_links_and_footer(
     assert "View this email in your browser" in rendered.html
     assert seeds_config.newsletter.postal_address in rendered.html
     assert "August 11, 2025" in rendered.html
-    assert 'alt="Featured image for AI in Cancer Treatment: 2025 Breakthroughs"' in rendered.html
+    # the seeds' featured images are SVG, which Gmail and Outlook do not show: left out
+    assert "<img" not in rendered.html and ".svg" not in rendered.html
     # <mj-style inline="inline"> rules end up in style attributes
     assert 'class="post-title"' in rendered.html and "text-decoration: none" in rendered.html
     assert "<" not in rendered.text.replace("<https", "")
+
+
+def test_featured_images_keep_styled_alt_text_and_svg_is_left_out(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    png = make_post(config, "Png", "2025-08-30", description="d", image="'/cat.png'")
+    svg = make_post(config, "Svg", "2025-08-29", description="d", image="'/logo.SVG?v=2'")
+    data = make_post(config, "Data", "2025-08-28", description="d", image="'data:image/svg+xml,x'")
+    digest = plan_digest([png, svg, data], {}, config, NOW, None)
+    assert digest is not None and len(digest.posts) == 3
+    html = render_digest(digest, config).html
+    [img] = re.findall(r"<img [^>]*>", html)
+    assert 'src="https://blog.syndicate.test/cat.png"' in img and 'alt="Png"' in img
+    # shown in place of an image that does not load: grey italic, not the link blue
+    assert "color: #57606a" in img and "font-style: italic" in img
+
+
+def test_svg_featured_image_warns_in_check(site: Site, invoke: Callable[..., Result]) -> None:
+    site.write_post("a.md", post("A", "2025-08-30", description="d", image="'/a.svg'"))
+    site.write_post("b.md", post("B", "2025-08-30", description="d", image="'/b.png'"))
+    found = invoke("check", "--config", site.config, cwd=site.root).stderr
+    assert (
+        "posts/a.md:5: warning: featured image is an SVG (https://blog.syndicate.test/a.svg): "
+        "left out of email digests (Gmail and Outlook show no SVG)" in found
+    )
+    assert "hint: use a PNG, JPEG or WebP version" in found and "b.png" not in found
+    site.set_config(SITE_CONFIG + "newsletter:\n  enabled: false\n")
+    assert "SVG" not in invoke("check", "--config", site.config, cwd=site.root).stderr
+
+
+def test_preheader_is_hidden_without_low_contrast_text(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "newsletter:\n  preheader: 'Fresh & new'\n")
+    p = make_post(config, "One", "2025-08-30", description="d")
+    html = render_digest(plan_digest([p], {}, config, NOW, None), config).html  # type: ignore[arg-type]
+    [hidden] = re.findall(r'<div class="preheader" style="([^"]*)">Fresh &amp; new</div>', html)
+    assert "display:none" in hidden and "color" not in hidden and "opacity" not in hidden
+    assert "#ffffff;line-height:1px" not in html  # <mj-preview>'s white text is gone
 
 
 def test_hostile_titles_and_summaries_are_escaped_once(tmp_path: Path) -> None:
@@ -463,7 +500,9 @@ def test_preview_renders_in_chromium(
     ):
         assert title in text
     assert text.count("Read more") == 5
-    assert seen["images"] and all(image["alt"] for image in seen["images"])
+    assert "Syndicate Sample Blog: 5 new posts" not in text  # <title>, not shown
+    assert not any(".svg" in image["src"] for image in seen["images"])
+    assert all(image["alt"] for image in seen["images"])
     assert seen["links"] and all(link.startswith("https://") for link in seen["links"])
     browser.screenshot(page, width, ARTIFACTS / f"digest-{width}.png")
 

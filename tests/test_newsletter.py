@@ -381,3 +381,56 @@ def test_unsubscribe_mailto_must_be_an_address(site: Site, invoke: Callable[...,
     assert result.exit_code == 2
     assert "newsletter.unsubscribe_mailto: must be a plain email address" in result.stderr
     assert "hint: the mailbox your bounce processor reads" in result.stderr
+
+
+# --- mail hygiene (issue 9, item 10) ---------------------------------------------------------
+
+# Hits that no message written locally can avoid, so the test allows exactly these:
+# NO_RECEIVED and NO_RELAYS (informational, score 0): the file transport writes the message
+# before any MTA, so it has no Received headers and no relay chain; HTML_MESSAGE
+# (informational, score 0): fires on every message that has a text/html part at all.
+INHERENT_HITS = {"NO_RECEIVED", "NO_RELAYS", "HTML_MESSAGE"}
+
+
+def spamassassin_hits(message: Path, home: Path) -> set[str]:
+    """Debian's SpamAssassin, offline (-L: local tests only), on one message file."""
+    done = subprocess.run(
+        ["spamassassin", "-t", "-L"],
+        input=message.read_bytes(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HOME": str(home)},  # its user_prefs go there, not in ~root
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    checked = email.message_from_bytes(done.stdout, policy=email.policy.default)
+    status = " ".join(str(checked["X-Spam-Status"]).split())
+    match = re.search(r"\btests=(\S*)", status)
+    assert match, status
+    return {hit for hit in match[1].split(",") if hit and hit != "none"}
+
+
+@pytest.mark.slow
+def test_spamassassin_finds_no_html_mime_or_header_problem_in_the_seed_digest(
+    invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    config = isolated_seeds_config(tmp_path / "site")
+    cli(invoke, config, "subscribers", "add", "reader@example.org", "--name", "A Reader")
+    assert "sent 1" in send(invoke, config, "2025-09-01T09:00:00Z").stdout
+    [path] = (config.parent / "outbox").iterdir()
+    hits = spamassassin_hits(path, tmp_path)
+    assert hits - INHERENT_HITS == set()
+
+
+@pytest.mark.slow
+def test_spamassassin_does_see_low_contrast_text(tmp_path: Path) -> None:
+    """The check above is only worth something if it can fail: white-on-grey text (the
+    old preheader) is reported."""
+    message = tmp_path / "contrast.eml"
+    message.write_bytes(
+        b"From: a@blog.syndicate.test\r\nTo: b@example.org\r\nSubject: x\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        b'<html><body style="background-color:#f3f4f6"><div style="color:#ffffff">'
+        b"hidden words for the preview line</div><p>Hello there, reader.</p></body></html>\r\n"
+    )
+    assert "HTML_FONT_LOW_CONTRAST" in spamassassin_hits(message, tmp_path)
