@@ -56,7 +56,9 @@ from syndicate.mailstore import (
     load_bodies,
     mark_row,
     queue_digest,
+    set_slot_handled_at,
     set_status,
+    slot_handled_at,
     unique_digest_key,
 )
 from syndicate.models import Digest, HookResult, Post
@@ -486,9 +488,10 @@ def _dkim_signer(config: Config) -> Callable[[bytes], bytes] | None:
 
 
 def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
-    """Has a `schedule.newsletter` slot come since the last digest was queued?
+    """Has a `schedule.newsletter` slot come since the last digest was queued (or the
+    last slot was handled without one: nobody to send to)?
 
-    With no digest yet, a slot within the last week counts, so a new install sends its
+    With neither yet, a slot within the last week counts, so a new install sends its
     first digest at the first run after a slot rather than waiting a week.
     """
     expression = config.schedule.newsletter
@@ -499,7 +502,8 @@ def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
     from syndicate.config import cron_trigger_fields
 
     trigger = CronTrigger(**cron_trigger_fields(expression), timezone=config.site.tz)
-    start = store.last_digest_created_at() or now - timedelta(days=7)
+    handled = [t for t in (store.last_digest_created_at(), slot_handled_at(store)) if t]
+    start = max(handled) if handled else now - timedelta(days=7)
     slot = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
     return slot is not None and slot <= now
 
@@ -511,6 +515,9 @@ def newsletter_job(config: Config, now: datetime, store: Store) -> HookResult:
         return HookResult()
     if newsletter_due(config, store, now):
         report = send_newsletter(config, store, now)
+        # The slot is spent even when nobody got a digest: the posts wait for the next
+        # slot, not for the next 15-minute cycle.
+        set_slot_handled_at(store, now)
     elif cancel_for_inactive(store) or due_rows(store, now):
         report = deliver_outbox(config, store, now)
     else:

@@ -124,6 +124,27 @@ def test_a_digest_nobody_follows_waits_for_a_reader(
     assert [m["To"] for m in outbox(site.root)] == ["py@example.org"]
 
 
+def test_a_slot_with_nobody_to_send_to_is_spent_the_posts_wait_for_the_next_one(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """A digest nobody receives uses up no post, but it uses up its slot: the digest
+    goes out at the next `schedule.newsletter` slot, not at the next 15-minute cycle."""
+    site.set_config(SITE_CONFIG + FROM + "schedule:\n  newsletter: '0 8 * * mon'\n")
+    cli(invoke, site.config, "subscribers", "add", "py@example.org", "--topic", "python")
+    site.write_post("rs.md", post("Rust news", "2025-08-30", tags="[rust]", description="d"))
+    monday = run_once(invoke, site.config, "2025-09-01T09:00:00Z")
+    assert monday.stdout.startswith("published: Rust news") and "queued" not in monday.stdout
+    site.write_post("py.md", post("Python news", "2025-09-03", tags="[python]", description="d"))
+    wednesday = run_once(invoke, site.config, "2025-09-03T09:00:00Z")
+    assert wednesday.stdout.startswith("published: Python news")
+    assert "queued" not in wednesday.stdout  # not before the next slot
+    assert outbox(site.root) == []
+    next_monday = run_once(invoke, site.config, "2025-09-08T08:15:00Z")
+    assert "queued for 1 subscribers" in next_monday.stdout
+    [message] = outbox(site.root)
+    assert "Python news" in html_of(message) and "Rust news" not in html_of(message)
+
+
 def test_send_publishes_first_and_back_dated_posts_reach_the_next_digest(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
