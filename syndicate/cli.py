@@ -643,7 +643,7 @@ def send(
         return
     lines = summary_lines(report)
     if not lines or report.unclaimed:
-        lines.insert(0, nothing_to_send(report))
+        lines.insert(0, nothing_to_send(report, retries=bool(lines)))
     for line in lines:
         click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
     failed = report.deferred or report.failed or cycle.errors
@@ -669,13 +669,15 @@ def require_newsletter(config: Config) -> None:
         )
 
 
-def nothing_to_send(report: SendReport) -> str:
+def nothing_to_send(report: SendReport, retries: bool = False) -> str:
+    """Why no digest was queued; `retries`: earlier messages were (re)sent all the same."""
     if report.digest is None or not report.unclaimed:
         return "nothing to send"
     count = len(report.digest.posts)
     posts = f"{count} new post{'s' * (count != 1)}"
     return (
-        f"nothing to send: no active subscriber follows the {posts}; they wait for the next digest"
+        f"{'no new digest' if retries else 'nothing to send'}: no active subscriber "
+        f"follows the {posts}; they wait for the next digest"
     )
 
 
