@@ -22,7 +22,13 @@ import click
 
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
-from syndicate.delivery import SendReport, next_digest, send_newsletter, summary_lines
+from syndicate.delivery import (
+    SendReport,
+    check_unsubscribe_url,
+    next_digest,
+    send_newsletter,
+    summary_lines,
+)
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
 from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
 from syndicate.mail import compose_preview
@@ -630,6 +636,8 @@ def send(
         if dry_run:
             report = send_newsletter(config, store, now, dry_run=True)
         else:
+            if list_subscribers(store, "active"):
+                check_unsubscribe_url(config)  # a config error: before publishing anything
             cycle = run_cycle(config, now, store, kind="send", hooks=())
             echo_cycle(cycle)
             bar = ProgressReporter() if sys.stderr.isatty() and not os.environ.get("CI") else None
