@@ -178,6 +178,23 @@ def test_send_publishes_first_and_back_dated_posts_reach_the_next_digest(
     assert send(invoke, site.config, "2025-09-22T09:00:00Z").stdout == "nothing to send\n"
 
 
+def test_full_content_is_html_in_the_email_and_the_web_archive(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    site.set_config(SITE_CONFIG + FROM + "  full_content: true\n")
+    body = "Fish & chips.\n\n## Part two\n\nMore <b>bold</b> words."
+    site.write_post("a.md", post("A & B", "2025-08-30", description="d", body=body))
+    cli(invoke, site.config, "subscribers", "add", "r@example.org")
+    assert "sent 1" in send(invoke, site.config, "2025-09-01T09:00:00Z").stdout
+    [message] = outbox(site.root)
+    page = view_in_browser_page(site, message)
+    for html in (html_of(message), page.read_text()):
+        assert "&lt;p&gt;" not in html and "&lt;h2" not in html and "&lt;b&gt;" not in html
+        assert re.search(r"<p[^>]*>Fish &amp; chips\.</p>", html)
+        assert re.search(r"<h2[^>]*>Part two</h2>", html)
+        assert ">A &amp; B</a>" in html and "&amp;amp;" not in html
+
+
 def test_preview_shows_what_send_would_publish_without_recording_it(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -234,6 +251,8 @@ def test_a_newsletter_that_is_off_sends_and_archives_nothing(
 def test_schedule_newsletter_null_means_no_scheduled_digest(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
+    default = parse_config(SITE_CONFIG, site.config).schedule.newsletter
+    assert default == "0 8 * * mon"  # left out: the default; written out as null: off
     site.set_config(SITE_CONFIG + FROM + "schedule:\n  newsletter: null\n")
     assert parse_config(site.config.read_text(), site.config).schedule.newsletter is None
     site.write_post("a.md", post("A", "2025-08-30", description="d"))
