@@ -156,6 +156,20 @@ def plan_and_queue(
     if dry_run:
         return report
     load_secret(config.delivery.secret_env)  # fail before queueing what cannot be signed
+    return _queue_with_archive(config, store, digest, bodies, recipients, now, report)
+
+
+def _queue_with_archive(
+    config: Config,
+    store: Store,
+    digest: Digest,
+    bodies: list[QueuedBody],
+    recipients: list[QueuedRecipient],
+    now: datetime,
+    report: SendReport,
+) -> SendReport:
+    """Archive page, then the digest in the outbox (with the page's copy), then the index."""
+    key = digest.key
     page = archive_page(render_digest(digest, config), config)
     entry = archive_entry(digest)
     write_archive_page(config.output_dir, key, page)
