@@ -177,9 +177,14 @@ def with_utm(url: str, utm: Mapping[str, str], site_url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+_IMG = re.compile(r"<img\b[^>]*?\bsrc=\"([^\"]*)\"[^>]*>")
+
+
 def sanitize_html(html: str) -> str:
-    """Post HTML made safe for an inbox: no script, iframe, event handlers or javascript:."""
-    return str(nh3.clean(html, url_schemes={"http", "https", "mailto"}))
+    """Post HTML made safe for an inbox: no script, iframe, event handlers or javascript:;
+    and no SVG images, which Gmail and Outlook do not display."""
+    clean = str(nh3.clean(html, url_schemes={"http", "https", "mailto"}))
+    return _IMG.sub(lambda m: "" if is_svg(m[1].replace("&amp;", "&")) else m[0], clean)
 
 
 def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:

@@ -229,6 +229,9 @@ def test_post_html_is_sanitised_in_full_content_mode(tmp_path: Path) -> None:
         assert bad not in rendered.html, bad
     assert 'src="https://blog.syndicate.test/a.png"' in rendered.html
     assert sanitize_html('<p onclick="x">ok</p>') == "<p>ok</p>"
+    kept = '<p><img src="https://x.test/a.png?v=1&amp;w=2" alt="A"></p>'
+    assert sanitize_html(kept) == kept
+    assert sanitize_html('<p><img alt="S" src="https://x.test/s.svg?v=1">x</p>') == "<p>x</p>"
 
 
 def test_full_content_html_is_markup_escaped_once(tmp_path: Path) -> None:
