@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean bench chromium
+.PHONY: run test lint install clean bench chromium spamassassin
 
 run: $(STAMP)
 	$(BIN)/syndicate run --once --config config.yaml -v
@@ -12,7 +12,7 @@ run: $(STAMP)
 
 # The suite runs against a throw-away PostgreSQL server too (tests/postgres.sh installs
 # Debian's postgresql if needed, starts it on a free port, and removes it afterwards).
-test: $(STAMP) chromium
+test: $(STAMP) chromium spamassassin
 	@pgdir=$$(mktemp -d); \
 	url=$$(tests/postgres.sh start $$pgdir) || exit 1; \
 	SYNDICATE_TEST_POSTGRES_URL=$$url $(BIN)/pytest; status=$$?; \
@@ -24,6 +24,13 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the email rendering tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The mail hygiene test runs Debian's SpamAssassin on a digest, offline: the package ships
+# its rules in /usr/share/spamassassin (sa-update, which needs the network, is not used).
+spamassassin:
+	@command -v spamassassin >/dev/null 2>&1 || { \
+	  echo "installing Debian's spamassassin for the mail hygiene test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spamassassin >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check syndicate tests bench

@@ -42,7 +42,12 @@ document.getElementById("frame").addEventListener("load", function () {
     images: Array.from(doc.images).map(function (i) {
       return {src: i.getAttribute("src"), alt: i.getAttribute("alt")};
     }),
-    links: Array.from(doc.links).map(function (a) { return a.getAttribute("href"); })
+    links: Array.from(doc.links).map(function (a) { return a.getAttribute("href"); }),
+    tags: ["p", "h2", "ul", "ol", "li", "blockquote", "pre", "code", "table", "strong", "em"]
+      .reduce(function (counts, tag) {
+        counts[tag] = doc.getElementsByTagName(tag).length;
+        return counts;
+      }, {})
   };
   var out = document.createElement("pre");
   out.id = "__probe__";

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -146,10 +147,47 @@ def test_seed_digest_renders_every_post_with_links_and_footer(
     assert "View this email in your browser" in rendered.html
     assert seeds_config.newsletter.postal_address in rendered.html
     assert "August 11, 2025" in rendered.html
-    assert 'alt="Featured image for AI in Cancer Treatment: 2025 Breakthroughs"' in rendered.html
+    # the seeds' featured images are SVG, which Gmail and Outlook do not show: left out
+    assert "<img" not in rendered.html and ".svg" not in rendered.html
     # <mj-style inline="inline"> rules end up in style attributes
     assert 'class="post-title"' in rendered.html and "text-decoration: none" in rendered.html
     assert "<" not in rendered.text.replace("<https", "")
+
+
+def test_featured_images_keep_styled_alt_text_and_svg_is_left_out(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    png = make_post(config, "Png", "2025-08-30", description="d", image="'/cat.png'")
+    svg = make_post(config, "Svg", "2025-08-29", description="d", image="'/logo.SVG?v=2'")
+    data = make_post(config, "Data", "2025-08-28", description="d", image="'data:image/svg+xml,x'")
+    digest = plan_digest([png, svg, data], {}, config, NOW, None)
+    assert digest is not None and len(digest.posts) == 3
+    html = render_digest(digest, config).html
+    [img] = re.findall(r"<img [^>]*>", html)
+    assert 'src="https://blog.syndicate.test/cat.png"' in img and 'alt="Png"' in img
+    # shown in place of an image that does not load: grey italic, not the link blue
+    assert "color: #57606a" in img and "font-style: italic" in img
+
+
+def test_svg_featured_image_warns_in_check(site: Site, invoke: Callable[..., Result]) -> None:
+    site.write_post("a.md", post("A", "2025-08-30", description="d", image="'/a.svg'"))
+    site.write_post("b.md", post("B", "2025-08-30", description="d", image="'/b.png'"))
+    found = invoke("check", "--config", site.config, cwd=site.root).stderr
+    assert (
+        "posts/a.md:5: warning: featured image is an SVG (https://blog.syndicate.test/a.svg): "
+        "left out of email digests (Gmail and Outlook show no SVG)" in found
+    )
+    assert "hint: use a PNG, JPEG or WebP version" in found and "b.png" not in found
+    site.set_config(SITE_CONFIG + "newsletter:\n  enabled: false\n")
+    assert "SVG" not in invoke("check", "--config", site.config, cwd=site.root).stderr
+
+
+def test_preheader_is_hidden_without_low_contrast_text(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "newsletter:\n  preheader: 'Fresh & new'\n")
+    p = make_post(config, "One", "2025-08-30", description="d")
+    html = render_digest(plan_digest([p], {}, config, NOW, None), config).html  # type: ignore[arg-type]
+    [hidden] = re.findall(r'<div class="preheader" style="([^"]*)">Fresh &amp; new</div>', html)
+    assert "display:none" in hidden and "color" not in hidden and "opacity" not in hidden
+    assert "#ffffff;line-height:1px" not in html  # <mj-preview>'s white text is gone
 
 
 def test_hostile_titles_and_summaries_are_escaped_once(tmp_path: Path) -> None:
@@ -191,6 +229,27 @@ def test_post_html_is_sanitised_in_full_content_mode(tmp_path: Path) -> None:
         assert bad not in rendered.html, bad
     assert 'src="https://blog.syndicate.test/a.png"' in rendered.html
     assert sanitize_html('<p onclick="x">ok</p>') == "<p>ok</p>"
+    kept = '<p><img src="https://x.test/a.png?v=1&amp;w=2" alt="A"></p>'
+    assert sanitize_html(kept) == kept
+    assert sanitize_html('<p><img alt="S" src="https://x.test/s.svg?v=1">x</p>') == "<p>x</p>"
+
+
+def test_full_content_html_is_markup_escaped_once(tmp_path: Path) -> None:
+    """The sanitised post HTML is HTML in the email, not `&lt;p&gt;` text; post text in
+    titles and summaries is still escaped, and nothing is escaped twice."""
+    config = make_config(tmp_path, "newsletter:\n  full_content: true\n")
+    body = "Intro & more.\n\n## Section\n\n- one\n- two\n\nSay `a < b` now."
+    p = make_post(config, "Fish & Chips <b>", "2025-08-30", description="d", body=body)
+    rendered = render_digest(plan_digest([p], {}, config, NOW, None), config)  # type: ignore[arg-type]
+    html = rendered.html
+    for literal in ("&lt;p&gt;", "&lt;h2", "&lt;li", "&lt;ul", "&lt;code"):
+        assert literal not in html, literal
+    assert re.search(r"<p[^>]*>Intro &amp; more\.</p>", html)
+    assert re.search(r"<h2[^>]*>Section</h2>", html)
+    assert len(re.findall(r"<li[^>]*>", html)) == 2
+    assert re.search(r"<code[^>]*>a &lt; b</code>", html)
+    assert "Fish &amp; Chips &lt;b&gt;" in html  # the title: text, escaped once
+    assert "&amp;amp;" not in html and "&amp;lt;" not in html
 
 
 def test_utm_parameters_go_on_site_links_only(tmp_path: Path) -> None:
@@ -304,8 +363,6 @@ def test_template_errors_name_the_file_and_line(
 
 def test_shipped_template_has_no_bare_zero_padding() -> None:
     text = (ROOT / "templates" / "digest.mjml.j2").read_text()
-    import re
-
     assert not re.search(r'padding="[^"]*(?<![\d.])0(?![\d.px%])', text)
 
 
@@ -318,8 +375,11 @@ def test_compile_rejects_unknown_tags_directly(tmp_path: Path) -> None:
 # --- the preview command, golden files, the archive ------------------------------------
 
 
-def preview(invoke: Callable[..., Result], out: Path, *extra: str) -> Result:
+def preview(invoke: Callable[..., Result], out: Path, *extra: str, full: bool = False) -> Result:
     config = isolated_seeds_config(out / "site")
+    if full:
+        text = config.read_text("utf-8")
+        config.write_text(text.replace("newsletter:\n", "newsletter:\n  full_content: true\n"))
     return invoke(
         "digest", "--preview", "--config", config, "--out", out,
         "--now", "2025-09-01T00:00:00Z", "--since", "2025-01-01T00:00:00Z", *extra,
@@ -351,15 +411,12 @@ def test_preview_writes_html_text_and_a_complete_message(
 
 
 def test_no_digest_when_nothing_is_new(invoke: Callable[..., Result], tmp_path: Path) -> None:
+    """The seeds entered the feeds on 2025-08-20 (a run), before the first digest's
+    look-back (7 days before 2025-09-01): nothing is new."""
+    config = isolated_seeds_config(tmp_path / "site")
+    assert invoke("run", "--once", "--config", config, "--now", "2025-08-20").exit_code == 0
     result = invoke(
-        "digest",
-        "--preview",
-        "--config",
-        isolated_seeds_config(tmp_path / "site"),
-        "--out",
-        tmp_path,
-        "--now",
-        "2025-09-01T00:00:00Z",
+        "digest", "--preview", "--config", config, "--out", tmp_path, "--now", "2025-09-01T00:00Z"
     )
     assert result.exit_code == 0
     assert "no digest: nothing published since 2025-08-25" in result.stderr
@@ -383,13 +440,14 @@ def test_template_error_exits_2_and_writes_nothing(
     assert not (site.public / "newsletter").exists()
 
 
+@pytest.mark.parametrize("full", [False, True], ids=["summaries", "full-content"])
 @pytest.mark.parametrize("name", ["preview.html", "preview.txt"])
 def test_seed_digest_matches_golden_files(
-    invoke: Callable[..., Result], tmp_path: Path, name: str, update_golden: bool
+    invoke: Callable[..., Result], tmp_path: Path, name: str, full: bool, update_golden: bool
 ) -> None:
-    preview(invoke, tmp_path)
+    preview(invoke, tmp_path, full=full)
     produced = (tmp_path / "newsletter" / name).read_bytes()
-    golden = GOLDEN / "digest" / name
+    golden = GOLDEN / ("digest-full" if full else "digest") / name
     if update_golden:
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_bytes(produced)
@@ -445,9 +503,25 @@ def test_preview_renders_in_chromium(
     ):
         assert title in text
     assert text.count("Read more") == 5
-    assert seen["images"] and all(image["alt"] for image in seen["images"])
+    assert "Syndicate Sample Blog: 5 new posts" not in text  # <title>, not shown
+    assert not any(".svg" in image["src"] for image in seen["images"])
+    assert all(image["alt"] for image in seen["images"])
     assert seen["links"] and all(link.startswith("https://") for link in seen["links"])
     browser.screenshot(page, width, ARTIFACTS / f"digest-{width}.png")
+
+
+@pytest.mark.slow
+def test_full_content_digest_shows_html_as_html_in_chromium(
+    invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    preview(invoke, tmp_path, full=True)
+    seen = browser.probe(tmp_path / "newsletter" / "preview.html", 600)
+    text = seen["bodyText"]
+    for literal in ("<p>", "</p>", "<h2>", "&lt;", "&amp;"):
+        assert literal not in text, literal
+    assert "The fight against cancer is entering a new era" in text  # the post's own prose
+    assert seen["tags"]["p"] >= 20 and seen["tags"]["h2"] >= 10
+    assert seen["scrollWidth"] <= 600, "horizontal overflow"
 
 
 @pytest.mark.slow
