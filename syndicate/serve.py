@@ -175,7 +175,10 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
                 raise HTTPException(400, "the JSON body must be an object")
             return data
         if kind in ("", "application/x-www-form-urlencoded"):
-            parsed = parse_qs(text, keep_blank_values=True, max_num_fields=MAX_TOPICS + 10)
+            try:  # strict: a percent-escaped byte that is not UTF-8 is refused, not replaced
+                parsed = parse_qs(text, keep_blank_values=True, errors="strict")
+            except UnicodeDecodeError:
+                raise HTTPException(400, "the form is not UTF-8") from None
             return {k: v if k == "topics" else v[-1] for k, v in parsed.items()}
         raise HTTPException(415, "send a form (application/x-www-form-urlencoded) or JSON")
 
