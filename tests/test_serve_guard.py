@@ -1,0 +1,198 @@
+"""`syndicate serve` as a real process on 127.0.0.1, attacked over real sockets:
+trickling connections with a lowered open-files limit (slowloris), spoofed
+X-Forwarded-For, and tokens that must not reach the access log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import Result, Site
+from .smtp_sink import free_port
+from .test_serve import SECRET, served_site
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Server:
+    base: str
+    port: int
+    log: Path  # stdout and stderr together
+
+    def text(self) -> str:
+        return self.log.read_text("utf-8", errors="replace")
+
+
+@contextlib.contextmanager
+def running(site: Site, open_files: int | None = None) -> Iterator[Server]:
+    """`python -m syndicate serve` until the block ends (SIGTERM, then wait)."""
+    port = free_port()
+    log = site.root / f"serve-{port}.log"
+
+    def limit() -> None:  # in the child, before exec: a small open-files limit
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "syndicate", "serve", "--port", str(port)],
+            cwd=site.root, env={**os.environ, "SYNDICATE_SECRET": SECRET},
+            stdout=out, stderr=out, preexec_fn=limit,  # noqa: PLW1509 - only setrlimit
+        )  # fmt: skip
+    server = Server(f"http://127.0.0.1:{port}/", port, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(server.base + "feed.xml", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            assert process.poll() is None, server.text()
+            assert time.monotonic() < deadline, "syndicate serve did not come up"
+            time.sleep(0.2)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def post(server: Server, path: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(server.base + path, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_x_forwarded_for_is_believed_only_from_configured_proxies(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    served_site(site, invoke, public_url="http://127.0.0.1/")  # trusted_proxies: [] (default)
+    with running(site) as server:
+        spoofed = [
+            post(server, "subscribe", f"email=s{n}@example.org".encode(),
+                 {**FORM, "X-Forwarded-For": f"203.0.113.{n}"})  # fmt: skip
+            for n in range(5)
+        ]
+    assert spoofed == [202, 202, 202, 429, 429]  # all one client: 127.0.0.1
+
+    served_site(site, invoke, extra="  trusted_proxies: ['127.0.0.1']\n")
+    with running(site) as server:
+        relayed = [
+            post(server, "subscribe", f"email=p{n}@example.org".encode(),
+                 {**FORM, "X-Forwarded-For": f"203.0.113.{n}"})  # fmt: skip
+            for n in range(5)
+        ]
+        one_reader = [
+            post(server, "subscribe", f"email=q{n}@example.org".encode(),
+                 {**FORM, "X-Forwarded-For": "198.51.100.7"})  # fmt: skip
+            for n in range(4)
+        ]
+    assert relayed == [202] * 5  # five readers behind the proxy
+    assert one_reader == [202, 202, 202, 429]
+
+
+def test_the_access_log_never_holds_a_token(site: Site, invoke: Callable[..., Result]) -> None:
+    served_site(site, invoke)
+    secret_part = "Zm9yZ2VkLXRva2VuLW1hYw"
+    with running(site) as server:
+        for path in (
+            f"confirm?token=1.confirm.9999999999.{secret_part}",
+            f"unsubscribe?token=1.unsubscribe.{secret_part}",
+            f"unsubscribe?x=1&token=1.unsubscribe.{secret_part}&y=2",
+        ):
+            with contextlib.suppress(urllib.error.HTTPError):
+                urllib.request.urlopen(server.base + path, timeout=5)  # noqa: S310
+    log = server.text()
+    assert "GET /confirm?token=[redacted] HTTP/1.1" in log, log
+    assert "GET /unsubscribe?x=1&token=[redacted]&y=2 HTTP/1.1" in log, log
+    assert secret_part not in log
+
+
+def trickle(sockets: list[socket.socket], data: bytes) -> list[socket.socket]:
+    """Send `data` on each socket; the ones the server has closed drop out."""
+    alive = []
+    for sock in sockets:
+        try:
+            sock.sendall(data)
+            alive.append(sock)
+        except OSError:
+            sock.close()
+    return alive
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1024) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_trickling_connections_from_one_client_do_not_block_others(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """300 connections from 127.0.0.2 that send headers a line at a time, against a server
+    allowed 256 open files: an ordinary reader on 127.0.0.1 is still served at once, the
+    tricklers are cut off after serve.header_timeout_seconds, and the log stays short."""
+    served_site(
+        site,
+        invoke,
+        extra="  max_connections_per_client: 10\n  header_timeout_seconds: 2\n",
+    )
+    attackers: list[socket.socket] = []
+    with running(site, open_files=256) as server:
+        try:
+            for _ in range(300):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.settimeout(2)
+                sock.bind(("127.0.0.2", 0))
+                try:
+                    sock.connect(("127.0.0.1", server.port))
+                except OSError:
+                    sock.close()
+                    continue
+                attackers.append(sock)
+            attackers = trickle(attackers, b"GET / HTTP/1.1\r\nHost: x\r\n")
+            waits = []
+            for n in range(8):  # 4 s of trickling, with a normal request in each round
+                attackers = trickle(attackers, f"X-Slow-{n}: 1\r\n".encode())
+                start = time.monotonic()
+                with urllib.request.urlopen(server.base + "feed.xml", timeout=10) as response:
+                    assert response.status == 200
+                waits.append(time.monotonic() - start)
+                time.sleep(0.5)
+            still_open = [s for s in attackers if not closed_by_server(s)]
+        finally:
+            for sock in attackers:
+                sock.close()
+    assert max(waits) < 1.0, waits
+    assert still_open == [], f"{len(still_open)} trickling connections outlived the timeout"
+    log = server.text()
+    assert len(log) < 20_000, log[-2000:]
+    assert "Too many open files" not in log
+    assert 1 <= log.count("refused a connection from 127.0.0.2") <= 5  # repeats suppressed
