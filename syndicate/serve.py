@@ -516,7 +516,9 @@ def server_config(config: Config, host: str, port: int, grace: int) -> Any:
         log_level="info",
         timeout_graceful_shutdown=grace,
         **uvicorn_options(
-            config.serve.max_connections_per_client, config.serve.header_timeout_seconds
+            config.serve.max_connections_per_client,
+            config.serve.header_timeout_seconds,
+            proxies,
         ),
     )
     guard_logs()  # after uvicorn.Config, which (re)configures its loggers

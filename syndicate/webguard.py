@@ -7,11 +7,13 @@ carry link tokens nor flood the disk with the same error.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import h11
@@ -52,13 +54,38 @@ def raise_open_files_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 65_536
 
 
+def address_matcher(proxies: Sequence[str]) -> Callable[[str], bool]:
+    """Does an address belong to one of `proxies` (addresses or networks; `*` = any)?"""
+    if "*" in proxies:
+        return lambda host: True
+    networks = []
+    for entry in proxies:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            continue
+
+    def matches(host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in networks)
+
+    return matches
+
+
 def guarded_protocol(
-    per_client: int, header_timeout: float, max_connections: int
+    per_client: int,
+    header_timeout: float,
+    max_connections: int,
+    trusted: Callable[[str], bool] = lambda host: False,
 ) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol, plus: at most `per_client` open connections per client
-    address and `max_connections` in all (a connection over either is closed at once, so
-    the process never runs out of descriptors), and a request's headers must be complete
-    within `header_timeout` seconds of the connection or of the previous response."""
+    address (a trusted reverse proxy carries many readers, so it is exempt) and
+    `max_connections` in all (a connection over either is closed at once, so the process
+    never runs out of descriptors), and a request's headers must be complete within
+    `header_timeout` seconds of the connection or of the previous response."""
     open_by_client: Counter[str] = Counter()
 
     class GuardedH11Protocol(H11Protocol):
@@ -68,7 +95,8 @@ def guarded_protocol(
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             peer = transport.get_extra_info("peername")
             host = str(peer[0]) if isinstance(peer, tuple) else "local"
-            if open_by_client[host] >= per_client or len(self.connections) >= max_connections:
+            crowded = open_by_client[host] >= per_client and not trusted(host)
+            if crowded or len(self.connections) >= max_connections:
                 log.warning("refused a connection from %s: too many open connections", host)
                 transport.close()
                 return
@@ -190,10 +218,25 @@ def guard_logs() -> None:
         logger.addFilter(repeat)
 
 
-def uvicorn_options(per_client: int, header_timeout: float) -> dict[str, Any]:
-    """The uvicorn.Config arguments that put the guard in place."""
-    soft = raise_open_files_limit()
+def uvicorn_options(
+    per_client: int, header_timeout: float, trusted_proxies: Sequence[str]
+) -> dict[str, Any]:
+    """The uvicorn.Config arguments that put the guard in place.
+
+    asyncio accepts up to `backlog` connections at a time before any protocol sees them,
+    so a queue of waiting connections could use up the descriptors in one burst (and
+    asyncio then stops accepting for a second): the backlog is kept to a fraction of the
+    descriptors, and the cap on open connections leaves room for a few such bursts.
+    """
+    budget = max(64, raise_open_files_limit() - FD_RESERVE)
+    backlog = min(2048, max(16, budget // 8))
     return {
-        "http": guarded_protocol(per_client, header_timeout, max(16, soft - FD_RESERVE)),
+        "http": guarded_protocol(
+            per_client,
+            header_timeout,
+            max(16, budget - 3 * backlog),
+            address_matcher(trusted_proxies),
+        ),
+        "backlog": backlog,
         "timeout_keep_alive": 5,
     }
