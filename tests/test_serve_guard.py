@@ -5,6 +5,8 @@ X-Forwarded-For, and tokens that must not reach the access log."""
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import resource
 import selectors
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from syndicate.webguard import RepeatLimit
 
 from .conftest import Result, Site
 from .smtp_sink import free_port
@@ -200,3 +204,58 @@ def test_trickling_connections_from_one_client_do_not_block_others(
     assert len(log) < 20_000, log[-2000:]
     assert "Too many open files" not in log
     assert 1 <= log.count("refused a connection from 127.0.0.2") <= 5  # repeats suppressed
+
+
+def test_a_trusted_proxy_is_not_held_to_the_per_client_cap(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """Behind a reverse proxy every reader arrives from the proxy's address."""
+    served_site(
+        site, invoke, extra="  trusted_proxies: ['127.0.0.2']\n  max_connections_per_client: 3\n"
+    )
+    with running(site) as server:
+        proxy = connect_all(("127.0.0.2", 0), ("127.0.0.1", server.port), 12)
+        other = connect_all(("127.0.0.3", 0), ("127.0.0.1", server.port), 12)
+        try:
+            request = b"GET /feed.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            answers = []
+            for sock in proxy + other:
+                try:
+                    sock.sendall(request)
+                    answers.append(sock.recv(64).startswith(b"HTTP/1.1 200"))
+                except OSError:
+                    answers.append(False)
+        finally:
+            for sock in proxy + other:
+                sock.close()
+    assert answers[:12] == [True] * 12  # the proxy's 12 connections are all served
+    assert answers[12:].count(True) == 3  # an ordinary client gets its 3
+
+
+def test_repeated_errors_are_logged_a_few_times_then_counted() -> None:
+    """RepeatLimit on a real logger and handler: a flood of one error (EMFILE in accept,
+    say) writes five lines a minute, and the next line says how many were left out."""
+    stream = io.StringIO()
+    logger = logging.getLogger("syndicate.test-flood")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    limit = RepeatLimit(burst=5, window=0.3)
+    logger.addFilter(limit)
+    logger.setLevel(logging.INFO)
+    try:
+        for n in range(10_000):
+            logger.error("socket.accept() out of system resource (%d)", n)
+        logger.warning("another problem")
+        time.sleep(0.35)
+        logger.error("socket.accept() out of system resource (%d)", 10_000)
+        logger.info("info is never limited %d", 1)
+    finally:
+        logger.removeHandler(handler)
+        logger.removeFilter(limit)
+    lines = stream.getvalue().splitlines()
+    assert lines[:5] == [f"socket.accept() out of system resource ({n})" for n in range(5)]
+    assert lines[5:] == [
+        "another problem",
+        "socket.accept() out of system resource (10000) [9995 similar messages suppressed]",
+        "info is never limited 1",
+    ]
