@@ -596,7 +596,7 @@ def checked_address(address: str, allow_special: bool) -> str:
     try:
         return normalize_address(address, allow_special)
     except AddressError as exc:
-        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+        raise click.BadParameter(exc.with_hint(), param_hint="ADDRESS") from None
 
 
 @cli.command()

@@ -17,7 +17,16 @@ CSV_HEADER = ("email", "name", "topics", "status")
 
 
 class AddressError(ValueError):
-    """An address email-validator rejects; the message says why."""
+    """An address email-validator rejects; the message says why. `special`: it would pass
+    with subscribers.allow_special_domains (the CLI says so; a web visitor is not told)."""
+
+    def __init__(self, message: str, special: bool = False) -> None:
+        super().__init__(message)
+        self.special = special
+
+    def with_hint(self) -> str:
+        hint = " (set subscribers.allow_special_domains: true to accept it)"
+        return str(self) + (hint if self.special else "")
 
 
 # Special-use names (RFC 6761, 6762, 8375) that `subscribers.allow_special_domains` lets
@@ -48,7 +57,7 @@ def normalize_address(address: str, allow_special: bool = False) -> str:
     except EmailNotValidError as exc:
         raise AddressError(str(exc)) from None
     if not allow_special:
-        raise AddressError(f"{error} (set subscribers.allow_special_domains to accept it)")
+        raise AddressError(str(error), special=True)
     return str(checked.normalized).removesuffix(_STAND_IN)
 
 
@@ -194,7 +203,7 @@ def _csv_row(line: int, cells: dict[str, str], allow_special: bool) -> CSVRow | 
     try:
         email = normalize_address(raw_email, allow_special)
     except AddressError as exc:
-        return f"invalid address {raw_email!r}: {exc}"
+        return f"invalid address {raw_email!r}: {exc.with_hint()}"
     status = (cells.get("status") or "").strip().lower() or None
     if status is not None and status not in STATUSES:
         return f"unknown status {status!r} (use {', '.join(STATUSES)})"

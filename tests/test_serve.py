@@ -612,3 +612,26 @@ def test_confirmation_emails_are_limited_per_address(
         }
     assert answers == {202}  # the answer never tells
     assert len(outbox(site)) == 2
+
+
+# --- special-use domains (issue 9.12) -----------------------------------------------------------
+
+
+def test_http_subscribe_to_special_use_domains_only_when_allowed(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    addresses = ("ops@intranet.local", "qa@localhost", "stage@mail.test")
+    config = served_site(site, invoke)
+    with TestClient(create_app(config), raise_server_exceptions=False) as test_client:
+        for address in addresses:
+            refused = test_client.post("/subscribe", json={"email": address})
+            assert refused.status_code == 400, address
+            detail = refused.json()["detail"]
+            assert "special-use" in detail or "period" in detail, detail
+            assert "allow_special_domains" not in detail  # the visitor gets no admin advice
+    config = served_site(site, invoke, extra="subscribers:\n  allow_special_domains: true\n")
+    with TestClient(create_app(config), raise_server_exceptions=False) as test_client:
+        for address in addresses:
+            assert test_client.post("/subscribe", json={"email": address}).status_code == 202
+            assert status_of(site, address) == "pending"
+    assert sorted(m["To"] for m in outbox(site)) == sorted(addresses)

@@ -27,6 +27,7 @@ def test_special_use_domains_are_refused_unless_allowed(
     refused_import = invoke("subscribers", "import", csv_file, "--config", site.config)
     assert refused_import.exit_code == 1
     assert refused_import.stderr.count("error: invalid address") == len(SPECIAL)
+    assert refused_import.stderr.count("allow_special_domains: true") == len(SPECIAL)
 
     site.set_config(SITE_CONFIG + "subscribers:\n  allow_special_domains: true\n")
     for address in SPECIAL[:2]:
