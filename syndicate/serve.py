@@ -5,6 +5,7 @@ uvicorn; production-grade for a small site behind a reverse proxy.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import hashlib
 import json
@@ -152,12 +153,23 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise HTTPException(413, f"request body larger than {limit} bytes")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise HTTPException(413, f"request body larger than {limit} bytes")
-        return body
+        chunks: list[bytes] = []
+
+        async def receive() -> None:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"request body larger than {limit} bytes")
+                chunks.append(chunk)
+
+        # A body trickled a byte at a time would hold the connection for hours.
+        seconds = config.serve.header_timeout_seconds
+        try:
+            await asyncio.wait_for(receive(), timeout=seconds)
+        except TimeoutError:
+            raise HTTPException(408, f"the request body took longer than {seconds:g} s") from None
+        return b"".join(chunks)
 
     async def read_fields(request: Request) -> dict[str, Any]:
         body = await read_body(request)
@@ -436,6 +448,7 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
             400: "Bad request",
             404: "Not found",
             405: "Method not allowed",
+            408: "Request timeout",
             413: "Request too large",
             415: "Unsupported content type",
         }

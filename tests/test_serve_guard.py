@@ -259,3 +259,32 @@ def test_repeated_errors_are_logged_a_few_times_then_counted() -> None:
         "socket.accept() out of system resource (10000) [9995 similar messages suppressed]",
         "info is never limited 1",
     ]
+
+
+def test_a_trickled_body_is_cut_off_with_408(site: Site, invoke: Callable[..., Result]) -> None:
+    served_site(site, invoke, extra="  header_timeout_seconds: 1\n")
+    with running(site) as server:
+        [sock] = connect_all(("127.0.0.1", 0), ("127.0.0.1", server.port), 1)
+        try:
+            sock.sendall(
+                b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n\r\nemail="
+            )
+            start = time.monotonic()
+            answer = b""
+            for _ in range(30):  # a byte every 0.1 s, for at most 3 s
+                try:
+                    sock.sendall(b"a")
+                    sock.settimeout(0.1)
+                    answer += sock.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if answer:
+                    break
+            elapsed = time.monotonic() - start
+        finally:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert elapsed < 2.5
