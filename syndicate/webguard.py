@@ -157,6 +157,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+_DIGITS = re.compile(r"[0-9]+")
 _TOKEN = re.compile(r"(token=)[^&\s\"']+")
 
 
@@ -192,7 +193,7 @@ class RepeatLimit(logging.Filter):
         if record.levelno < logging.WARNING:
             return True
         now = time.monotonic()
-        key = (record.name, str(record.msg))
+        key = (record.name, _DIGITS.sub("#", str(record.msg))[:300])  # fd=9 and fd=10 alike
         start, passed, dropped = self.seen.get(key, (now, 0, 0))
         if now - start >= self.window:
             start, passed = now, 0
