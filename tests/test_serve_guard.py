@@ -247,7 +247,7 @@ def test_repeated_errors_are_logged_a_few_times_then_counted() -> None:
             logger.error(f"socket.accept() out of system resource (fd={n})")
         logger.warning("another problem")
         time.sleep(0.35)
-        logger.error("socket.accept() out of system resource (fd=%d)", 10_000)
+        logger.error("socket.accept() out of system resource (fd=10000)")
         logger.info("info is never limited %d", 1)
     finally:
         logger.removeHandler(handler)
