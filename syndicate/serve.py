@@ -6,6 +6,7 @@ uvicorn; production-grade for a small site behind a reverse proxy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import json
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -62,6 +63,9 @@ from syndicate.tokens import (
 )
 from syndicate.transport import PermanentFailure, TransientFailure, make_transport
 from syndicate.webguard import PAGE_HEADERS, SecurityHeaders, guard_logs, uvicorn_options
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("syndicate.serve")
 PAGE_TEMPLATE = "page.html.j2"
@@ -338,7 +342,9 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
                 confirm_action=f"confirm?token={token}",
             )
         await read_body(request)
-        await run_in_threadpool(confirm_pending, store, subscriber.id, datetime.now(UTC))
+        if not await run_in_threadpool(confirm_pending, store, subscriber.id, datetime.now(UTC)):
+            # Its state changed between the check and now (a second click, an unsubscribe).
+            return invalid_link(request, "Subscribe again for a new link.")
         return page(
             "Subscription confirmed",
             f"Thank you! The newsletter of {config.site.title} will come to {subscriber.email}.",
@@ -513,7 +519,7 @@ def content_type(path: Path, accept: str) -> str:
     return OTHER_TYPES.get(path.suffix, "application/octet-stream")
 
 
-def server_config(config: Config, host: str, port: int, grace: int) -> Any:
+def server_config(config: Config, host: str, port: int, grace: int) -> uvicorn.Config:
     """uvicorn's settings: X-Forwarded-For believed from serve.trusted_proxies only (none:
     uvicorn would otherwise trust 127.0.0.1), and the connection guard of webguard.py."""
     import uvicorn
@@ -542,7 +548,11 @@ def serve_forever(config: Config, host: str, port: int) -> None:
     """Run the app with uvicorn until SIGTERM/SIGINT."""
     import uvicorn
 
-    uvicorn.Server(server_config(config, host, port, grace=10)).run()
+    server = uvicorn.Server(server_config(config, host, port, grace=10))
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: SIGINT is a normal stop
+        server.run()
+    if not server.started:
+        raise SyndicateError(f"could not serve on {host}:{port}", "see the error above")
 
 
 def start_in_thread(config: Config) -> Callable[[], None]:
