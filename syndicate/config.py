@@ -7,6 +7,7 @@ with a suggestion for a misspelt key. Paths in the file are relative to the file
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import string
 from dataclasses import dataclass, replace
@@ -518,6 +519,16 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         public_url += "/"
     if not _is_absolute_http(public_url):
         problems.add("serve.public_url", f"must be an absolute http(s) URL, got {public_url!r}")
+    for proxy in serve["trusted_proxies"]:
+        try:
+            if proxy != "*":
+                ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            problems.add(
+                "serve.trusted_proxies",
+                f"{proxy!r} is not an IP address or network",
+                "e.g. 127.0.0.1, ::1 or 10.0.0.0/8 (the reverse proxy's address)",
+            )
 
     state_url = v["state"]["url"]
     if "://" not in state_url:

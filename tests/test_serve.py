@@ -635,3 +635,13 @@ def test_http_subscribe_to_special_use_domains_only_when_allowed(
             assert test_client.post("/subscribe", json={"email": address}).status_code == 202
             assert status_of(site, address) == "pending"
     assert sorted(m["To"] for m in outbox(site)) == sorted(addresses)
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_a_config_error(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    site.set_config(SITE_CONFIG + "serve:\n  trusted_proxies: ['10.0.0.0/8', 'proxy.local']\n")
+    result = invoke("serve", "--config", site.config)
+    assert result.exit_code == 2
+    assert "serve.trusted_proxies: 'proxy.local' is not an IP address or network" in result.stderr
+    assert "hint: e.g. 127.0.0.1" in result.stderr
