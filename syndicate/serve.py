@@ -333,7 +333,8 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
         except TokenError:
             return invalid_link(
                 request,
-                "Links work once, and only the latest one sent: subscribe again for a new one.",
+                "A confirmation link works once, and not after an unsubscribe: "
+                "subscribe again for a new one.",
             )
         if request.method != "POST":
             return page(

@@ -466,7 +466,7 @@ def test_an_old_confirm_link_never_resubscribes_after_unsubscribe_or_bounce(
     assert "Subscription confirmed" in client.post(first).text
     assert status_of(site, "old@example.org") == "active"
     used = client.post(first)  # single use
-    assert used.status_code == 400 and "Links work once" in used.text
+    assert used.status_code == 400 and "A confirmation link works once" in used.text
 
     store = Store(load_config(site.config).state_url)
     subscriber = find_subscriber(store, "old@example.org")
