@@ -533,8 +533,9 @@ def subscribers_add(
     address: str, name: str, topics: tuple[str, ...], pending: bool, config_path: Path, debug: bool
 ) -> None:
     """Add ADDRESS (validated and normalised); an existing address is left as it is."""
-    email = checked_address(address)
-    with open_store(config_path) as (_, store):
+    config = load_config(config_path)
+    email = checked_address(address, config.subscribers.allow_special_domains)
+    with opened_store(config) as store:
         status = "pending" if pending else "active"
         found, created = add_subscriber(
             store, email, clean_line(name), parse_topics(list(topics)), status, datetime.now(UTC)
@@ -590,14 +591,15 @@ def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
         text = csv_file.read_text("utf-8-sig")
     except UnicodeDecodeError:
         raise SyndicateError(f"{csv_file}: not UTF-8", "save the CSV as UTF-8") from None
-    rows, problems = parse_subscriber_csv(text)
+    config = load_config(config_path)
+    rows, problems = parse_subscriber_csv(text, config.subscribers.allow_special_domains)
     for problem in problems:
         click.echo(
             Diagnostic(str(csv_file), problem.line, "error", problem.message).format(), err=True
         )
     added = updated = unchanged = 0
     now = datetime.now(UTC)
-    with open_store(config_path) as (_, store):
+    with opened_store(config) as store:
         for row in rows:
             found, created = add_subscriber(
                 store, row.email, row.name, row.topics, row.status or "active", now
@@ -640,11 +642,11 @@ def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
         write_atomic(csv_file, text.encode())
 
 
-def checked_address(address: str) -> str:
+def checked_address(address: str, allow_special: bool) -> str:
     try:
-        return normalize_address(address)
+        return normalize_address(address, allow_special)
     except AddressError as exc:
-        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+        raise click.BadParameter(exc.with_hint(), param_hint="ADDRESS") from None
 
 
 @cli.command()

@@ -128,6 +128,14 @@ class ServeConfig:
     trusted_proxies: tuple[str, ...]  # whose X-Forwarded-For is believed
     subscribe_per_minute: int
     max_body_bytes: int
+    confirmations_per_hour: int = 3  # confirmation emails per address (an inbox flood)
+    max_connections_per_client: int = 20  # open connections per client address (slowloris)
+    header_timeout_seconds: float = 10.0  # a request's headers must arrive within this
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribersConfig:
+    allow_special_domains: bool = False  # .test, .local, localhost ... (intranets, staging)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +150,7 @@ class Config:
     newsletter: NewsletterConfig
     delivery: DeliveryConfig
     serve: ServeConfig
+    subscribers: SubscribersConfig = SubscribersConfig()
 
 
 _REQUIRED = object()
@@ -238,7 +247,11 @@ SCHEMA: _Schema = {
         "trusted_proxies": _Key(list, [], item=str),
         "subscribe_per_minute": _Key(int, 5, low=1),
         "max_body_bytes": _Key(int, 16_384, low=1024),
+        "confirmations_per_hour": _Key(int, 3, low=1),
+        "max_connections_per_client": _Key(int, 20, low=1),
+        "header_timeout_seconds": _Key((int, float), 10, low=0.5, high=300),
     },
+    "subscribers": {"allow_special_domains": _Key(bool, False)},
     "schedule": {
         "build": _Key(str, "*/15 * * * *"),
         "newsletter": _Key(str, "0 8 * * mon", nullable=True),
@@ -514,6 +527,16 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         public_url += "/"
     if not _is_absolute_http(public_url):
         problems.add("serve.public_url", f"must be an absolute http(s) URL, got {public_url!r}")
+    for proxy in serve["trusted_proxies"]:
+        try:
+            if proxy != "*":
+                ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            problems.add(
+                "serve.trusted_proxies",
+                f"{proxy!r} is not an IP address or network",
+                "e.g. 127.0.0.1, ::1 or 10.0.0.0/8 (the reverse proxy's address)",
+            )
 
     state_url = v["state"]["url"]
     if "://" not in state_url:
@@ -565,6 +588,12 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             trusted_proxies=tuple(serve["trusted_proxies"]),
             subscribe_per_minute=serve["subscribe_per_minute"],
             max_body_bytes=serve["max_body_bytes"],
+            confirmations_per_hour=serve["confirmations_per_hour"],
+            max_connections_per_client=serve["max_connections_per_client"],
+            header_timeout_seconds=float(serve["header_timeout_seconds"]),
+        ),
+        subscribers=SubscribersConfig(
+            allow_special_domains=v["subscribers"]["allow_special_domains"]
         ),
     )
 

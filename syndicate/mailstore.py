@@ -128,6 +128,33 @@ def set_status(store: Store, subscriber_id: int, status: str, now: datetime) -> 
     update_subscriber(store, subscriber_id, **values)
 
 
+def confirm_pending(store: Store, subscriber_id: int, now: datetime) -> bool:
+    """pending -> active, and nothing else: a confirm link never revives an unsubscribed
+    or bounced address. One statement, so it cannot race an unsubscribe. -> whether it did."""
+    s = subscribers_table
+    with store.engine.begin() as conn:
+        result = conn.execute(
+            sa.update(s)
+            .where(s.c.id == subscriber_id, s.c.status == "pending")
+            .values(status="active", confirmed_at=to_utc(now))
+        )
+    return bool(result.rowcount)
+
+
+def renew_pending(store: Store, subscriber_id: int, now: datetime) -> Subscriber | None:
+    """An unsubscribed or bounced address that subscribes again starts a new pending state
+    (`created_at` = now, the moment of this subscription): confirm links made for an
+    earlier one are bound to the old state and no longer verify."""
+    s = subscribers_table
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(s)
+            .where(s.c.id == subscriber_id, s.c.status.in_(("unsubscribed", "bounced")))
+            .values(status="pending", created_at=to_utc(now))
+        )
+    return get_subscriber(store, subscriber_id)
+
+
 def remove_subscriber(store: Store, email: str) -> bool:
     """Delete a subscriber and their outbox history. -> whether there was one."""
     found = find_subscriber(store, email)

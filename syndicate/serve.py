@@ -5,6 +5,8 @@ uvicorn; production-grade for a small site behind a reverse proxy.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import hashlib
 import json
@@ -15,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -33,7 +35,13 @@ from syndicate.config import Config
 from syndicate.errors import SyndicateError
 from syndicate.feeds import FILENAMES, MEDIA_TYPES
 from syndicate.mail import compose_confirmation
-from syndicate.mailstore import add_subscriber, get_subscriber, set_status
+from syndicate.mailstore import (
+    add_subscriber,
+    confirm_pending,
+    get_subscriber,
+    renew_pending,
+    set_status,
+)
 from syndicate.markup import clean_line
 from syndicate.models import Subscriber
 from syndicate.render import (
@@ -43,9 +51,21 @@ from syndicate.render import (
     template_environment,
 )
 from syndicate.store import Store
-from syndicate.subscribers import AddressError, normalize_address, parse_topics
-from syndicate.tokens import TokenError, load_secret, read_token, sign_token, verify_token
+from syndicate.subscribers import AddressError, address_key, normalize_address, parse_topics
+from syndicate.tokens import (
+    ExpiredTokenError,
+    TokenError,
+    load_secret,
+    read_token,
+    sign_confirm_token,
+    verify_confirm_token,
+    verify_token,
+)
 from syndicate.transport import PermanentFailure, TransientFailure, make_transport
+from syndicate.webguard import PAGE_HEADERS, SecurityHeaders, guard_logs, uvicorn_options
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("syndicate.serve")
 PAGE_TEMPLATE = "page.html.j2"
@@ -63,6 +83,8 @@ OTHER_TYPES = {
 }
 CACHE_SECONDS = {".xsl": 86_400}
 DEFAULT_CACHE_SECONDS = 300
+MAX_TOPICS = 100  # more in one request is not a person ticking boxes
+MAX_FIELD_CHARS = 1_000
 
 
 class RateLimiter:
@@ -95,6 +117,10 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
     store = store or Store(config.state_url)
     env = template_environment(config)
     limiter = RateLimiter(config.serve.subscribe_per_minute)
+    # Confirmation emails per address: the per-client limit alone lets many clients (or
+    # a botnet) flood one inbox.
+    confirmations = RateLimiter(config.serve.confirmations_per_hour, window=3600.0)
+    allow_special = config.subscribers.allow_special_domains
     out_dir = config.output_dir.resolve()
     etags: dict[tuple[Path, int, int], str] = {}
 
@@ -108,9 +134,12 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
             "topics": [],
             "archive_url": None,
             "unsubscribe_action": None,
+            "confirm_action": None,
             **extra,
         }
-        return HTMLResponse(render_template(env, PAGE_TEMPLATE, context), status_code=status)
+        return HTMLResponse(
+            render_template(env, PAGE_TEMPLATE, context), status_code=status, headers=PAGE_HEADERS
+        )
 
     def wants_json(request: Request) -> bool:
         accept = request.headers.get("accept", "")
@@ -128,34 +157,49 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise HTTPException(413, f"request body larger than {limit} bytes")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise HTTPException(413, f"request body larger than {limit} bytes")
-        return body
+        chunks: list[bytes] = []
+
+        async def receive() -> None:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"request body larger than {limit} bytes")
+                chunks.append(chunk)
+
+        # A body trickled a byte at a time would hold the connection for hours.
+        seconds = config.serve.header_timeout_seconds
+        try:
+            await asyncio.wait_for(receive(), timeout=seconds)
+        except TimeoutError:
+            raise HTTPException(408, f"the request body took longer than {seconds:g} s") from None
+        return b"".join(chunks)
 
     async def read_fields(request: Request) -> dict[str, Any]:
         body = await read_body(request)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPException(400, "the body is not UTF-8") from None
         if kind == "application/json":
             try:
-                data = json.loads(body or b"{}")
-            except (ValueError, UnicodeDecodeError):
+                data = json.loads(text or "{}")
+            except (ValueError, RecursionError):  # RecursionError: [[[[... nested too deep
                 raise HTTPException(400, "the body is not valid JSON") from None
             if not isinstance(data, dict):
                 raise HTTPException(400, "the JSON body must be an object")
             return data
         if kind in ("", "application/x-www-form-urlencoded"):
-            try:
-                parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+            try:  # strict: a percent-escaped byte that is not UTF-8 is refused, not replaced
+                parsed = parse_qs(text, keep_blank_values=True, errors="strict")
             except UnicodeDecodeError:
                 raise HTTPException(400, "the form is not UTF-8") from None
             return {k: v if k == "topics" else v[-1] for k, v in parsed.items()}
         raise HTTPException(415, "send a form (application/x-www-form-urlencoded) or JSON")
 
     def client_address(request: Request) -> str:
-        # uvicorn's proxy_headers has already applied X-Forwarded-For from trusted proxies.
+        # uvicorn applied X-Forwarded-For only if it came from serve.trusted_proxies.
         return request.client.host if request.client else "unknown"
 
     # --- subscribe / confirm / unsubscribe ---------------------------------------------
@@ -182,18 +226,32 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
             return response
         fields = await read_fields(request)
         raw = fields.get("email")
-        if not isinstance(raw, str) or not raw.strip():
+        if raw is not None and not is_text(raw):
+            return problem(request, 400, "Bad email", "email must be a string.")
+        if not raw or not raw.strip():
             return problem(request, 400, "No email address", "Please enter your email address.")
         try:
-            address = normalize_address(raw)
+            address = normalize_address(raw, allow_special)
         except AddressError as exc:
             return problem(request, 400, "That address does not look right", str(exc))
-        name = clean_line(fields["name"]) if isinstance(fields.get("name"), str) else ""
+        raw_name = fields.get("name")
+        if raw_name is not None and not is_text(raw_name):
+            return problem(request, 400, "Bad name", "name must be a string.")
+        name = clean_line(raw_name or "")
         topics_raw = fields.get("topics") or []
         if isinstance(topics_raw, str):
             topics_raw = [topics_raw]
-        if not isinstance(topics_raw, list) or not all(isinstance(t, str) for t in topics_raw):
-            return problem(request, 400, "Bad topics", "topics must be a list of strings.")
+        if (
+            not isinstance(topics_raw, list)
+            or len(topics_raw) > MAX_TOPICS
+            or not all(is_text(t) for t in topics_raw)
+        ):
+            return problem(
+                request,
+                400,
+                "Bad topics",
+                f"topics must be a list of at most {MAX_TOPICS} strings.",
+            )
         topics = parse_topics(",".join(topics_raw))
         # The same answer whatever the address's state, and the email goes out after the
         # response, so neither the text nor the timing tells who is subscribed.
@@ -217,8 +275,14 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
                 if found.status == "active":
                     return  # already subscribed: nothing to confirm, and nothing said
                 if found.status in ("unsubscribed", "bounced"):
-                    set_status(store, found.id, "pending", now)
-            token = sign_token(secret, found.id, found.email, "confirm")
+                    # A fresh pending state: links sent before no longer verify.
+                    found = renew_pending(store, found.id, now) or found
+            if found.status != "pending":
+                return
+            if confirmations.allow(address_key(found.email)) is not None:
+                log.warning("confirmation not sent: too many requested for one address")
+                return
+            token = sign_confirm_token(secret, found, now)
             rendered = render_confirmation(
                 config, f"{config.serve.public_url}confirm?token={token}"
             )
@@ -236,7 +300,10 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
         found = get_subscriber(store, subscriber_id)
         if found is None:
             raise TokenError("no such subscriber")
-        verify_token(secret, token, found.email, purpose)
+        if purpose == "confirm":
+            verify_confirm_token(secret, token, found, datetime.now(UTC))
+        else:
+            verify_token(secret, token, found.email, purpose)
         return found
 
     def invalid_link(request: Request, advice: str) -> Response:
@@ -250,12 +317,35 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
             await run_in_threadpool(set_status, store, subscriber.id, status, datetime.now(UTC))
 
     async def confirm(request: Request) -> Response:
+        """GET (and HEAD) show a button, only its POST confirms: link scanners follow GETs.
+        Only a pending subscriber moves to active, and only with a link made for the
+        current pending state (see tokens.py)."""
         token = request.query_params.get("token", "")
         try:
             subscriber = await run_in_threadpool(subscriber_for, token, "confirm")
+        except ExpiredTokenError:
+            return problem(
+                request,
+                400,
+                "This link has expired",
+                "Confirmation links work for 7 days. Please subscribe again for a new one.",
+            )
         except TokenError:
-            return invalid_link(request, "Copy the whole link from the email, or subscribe again.")
-        await move(subscriber, "active")
+            return invalid_link(
+                request,
+                "A confirmation link works once, and not after an unsubscribe: "
+                "subscribe again for a new one.",
+            )
+        if request.method != "POST":
+            return page(
+                "Confirm your subscription?",
+                f"Send the newsletter of {config.site.title} to {subscriber.email}?",
+                confirm_action=f"confirm?token={token}",
+            )
+        await read_body(request)
+        if not await run_in_threadpool(confirm_pending, store, subscriber.id, datetime.now(UTC)):
+            # Its state changed between the check and now (a second click, an unsubscribe).
+            return invalid_link(request, "Subscribe again for a new link.")
         return page(
             "Subscription confirmed",
             f"Thank you! The newsletter of {config.site.title} will come to {subscriber.email}.",
@@ -354,7 +444,7 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
         Route("/", home, methods=["GET", "HEAD"]),
         Route("/subscribe", home, methods=["GET", "HEAD"]),
         Route("/subscribe", subscribe, methods=["POST"]),
-        Route("/confirm", confirm, methods=["GET"]),
+        Route("/confirm", confirm, methods=["GET", "HEAD", "POST"]),
         Route("/unsubscribe", unsubscribe, methods=["GET", "POST"]),
         Route("/{path:path}", static, methods=["GET", "HEAD"]),
     ]
@@ -365,6 +455,7 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
             400: "Bad request",
             404: "Not found",
             405: "Method not allowed",
+            408: "Request timeout",
             413: "Request too large",
             415: "Unsupported content type",
         }
@@ -384,9 +475,21 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
     }
     return Starlette(
         routes=routes,
-        middleware=[Middleware(GZipMiddleware, minimum_size=500)],
+        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=500)],
         exception_handlers=handlers,
     )
+
+
+def is_text(value: object) -> bool:
+    """A string of reasonable length that can be stored: JSON may carry lone surrogates
+    ("\\ud800"), which no database encoding accepts."""
+    if not isinstance(value, str) or len(value) > MAX_FIELD_CHARS:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def not_modified(request: Request, etag: str, mtime: float) -> bool:
@@ -417,38 +520,47 @@ def content_type(path: Path, accept: str) -> str:
     return OTHER_TYPES.get(path.suffix, "application/octet-stream")
 
 
+def server_config(config: Config, host: str, port: int, grace: int) -> uvicorn.Config:
+    """uvicorn's settings: X-Forwarded-For believed from serve.trusted_proxies only (none:
+    uvicorn would otherwise trust 127.0.0.1), and the connection guard of webguard.py."""
+    import uvicorn
+
+    proxies = list(config.serve.trusted_proxies)
+    settings = uvicorn.Config(
+        create_app(config),
+        host=host,
+        port=port,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or [],
+        server_header=False,
+        log_level="info",
+        timeout_graceful_shutdown=grace,
+        **uvicorn_options(
+            config.serve.max_connections_per_client,
+            config.serve.header_timeout_seconds,
+            proxies,
+        ),
+    )
+    guard_logs()  # after uvicorn.Config, which (re)configures its loggers
+    return settings
+
+
 def serve_forever(config: Config, host: str, port: int) -> None:
     """Run the app with uvicorn until SIGTERM/SIGINT."""
     import uvicorn
 
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        proxy_headers=True,
-        forwarded_allow_ips=list(config.serve.trusted_proxies) or None,
-        server_header=False,
-        log_level="info",
-        timeout_graceful_shutdown=10,
-    )
+    server = uvicorn.Server(server_config(config, host, port, grace=10))
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: SIGINT is a normal stop
+        server.run()
+    if not server.started:
+        raise SyndicateError(f"could not serve on {host}:{port}", "see the error above")
 
 
 def start_in_thread(config: Config) -> Callable[[], None]:
     """For the daemon: serve in a background thread; returns the function that stops it."""
     import uvicorn
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config),
-            host=config.serve.host,
-            port=config.serve.port,
-            proxy_headers=True,
-            forwarded_allow_ips=list(config.serve.trusted_proxies) or None,
-            server_header=False,
-            log_level="info",
-            timeout_graceful_shutdown=5,
-        )
-    )
+    server = uvicorn.Server(server_config(config, config.serve.host, config.serve.port, grace=5))
     thread = threading.Thread(target=server.run, name="serve", daemon=True)
     thread.start()
 

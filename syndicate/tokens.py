@@ -3,6 +3,11 @@
 A token names the subscriber and its purpose and carries an HMAC-SHA256 over both and the
 subscriber's address, keyed with a secret from the environment. It cannot be forged,
 turned to another purpose, or replayed for another address.
+
+Confirm tokens (`id.confirm.expiry.mac`) also sign their expiry and the subscriber's
+state when the link was made (pending, and since when): once the subscriber is confirmed,
+unsubscribes or bounces, the link stops verifying, and a new subscription gets a new link.
+Unsubscribe tokens (`id.unsubscribe.mac`) never expire: they sit in sent emails.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ import hashlib
 import hmac
 import os
 import re
+from datetime import datetime, timedelta
 
 from syndicate.errors import SyndicateError
+from syndicate.models import Subscriber
 from syndicate.subscribers import address_key
 
 PURPOSES = ("unsubscribe", "confirm")
 MIN_SECRET_BYTES = 16
+CONFIRM_LIFETIME = timedelta(days=7)
+_EXPIRY = re.compile(r"[0-9]{1,12}")
 _ID = re.compile(r"[0-9]{1,12}")  # ASCII digits only ("²".isdigit() is True); fits SQL integers
 _MAC = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -38,9 +47,13 @@ def load_secret(env_name: str) -> bytes:
     return value.encode()
 
 
+class ExpiredTokenError(TokenError):
+    """A confirm token past its expiry."""
+
+
 def sign_token(secret: bytes, subscriber_id: int, email: str, purpose: str) -> str:
-    if purpose not in PURPOSES:
-        raise ValueError(f"unknown token purpose {purpose!r}")
+    if purpose not in PURPOSES or purpose == "confirm":
+        raise ValueError(f"sign_token is for unsubscribe tokens, not {purpose!r}")
     return f"{subscriber_id}.{purpose}.{_mac(secret, subscriber_id, email, purpose)}"
 
 
@@ -48,19 +61,55 @@ def read_token(token: str) -> tuple[int, str]:
     """(subscriber id, purpose) from a token's readable part; verify before trusting it."""
     parts = token.split(".")
     if (
-        len(parts) != 3
+        len(parts) not in (3, 4)
         or not _ID.fullmatch(parts[0])
         or parts[1] not in PURPOSES
-        or not _MAC.fullmatch(parts[2])
+        or (len(parts) == 4) != (parts[1] == "confirm")
+        or (len(parts) == 4 and not _EXPIRY.fullmatch(parts[2]))
+        or not _MAC.fullmatch(parts[-1])
     ):
         raise TokenError("malformed token")
     return int(parts[0]), parts[1]
 
 
+def confirm_state(subscriber: Subscriber) -> str:
+    """What a confirm link is bound to: it verifies only while this stays the same."""
+    stamps = (subscriber.created_at, subscriber.confirmed_at, subscriber.unsubscribed_at)
+    return "|".join([subscriber.status, *(s.isoformat() if s else "-" for s in stamps)])
+
+
+def sign_confirm_token(secret: bytes, subscriber: Subscriber, now: datetime) -> str:
+    """A single-use confirm token for a pending subscriber, valid CONFIRM_LIFETIME."""
+    expiry = str(int((now + CONFIRM_LIFETIME).timestamp()))
+    mac = _mac(
+        secret, subscriber.id, subscriber.email, "confirm", expiry, confirm_state(subscriber)
+    )
+    return f"{subscriber.id}.confirm.{expiry}.{mac}"
+
+
+def verify_confirm_token(secret: bytes, token: str, subscriber: Subscriber, now: datetime) -> int:
+    """The subscriber id if `token` confirms this subscriber as they are now. An expired
+    token is ExpiredTokenError; a forged one, or one made before the subscriber's state
+    changed (confirmed, unsubscribed, subscribed again), is TokenError."""
+    subscriber_id, purpose = read_token(token)
+    if purpose != "confirm":
+        raise TokenError(f"token is for {purpose}, not confirm")
+    _, _, expiry, given = token.split(".")
+    if int(expiry) < now.timestamp():
+        raise ExpiredTokenError("the link has expired")
+    state = confirm_state(subscriber)
+    if not hmac.compare_digest(
+        _mac(secret, subscriber_id, subscriber.email, "confirm", expiry, state), given
+    ):
+        raise TokenError("token signature does not match (forged, used, or superseded)")
+    return subscriber_id
+
+
 def verify_token(secret: bytes, token: str, email: str, purpose: str) -> int:
-    """The subscriber id if `token` was signed for this address and purpose; else TokenError."""
+    """The subscriber id if `token` was signed for this address and purpose; else TokenError.
+    (Confirm tokens: verify_confirm_token.)"""
     subscriber_id, token_purpose = read_token(token)
-    if token_purpose != purpose:
+    if token_purpose != purpose or purpose == "confirm":
         raise TokenError(f"token is for {token_purpose}, not {purpose}")
     expected = _mac(secret, subscriber_id, email, purpose)
     if not hmac.compare_digest(expected, token.rsplit(".", 1)[1]):
@@ -68,7 +117,7 @@ def verify_token(secret: bytes, token: str, email: str, purpose: str) -> int:
     return subscriber_id
 
 
-def _mac(secret: bytes, subscriber_id: int, email: str, purpose: str) -> str:
-    message = f"{purpose}\0{subscriber_id}\0{address_key(email)}".encode()
+def _mac(secret: bytes, subscriber_id: int, email: str, purpose: str, *bound: str) -> str:
+    message = "\0".join([purpose, str(subscriber_id), address_key(email), *bound]).encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()[:18]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")

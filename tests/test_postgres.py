@@ -6,12 +6,19 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from syndicate.mailstore import find_subscriber, set_status
+from syndicate.serve import create_app
+from syndicate.store import Store
 
 from .conftest import SITE_CONFIG, Result, Site, post
 from .smtp_sink import Sink, SinkHandler
+from .test_serve import confirm_path, served_site
 
 SECRET = "pg-secret-0123456789abcdef"  # noqa: S105 - a test key
 
@@ -117,3 +124,23 @@ def test_subscribers_and_delivery_on_postgresql(
     listed = invoke("subscribers", "list", "--config", site.config).stdout
     assert "gone@example.org\tbounced" in listed
     assert invoke("subscribers", "remove", "ok@example.org", "--config", site.config).exit_code == 0
+
+
+def test_confirm_links_on_postgresql(
+    site: Site, invoke: Callable[..., Result], pg_url: str
+) -> None:
+    """The state a confirm link is bound to reads back the same from PostgreSQL."""
+    config = served_site(site, invoke, extra=f"state:\n  url: '{pg_url}'\n")
+    with TestClient(create_app(config), raise_server_exceptions=False) as pg_client:
+        pg_client.post("/subscribe", data={"email": "pg@example.org"})
+        first = confirm_path(site)
+        assert pg_client.post(first).status_code == 200
+        assert pg_client.post(first).status_code == 400
+        store = Store(config.state_url)
+        subscriber = find_subscriber(store, "pg@example.org")
+        assert subscriber is not None and subscriber.status == "active"
+        set_status(store, subscriber.id, "unsubscribed", datetime.now(UTC))
+        pg_client.post("/subscribe", data={"email": "pg@example.org"})
+        assert pg_client.post(first).status_code == 400
+        assert pg_client.post(confirm_path(site)).status_code == 200
+        assert find_subscriber(store, "pg@example.org").status == "active"  # type: ignore[union-attr]
