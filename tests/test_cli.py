@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -21,9 +22,14 @@ from .conftest import ROOT, Result, Site, isolated_seeds_config, post
 def test_a_wheel_installed_outside_the_checkout_builds_and_previews(tmp_path: Path) -> None:
     """The wheel carries the templates: `build` (feed.xsl) and `digest --preview` (MJML and
     text templates) work from `/` with an absolute --config and no checkout in sight."""
+    source = tmp_path / "source"  # setuptools writes build/ beside pyproject.toml
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "syndicate", "templates"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, source / name)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, ROOT],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, source],
         check=True,
         capture_output=True,
     )
