@@ -86,7 +86,7 @@ class SendReport:
 
 def posts_hash(posts: Sequence[Post]) -> str:
     """Identity of a digest's content: the same posts never make a second digest."""
-    return hashlib.sha256("\0".join(sorted(p.source for p in posts)).encode()).hexdigest()
+    return hashlib.sha256("\0".join(sorted(p.key for p in posts)).encode()).hexdigest()
 
 
 def plan_and_queue(
@@ -138,7 +138,7 @@ def plan_and_queue(
             since=digest.since,
             until=digest.until,
             subject=digest.subject,
-            post_sources=[p.source for p in digest.posts],
+            post_sources=[p.key for p in digest.posts],
             archive_url=digest.archive_url,
             bodies=bodies,
             recipients=recipients,
@@ -163,7 +163,7 @@ def next_digest(
     """The digest that is due: posts published since the last digest, never one that an
     earlier digest already announced (what `send` queues and `digest --preview` shows)."""
     announced = store.digested_sources()
-    ready = [p for p in published(posts, now) if p.source not in announced]
+    ready = [p for p in published(posts, now) if p.key not in announced]
     return plan_digest(ready, store.published_at(), config, now, store.last_digest_at(), since)
 
 
@@ -172,7 +172,7 @@ def _variant_digest(
 ) -> Digest:
     if len(posts) == len(digest.posts):
         return digest
-    planned = plan_digest(posts, {p.source: now for p in posts}, config, now, None, digest.since)
+    planned = plan_digest(posts, {p.key: now for p in posts}, config, now, None, digest.since)
     assert planned is not None
     return replace(planned, key=digest.key, archive_url=digest.archive_url, since=digest.since)
 

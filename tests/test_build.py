@@ -37,6 +37,8 @@ DIAGNOSTIC = re.compile(
 def seeds_site(site: Site) -> Site:
     for path in SEEDS.iterdir():
         shutil.copy(path, site.posts / path.name)
+    shutil.copytree(ROOT / "static", site.root / "static")
+    site.set_config(site.config.read_text("utf-8").replace("site:\n", "site:\n  static_dir: static\n"))
     return site
 
 
@@ -91,6 +93,8 @@ def test_rss_structure(seeds_site: Site, invoke: Callable[..., Result]) -> None:
     assert enclosure is not None
     assert enclosure.get("url") == "https://blog.syndicate.test/images/blog-placeholder-3.svg"
     assert enclosure.get("type") == "image/svg+xml"
+    image = ROOT / "static/images/blog-placeholder-3.svg"
+    assert enclosure.get("length") == str(image.stat().st_size)  # the real size, never "0"
     media = first.find(f"{MEDIA}content")
     assert media is not None and media.get("url") == enclosure.get("url")
     assert media.get("type") == "image/svg+xml"
@@ -187,9 +191,12 @@ def test_formats_and_content_options(site: Site, invoke: Callable[..., Result]) 
 def test_markup_and_ampersands_are_escaped_exactly_once(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
+    """Titles and summaries are plain text: tags are stripped (as jekyll-feed does), and
+    `&` or `<` that is not a tag is escaped exactly once in every format."""
     site.write_post(
         "m.md",
-        '---\ntitle: "Fish & Chips <em>fast</em>"\ndescription: "Salt & vinegar <b>only</b>"\n'
+        '---\ntitle: "Fish & Chips <em>fast</em> for a < b"\n'
+        'description: "Salt & vinegar <b>only</b>"\n'
         "date: 2025-03-04\n---\nBody: R&D & <b>bold</b>, AT&T.\n",
     )
     result = build(invoke, site)
@@ -199,16 +206,14 @@ def test_markup_and_ampersands_are_escaped_exactly_once(
         assert "&amp;amp;" not in text and "&amp;lt;" not in text, name
     rss = feedparser.parse((site.public / "feed.xml").read_bytes()).entries[0]
     atom = feedparser.parse((site.public / "atom.xml").read_bytes()).entries[0]
-    assert rss.title == atom.title == "Fish & Chips <em>fast</em>"
-    assert atom.summary == "Salt & vinegar <b>only</b>"
+    assert rss.title == atom.title == "Fish & Chips fast for a < b"
+    assert atom.summary == "Salt & vinegar only"
     # RSS <description> is HTML: the text is HTML-escaped once, inside CDATA.
-    assert (
-        "<![CDATA[Salt &amp; vinegar &lt;b&gt;only&lt;/b&gt;]]>"
-        in (site.public / "feed.xml").read_text()
-    )
+    assert "<![CDATA[Salt &amp; vinegar only]]>" in (site.public / "feed.xml").read_text()
     item = json.loads((site.public / "feed.json").read_text())["items"][0]
-    assert item["title"] == "Fish & Chips <em>fast</em>"
-    assert item["summary"] == "Salt & vinegar <b>only</b>"
+    assert item["title"] == "Fish & Chips fast for a < b"
+    assert item["summary"] == "Salt & vinegar only"
+    assert "<b>bold</b>" in item["content_html"]  # the body keeps its (harmless) markup
 
 
 def test_bad_corpus_reports_each_bad_post_and_publishes_the_rest(
@@ -255,7 +260,7 @@ def test_bad_corpus_reports_each_bad_post_and_publishes_the_rest(
     assert titles == {
         "A good post",
         "Bell and break",
-        "Fish & Chips <em>fast</em>",
+        "Fish & Chips fast",  # titles are plain text: tags stripped
         "Control characters in the body",
         "Same Title",
         "BOM and CRLF",
