@@ -141,12 +141,14 @@ def render_specs(ready: list[Post], config: Config) -> tuple[list[FeedSpec], Ren
 def render_or_diagnose(post: Post, sanitize: bool = True) -> Post | Diagnostic:
     """The rendered post, or why it cannot be rendered. Runs in the forked workers too, so
     any exception (deep recursion, a bug in a Markdown extension) is caught per post."""
+    blank = post.body[: len(post.body) - len(post.body.lstrip())]
+    line = post.body_line + blank.count("\n")  # where the body's text starts
     try:
         return render_post(post, sanitize=sanitize)
     except RecursionError:
         return Diagnostic(
             post.source,
-            post.body_line,
+            line,
             "error",
             "the body cannot be rendered: it is nested too deeply (lists or quotes hundreds "
             "of levels deep); the post is skipped",
@@ -155,7 +157,7 @@ def render_or_diagnose(post: Post, sanitize: bool = True) -> Post | Diagnostic:
     except Exception as exc:  # one post that breaks the renderer never stops the others
         return Diagnostic(
             post.source,
-            post.body_line,
+            line,
             "error",
             f"the body cannot be rendered ({type(exc).__name__}: {shown(str(exc))}); "
             "the post is skipped",

@@ -329,6 +329,16 @@ def read_post(path: Path, config: Config) -> ReadOutcome:
     try:
         data = read_regular_file(path)
         post, found = parse_post(data, source, config, post_key(path, config))
+        if printable(str(path)) != str(path):
+            found.append(
+                Diagnostic(
+                    source,
+                    None,
+                    "warning",
+                    "the file name is not valid UTF-8 (shown with \\x escapes)",
+                    "rename the file, e.g. with convmv -f latin1 -t utf-8",
+                )
+            )
         return with_image_length(post, config), found
     except PostError as exc:
         return None, [exc.diagnostic()]

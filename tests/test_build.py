@@ -38,7 +38,9 @@ def seeds_site(site: Site) -> Site:
     for path in SEEDS.iterdir():
         shutil.copy(path, site.posts / path.name)
     shutil.copytree(ROOT / "static", site.root / "static")
-    site.set_config(site.config.read_text("utf-8").replace("site:\n", "site:\n  static_dir: static\n"))
+    site.set_config(
+        site.config.read_text("utf-8").replace("site:\n", "site:\n  static_dir: static\n")
+    )
     return site
 
 

@@ -13,7 +13,7 @@ from .conftest import SITE_CONFIG, Result, Site, post
 
 FIRST = "2025-09-01T00:00:00Z"
 NEXT_SLOT = "2025-09-08T09:00:00Z"  # after the Monday 08:00 newsletter slot
-SECRET = "0123456789abcdef0123456789"
+SECRET = "0123456789abcdef0123456789"  # noqa: S105 - a test key
 
 
 @pytest.fixture
