@@ -8,6 +8,7 @@ byte-identical files.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -137,6 +138,8 @@ def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
     for post in spec.posts:
         _add_entry(fg, post, config, fmt)
     data: bytes = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
+    if fmt == "rss":
+        data = _hex_references(data)
     if config.feeds.websub_hub and fmt == "rss":
         data = _with_rss_hub(data, config.feeds.websub_hub)
     if config.feeds.stylesheet:
@@ -212,6 +215,20 @@ class _AtomEnclosure(BaseEntryExtension):  # type: ignore[misc]
             if image.length:
                 link.set("length", str(image.length))
         return entry
+
+
+_CDATA_SECTION = re.compile(rb"(<!\[CDATA\[.*?\]\]>)", re.DOTALL)
+
+
+def _hex_references(data: bytes) -> bytes:
+    """`&` and `<` in RSS plain text as `&#x26;` and `&#x3C;`: the same characters to an
+    XML parser, but RSS never said whether its titles are text or HTML, so `&amp;` is
+    ambiguous and the W3C validator warns; hexadecimal references are not. CDATA (the
+    HTML of descriptions and content) is left as it is."""
+    parts = _CDATA_SECTION.split(data)
+    for index in range(0, len(parts), 2):  # even parts are outside CDATA
+        parts[index] = parts[index].replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
+    return b"".join(parts)
 
 
 def _cdata(text: str) -> etree.CDATA:
