@@ -45,7 +45,7 @@ from syndicate.mailstore import (
     unique_digest_key,
 )
 from syndicate.models import Digest, HookResult, Post
-from syndicate.posts import published, read_posts
+from syndicate.posts import published, read_posts, render_or_diagnose
 from syndicate.render import render_digest
 from syndicate.store import Store
 from syndicate.subscribers import wants
@@ -164,7 +164,20 @@ def next_digest(
     earlier digest already announced (what `send` queues and `digest --preview` shows)."""
     announced = store.digested_sources()
     ready = [p for p in published(posts, now) if p.key not in announced]
-    return plan_digest(ready, store.published_at(), config, now, store.last_digest_at(), since)
+    published_at, last = store.published_at(), store.last_digest_at()
+    broken: set[str] = set()  # posts that cannot be rendered (the feeds step reports them)
+    while True:
+        kept = [p for p in ready if p.key not in broken]
+        digest = plan_digest(kept, published_at, config, now, last, since)
+        if digest is None:
+            return None
+        rendered = [render_or_diagnose(p) for p in digest.posts]
+        good = [r for r in rendered if isinstance(r, Post)]
+        if len(good) == len(rendered):
+            return replace(digest, posts=tuple(good))
+        broken |= {
+            p.key for p, r in zip(digest.posts, rendered, strict=True) if not isinstance(r, Post)
+        }
 
 
 def _variant_digest(

@@ -15,7 +15,7 @@ from pathlib import Path
 from syndicate import __version__
 from syndicate.config import Config
 from syndicate.delivery import newsletter_job
-from syndicate.errors import Diagnostic, SyndicateError, count_errors, shown
+from syndicate.errors import Diagnostic, SyndicateError, count_errors
 from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
 from syndicate.lint import lint_post
 from syndicate.models import Catalog, FeedSpec, HookResult, Post
@@ -25,7 +25,7 @@ from syndicate.posts import (
     legacy_key_mapper,
     published,
     read_posts,
-    render_post,
+    render_or_diagnose,
     scheduled,
 )
 from syndicate.publication import Changes, diff_publication
@@ -136,32 +136,6 @@ def render_specs(ready: list[Post], config: Config) -> tuple[list[FeedSpec], Ren
                 rendered[post.key] = result
     specs = [replace(spec, posts=tuple(rendered[p.key] for p in spec.posts)) for spec in specs]
     return specs, failures
-
-
-def render_or_diagnose(post: Post, sanitize: bool = True) -> Post | Diagnostic:
-    """The rendered post, or why it cannot be rendered. Runs in the forked workers too, so
-    any exception (deep recursion, a bug in a Markdown extension) is caught per post."""
-    blank = post.body[: len(post.body) - len(post.body.lstrip())]
-    line = post.body_line + blank.count("\n")  # where the body's text starts
-    try:
-        return render_post(post, sanitize=sanitize)
-    except RecursionError:
-        return Diagnostic(
-            post.source,
-            line,
-            "error",
-            "the body cannot be rendered: it is nested too deeply (lists or quotes hundreds "
-            "of levels deep); the post is skipped",
-            "flatten the nesting",
-        )
-    except Exception as exc:  # one post that breaks the renderer never stops the others
-        return Diagnostic(
-            post.source,
-            line,
-            "error",
-            f"the body cannot be rendered ({type(exc).__name__}: {shown(str(exc))}); "
-            "the post is skipped",
-        )
 
 
 def check_site(config: Config, progress: Progress | None = None) -> Catalog:

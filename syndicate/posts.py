@@ -217,6 +217,32 @@ def render_post(post: Post, sanitize: bool = True) -> Post:
     )
 
 
+def render_or_diagnose(post: Post, sanitize: bool = True) -> Post | Diagnostic:
+    """The rendered post, or why it cannot be rendered. Runs in the forked workers too, so
+    any exception (deep recursion, a bug in a Markdown extension) is caught per post."""
+    blank = post.body[: len(post.body) - len(post.body.lstrip())]
+    line = post.body_line + blank.count("\n")  # where the body's text starts
+    try:
+        return render_post(post, sanitize=sanitize)
+    except RecursionError:
+        return Diagnostic(
+            post.source,
+            line,
+            "error",
+            "the body cannot be rendered: it is nested too deeply (lists or quotes hundreds "
+            "of levels deep); the post is skipped",
+            "flatten the nesting",
+        )
+    except Exception as exc:  # one post that breaks the renderer never stops the others
+        return Diagnostic(
+            post.source,
+            line,
+            "error",
+            f"the body cannot be rendered ({type(exc).__name__}: {shown(str(exc))}); "
+            "the post is skipped",
+        )
+
+
 def published(posts: Iterable[Post], now: datetime) -> list[Post]:
     """Posts that are public at `now`, newest first; drafts and future posts held back."""
     ready = [p for p in posts if not p.draft and p.date <= now]

@@ -293,3 +293,20 @@ def test_bad_state_url_exits_2_through_a_real_process(site: Site) -> None:
     assert result.stderr.startswith(
         f"config.yaml:{STATE_LINE}: error: state.url: is not a valid database URL"
     )
+
+
+def test_a_post_that_cannot_be_rendered_stays_out_of_the_digest(
+    site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNDICATE_SECRET", "0123456789abcdef0123456789")
+    site.set_config(SITE_CONFIG + "newsletter:\n  full_content: true\n")
+    site.write_post("good.md", post("Good", "2025-08-30"))
+    site.write_post("deep.md", post("Deep", "2025-08-30", body=DEEP_LIST))
+    assert invoke("subscribers", "add", "reader@example.org", cwd=site.root).exit_code == 0
+    preview = invoke("digest", "--preview", "--now", "2025-09-01T09:00:00Z", cwd=site.root)
+    assert preview.exit_code == 0, preview.stderr
+    result = invoke("run", "--once", "-v", "--now", "2025-09-01T09:00:00Z", cwd=site.root)
+    assert result.exit_code == 1
+    assert "digest 'Test Site: 1 new post': queued for 1 subscribers" in result.stdout
+    (message,) = (site.root / "outbox").rglob("*.eml")
+    assert b"Good" in message.read_bytes() and b"Deep" not in message.read_bytes()
