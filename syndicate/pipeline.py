@@ -139,10 +139,14 @@ def render_specs(ready: list[Post], config: Config) -> tuple[list[FeedSpec], Ren
 
 
 def check_site(config: Config, progress: Progress | None = None) -> Catalog:
-    """Every build diagnostic plus the content warnings of `lint_post`; writes nothing."""
+    """Every build diagnostic (bodies that cannot be rendered included) plus the content
+    warnings of `lint_post`; writes nothing."""
     catalog = read_posts(config, progress)
     diagnostics = list(catalog.diagnostics)
-    for post in catalog.posts:
+    render = functools.partial(render_or_diagnose, sanitize=not config.feeds.allow_raw_html)
+    for post, rendered in zip(catalog.posts, parallel_map(render, catalog.posts), strict=True):
+        if isinstance(rendered, Diagnostic):
+            diagnostics.append(rendered)
         diagnostics.extend(lint_post(post, config))
     diagnostics.sort(key=lambda d: (d.path, d.line or 0))  # stable: same-line order kept
     return Catalog(catalog.posts, tuple(diagnostics))

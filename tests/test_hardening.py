@@ -120,6 +120,8 @@ def test_a_post_that_cannot_be_rendered_is_skipped_with_its_reason(site: Site) -
     build = bounded_run("build", "--now", FIXED_NOW, cwd=site.root)
     assert build.exit_code == 1 and "posts/deep.md:6: error" in build.stderr
     assert "1 post published" in build.stdout
+    check = bounded_run("check", "--now", FIXED_NOW, cwd=site.root)
+    assert check.exit_code == 1 and "posts/deep.md:6: error: the body cannot" in check.stderr
 
 
 def test_render_failures_are_caught_in_the_forked_workers(site: Site) -> None:
