@@ -45,7 +45,11 @@ _TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
 
 # No "smarty": it runs a second inline pass and more than doubles the cost of rendering
 # (Python-Markdown#1103, closed wontfix); authors' own typography is kept as written.
-_md = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+def _new_markdown() -> markdown.Markdown:
+    return markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+
+
+_md = _new_markdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +67,16 @@ def render_markdown(body: str, base_url: str, sanitize: bool = True) -> Rendered
 
     With `sanitize` (the default; feeds.allow_raw_html turns it off), the author's raw
     HTML is cleaned by `sanitize_feed_html` before anything else sees it."""
+    global _md
     _md.reset()
-    html = _md.convert(body)
+    try:
+        html = _md.convert(body)
+    except BaseException:
+        # A failed conversion (RecursionError on absurd nesting) leaves the shared
+        # instance's parser state half-unwound, and reset() does not clear it: every later
+        # post would come out as escaped text. Start again from a fresh instance.
+        _md = _new_markdown()
+        raise
     if sanitize:
         html = sanitize_feed_html(html)
     html = strip_xml_forbidden(html)

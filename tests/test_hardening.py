@@ -312,3 +312,24 @@ def test_a_post_that_cannot_be_rendered_stays_out_of_the_digest(
     assert "digest 'Test Site: 1 new post': queued for 1 subscribers" in result.stdout
     (message,) = (site.root / "outbox").rglob("*.eml")
     assert b"Good" in message.read_bytes() and b"Deep" not in message.read_bytes()
+
+
+def test_posts_rendered_after_a_failure_come_out_right() -> None:
+    """A failed conversion must not poison the Markdown renderer shared by the posts after
+    it (one process renders for ever in the daemon). Where the RecursionError strikes
+    depends on how deep the stack already is, so try it at many depths."""
+    from syndicate.markup import render_markdown
+
+    def at_depth(depth: int) -> None:
+        if depth:
+            at_depth(depth - 1)
+            return
+        with pytest.raises(RecursionError):
+            render_markdown(DEEP_LIST, "https://blog.syndicate.test/posts/deep/")
+
+    for depth in range(10):
+        at_depth(depth)
+        html = render_markdown("A [link](../x/) here.", "https://blog.syndicate.test/posts/p/").html
+        assert html == '<p>A <a href="https://blog.syndicate.test/posts/x/">link</a> here.</p>', (
+            depth
+        )
