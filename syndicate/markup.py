@@ -43,6 +43,7 @@ _FEED_ATTRIBUTES = {
 _FEED_URL_SCHEMES = {"http", "https", "mailto"}
 _TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
 
+
 # No "smarty": it runs a second inline pass and more than doubles the cost of rendering
 # (Python-Markdown#1103, closed wontfix); authors' own typography is kept as written.
 def _new_markdown() -> markdown.Markdown:
