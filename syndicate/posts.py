@@ -27,7 +27,7 @@ from dateutil import parser as date_parser
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 from slugify import slugify
 
-from syndicate.config import Config, load_yaml
+from syndicate.config import Config, YAMLLimitError, load_yaml
 from syndicate.errors import Diagnostic, PostError, shown
 from syndicate.markup import (
     XML_FORBIDDEN,
@@ -587,12 +587,10 @@ def _yaml_error(exc: yaml.YAMLError, source: str, open_line: int) -> PostError:
         mark = context_mark
     line = open_line + mark.line if mark is not None else open_line
     message = f"{context}: {problem}" if context else problem
-    return PostError(
-        source,
-        line,
-        f"invalid YAML front matter: {message}",
-        "quote values that contain ': ' or '#', and close every quote and bracket",
-    )
+    hint = "quote values that contain ': ' or '#', and close every quote and bracket"
+    if isinstance(exc, YAMLLimitError):
+        hint = "an alias (*name) may repeat a value, not multiply it: write the values out"
+    return PostError(source, line, f"invalid YAML front matter: {message}", hint)
 
 
 def _title(
