@@ -8,8 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from .conftest import SITE_CONFIG, Result, Site, post
+from .test_postgres import pg_site, pg_url  # noqa: F401 - pg_url is a fixture
 
 FIRST = "2025-09-01T00:00:00Z"
 NEXT_SLOT = "2025-09-08T09:00:00Z"  # after the Monday 08:00 newsletter slot
@@ -169,3 +171,35 @@ def test_diagnostics_still_name_the_path_as_typed(
     assert here.stderr.startswith("posts/bad.md:3: error:")
     there = invoke("build", "--config", site.config, "--now", FIRST, cwd=tmp_path)
     assert there.stderr.startswith("site/posts/bad.md:3: error:")
+
+
+def test_migration_on_postgresql(
+    site: Site,
+    invoke: Callable[..., Result],
+    pg_url: str,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """The same migration on a real PostgreSQL server (timestamptz, other dialect)."""
+    pg_site(site, pg_url)
+    site.write_post("one.md", post("One", "2025-08-20"))
+    site.write_post("sub/two.md", post("Two", "2025-08-21"))
+    assert invoke("subscribers", "add", "reader@example.org", cwd=site.root).exit_code == 0
+    run_from(invoke, site.root, "config.yaml", FIRST)
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:  # as an earlier release run from / left it
+        conn.execute(
+            sa.text("UPDATE posts SET source = :root || source"), {"root": f"{site.root}/"}
+        )
+        conn.execute(
+            sa.text("UPDATE digests SET post_sources = REPLACE(post_sources, 'posts/', :p)"),
+            {"p": f"{str(site.root).lstrip('/')}/posts/"},
+        )
+        conn.execute(sa.text("DELETE FROM syndicate_meta WHERE key = 'post_keys'"))
+    again = run_from(invoke, tmp_path, site.config, NEXT_SLOT)
+    assert_no_churn(again)
+    with engine.connect() as conn:
+        keys = sorted(conn.execute(sa.text("SELECT source FROM posts")).scalars())
+        sources = conn.execute(sa.text("SELECT post_sources FROM digests")).scalars().all()
+    engine.dispose()
+    assert keys == ["posts/one.md", "posts/sub/two.md"]
+    assert sources == ["posts/sub/two.md\tposts/one.md"]
