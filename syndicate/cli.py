@@ -40,7 +40,14 @@ from syndicate.mailstore import (
 )
 from syndicate.markup import clean_line
 from syndicate.output import write_atomic
-from syndicate.pipeline import CycleReport, build_site, check_site, lock_path, run_cycle
+from syndicate.pipeline import (
+    CycleReport,
+    build_site,
+    check_site,
+    lock_path,
+    open_state,
+    run_cycle,
+)
 from syndicate.posts import Progress, ReadOutcome, display_path, read_posts, scheduled
 from syndicate.render import TOKEN_PLACEHOLDER, render_digest
 from syndicate.schedule import Daemon, next_fire_times
@@ -173,7 +180,7 @@ def internal_error_line(exc: BaseException, limit: int = 300) -> str:
 
 @contextlib.contextmanager
 def opened_store(config: Config) -> Iterator[Store]:
-    store = Store(config.state_url)
+    store = open_state(config)
     try:
         yield store
     finally:

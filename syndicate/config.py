@@ -19,9 +19,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from syndicate.errors import ConfigError, Diagnostic
+from syndicate.errors import shown as show_value
 from syndicate.models import Author
 
 FEED_FORMATS = ("rss", "atom", "json")
+MAX_CONFIG_BYTES = 1024 * 1024  # a real config.yaml is a few KB
+MAX_ALIAS_VALUES = 10_000  # values that YAML aliases may add by expansion ("billion laughs")
 POST_URL_FIELDS = frozenset({"slug", "year", "month", "day"})
 
 
@@ -34,6 +37,7 @@ class SiteConfig:
     timezone: str
     author: Author | None
     logo: str | None = None  # absolute URL
+    static_dir: Path | None = None  # where the files behind site.url live (image sizes)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -56,6 +60,7 @@ class FeedsConfig:
     per_category: bool
     stylesheet: bool
     websub_hub: str | None = None
+    allow_raw_html: bool = False  # True: post HTML reaches the feeds unsanitised
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +184,7 @@ SCHEMA: _Schema = {
         "timezone": _Key(str, "UTC"),
         "author": {"name": _Key(str, None), "email": _Key(str, None)},
         "logo": _Key(str, None),
+        "static_dir": _Key(str, None),
     },
     "content": {
         "paths": _Key(list, ["posts"], item=str),
@@ -194,6 +200,7 @@ SCHEMA: _Schema = {
         "per_category": _Key(bool, True),
         "stylesheet": _Key(bool, True),
         "websub_hub": _Key(str, None),
+        "allow_raw_html": _Key(bool, False),
     },
     "state": {"url": _Key(str, "sqlite:///state/syndicate.db")},
     "newsletter": {
@@ -281,7 +288,22 @@ def load_config(path: Path | str) -> Config:
     path = Path(path)
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                shown,
+                [
+                    Diagnostic(
+                        shown,
+                        None,
+                        "error",
+                        f"config file is larger than {MAX_CONFIG_BYTES // 1024} KB",
+                        "a config.yaml is a few KB: check that --config names the right file",
+                    )
+                ],
+            )
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
             shown,
@@ -306,8 +328,11 @@ def parse_config(text: str, path: Path) -> Config:
     """Validate config text; `path` anchors relative paths and names the file in errors."""
     shown = str(path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        node, raw = load_yaml(text, yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigError(
+            shown, [Diagnostic(shown, None, "error", "invalid YAML: nested too deeply")]
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -414,12 +439,14 @@ def _check(
             problems.add(where, f"expected {names}, got {_describe(value)}")
             continue
         if not _in_bounds(value, spec):
-            problems.add(where, f"{_bounds_text(spec)}, got {value!r}")
+            problems.add(where, f"{_bounds_text(spec)}, got {show_value(value)}")
             continue
         if spec.item is not None:
             bad = [v for v in cast(list[Any], value) if not isinstance(v, spec.item)]
             if bad:
-                problems.add(where, f"every item must be {_TYPE_NAMES[spec.item]}, got {bad[0]!r}")
+                problems.add(
+                    where, f"every item must be {_TYPE_NAMES[spec.item]}, got {show_value(bad[0])}"
+                )
                 continue
         values[key] = value
     return values
@@ -444,7 +471,7 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{value!r} ({type(value).__name__})"
+    return f"{show_value(value)} ({type(value).__name__})"
 
 
 def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Config | None:
@@ -454,7 +481,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
     if not _is_absolute_http(url):
         problems.add(
             "site.url",
-            f"must be an absolute http(s) URL, got {url!r}",
+            f"must be an absolute http(s) URL, got {show_value(url)}",
             "write the full address, e.g. https://example.org/",
         )
     if not url.endswith("/"):
@@ -466,7 +493,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         hint = (
             f"did you mean '{close}'?" if close else "use an IANA name such as UTC or Europe/Paris"
         )
-        problems.add("site.timezone", f"unknown time zone {site['timezone']!r}", hint)
+        problems.add("site.timezone", f"unknown time zone {show_value(site['timezone'])}", hint)
     author_raw = site["author"]
     author = Author(author_raw["name"], author_raw["email"]) if author_raw["name"] else None
 
@@ -479,7 +506,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         problems.add("content.post_url", f"is not a valid pattern: {exc}")
     unknown = fields - POST_URL_FIELDS
     if not unknown and not _formats(post_url, slug="s", year="2025", month="01", day="01"):
-        problems.add("content.post_url", f"is not a valid pattern: {post_url!r}")
+        problems.add("content.post_url", f"is not a valid pattern: {show_value(post_url)}")
     elif unknown:
         problems.add(
             "content.post_url",
@@ -499,11 +526,11 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         if fmt not in FEED_FORMATS:
             near = difflib.get_close_matches(fmt, FEED_FORMATS, n=1)
             hint = f"did you mean '{near[0]}'?" if near else "use rss, atom and/or json"
-            problems.add("feeds.formats", f"unknown format {fmt!r}", hint)
+            problems.add("feeds.formats", f"unknown format {show_value(fmt)}", hint)
 
     hub = feeds["websub_hub"]
     if hub is not None and not _is_absolute_http(hub):
-        problems.add("feeds.websub_hub", f"must be an absolute http(s) URL, got {hub!r}")
+        problems.add("feeds.websub_hub", f"must be an absolute http(s) URL, got {show_value(hub)}")
 
     schedule = v["schedule"]
     for key in ("build", "newsletter"):
@@ -513,7 +540,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             if error:
                 problems.add(
                     f"schedule.{key}",
-                    f"is not a cron expression ({error}): {expression!r}",
+                    f"is not a cron expression ({error}): {show_value(expression)}",
                     "five fields: minute hour day month weekday, e.g. '*/15 * * * *'",
                 )
 
@@ -526,7 +553,9 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
     if not public_url.endswith("/"):
         public_url += "/"
     if not _is_absolute_http(public_url):
-        problems.add("serve.public_url", f"must be an absolute http(s) URL, got {public_url!r}")
+        problems.add(
+            "serve.public_url", f"must be an absolute http(s) URL, got {show_value(public_url)}"
+        )
     for proxy in serve["trusted_proxies"]:
         try:
             if proxy != "*":
@@ -534,18 +563,14 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         except ValueError:
             problems.add(
                 "serve.trusted_proxies",
-                f"{proxy!r} is not an IP address or network",
+                f"{show_value(proxy)} is not an IP address or network",
                 "e.g. 127.0.0.1, ::1 or 10.0.0.0/8 (the reverse proxy's address)",
             )
 
-    state_url = v["state"]["url"]
-    if "://" not in state_url:
-        problems.add(
-            "state.url",
-            f"is not a database URL: {state_url!r}",
-            "e.g. sqlite:///state/syndicate.db",
-        )
-    state_url = _anchor_sqlite(state_url, root)
+    state_url = _anchor_sqlite(v["state"]["url"], root)
+    state_problem = state_url_error(state_url)
+    if state_problem:
+        problems.add("state.url", *state_problem)
 
     if problems.items:
         return None
@@ -559,6 +584,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             timezone=site["timezone"],
             author=author,
             logo=urljoin(url, site["logo"]) if site["logo"] else None,
+            static_dir=(root / site["static_dir"]).resolve() if site["static_dir"] else None,
         ),
         content=ContentConfig(paths=paths, patterns=tuple(content["patterns"]), post_url=post_url),
         output_dir=(root / v["output"]["dir"]).resolve(),
@@ -570,6 +596,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             per_category=feeds["per_category"],
             stylesheet=feeds["stylesheet"],
             websub_hub=hub,
+            allow_raw_html=feeds["allow_raw_html"],
         ),
         state_url=state_url,
         schedule=ScheduleConfig(
@@ -613,7 +640,7 @@ def _newsletter(
         unknown = fields - SUBJECT_FIELDS
         sample = {"site": "s", "count": "1", "noun": "post", "first_title": "t", "date": "d"}
         if not unknown and not _formats(n[key], **sample):
-            problems.add(f"newsletter.{key}", f"is not a valid pattern: {n[key]!r}")
+            problems.add(f"newsletter.{key}", f"is not a valid pattern: {show_value(n[key])}")
         elif unknown:
             problems.add(
                 f"newsletter.{key}",
@@ -629,7 +656,8 @@ def _newsletter(
     unsubscribe = n["unsubscribe_url"] or urljoin(site_url, "unsubscribe")
     if not _is_absolute_http(unsubscribe):
         problems.add(
-            "newsletter.unsubscribe_url", f"must be an absolute http(s) URL, got {unsubscribe!r}"
+            "newsletter.unsubscribe_url",
+            f"must be an absolute http(s) URL, got {show_value(unsubscribe)}",
         )
     elif n["unsubscribe_url"] and not secure_unsubscribe_url(unsubscribe):
         problems.add(
@@ -670,11 +698,14 @@ def _newsletter(
 
 def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems) -> DeliveryConfig:
     if d["transport"] not in ("smtp", "file"):
-        problems.add("delivery.transport", f"must be smtp or file, got {d['transport']!r}")
+        problems.add(
+            "delivery.transport", f"must be smtp or file, got {show_value(d['transport'])}"
+        )
     smtp = d["smtp"]
     if smtp["security"] not in ("starttls", "ssl", "none"):
         problems.add(
-            "delivery.smtp.security", f"must be starttls, ssl or none, got {smtp['security']!r}"
+            "delivery.smtp.security",
+            f"must be starttls, ssl or none, got {show_value(smtp['security'])}",
         )
     for key in ("password_env", "secret_env"):
         holder = smtp if key == "password_env" else d
@@ -774,6 +805,46 @@ def cron_error(expression: str) -> str | None:
     return None
 
 
+STATE_URL_HINT = (
+    "e.g. sqlite:///state/syndicate.db, or postgresql+psycopg://user@host:5432/db "
+    "(the password in PGPASSWORD, not here)"
+)
+
+
+def state_url_error(url: str) -> tuple[str, str] | None:
+    """Why SQLAlchemy could not open this state.url: (message, hint), or None.
+
+    Parsed, dialect and driver looked up, without connecting; the URL is never quoted
+    (it may hold a password), only its parts."""
+    import sqlalchemy as sa
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    if "://" not in url:
+        return "is not a database URL (expected dialect://...)", STATE_URL_HINT
+    try:
+        parsed = sa.engine.make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        reason = "a bad port" if "int()" in str(exc) else "it cannot be parsed"
+        return f"is not a valid database URL ({reason})", STATE_URL_HINT
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        return f"is not a valid database URL (port {parsed.port} is not 1-65535)", STATE_URL_HINT
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        return f"unknown database {show_value(parsed.drivername)}", STATE_URL_HINT
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = getattr(exc, "name", None) or parsed.drivername
+        return (
+            f"the database driver for {show_value(parsed.drivername)} is not installed "
+            f"(no module {show_value(module)})",
+            "install that Python package (for PostgreSQL: pip install 'psycopg[binary]'), "
+            "or use sqlite:///...",
+        )
+    return None
+
+
 def _anchor_sqlite(url: str, root: Path) -> str:
     """Make a relative SQLite path relative to the config file, like every other path."""
     prefix = "sqlite:///"
@@ -787,3 +858,70 @@ def _close_timezones(name: str) -> str | None:
 
     close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
     return close[0] if close else None
+
+
+class YAMLLimitError(yaml.MarkedYAMLError):
+    """YAML that would expand beyond what a config or front matter can sensibly hold."""
+
+
+def load_yaml(text: str, loader: type[yaml.SafeLoader]) -> tuple[yaml.Node | None, Any]:
+    """-> (node graph, value). Aliases are checked before anything is built from the graph:
+    a few hundred bytes of nested aliases ("billion laughs") would otherwise expand to
+    gigabytes in every walk over the value, and in any message that quotes it."""
+    parser = loader(text)
+    try:
+        node = parser.get_single_node()
+        if node is None:
+            return None, None
+        check_aliases(node, MAX_ALIAS_VALUES)
+        return node, parser.construct_document(node)
+    finally:
+        parser.dispose()
+
+
+def check_aliases(root: yaml.Node, limit: int) -> None:
+    """Raise YAMLLimitError if aliases add more than `limit` values, or refer to themselves.
+
+    Counts the expanded size of every node once (an iterative walk, memoised: nodes an
+    alias shares are the same object), so checking costs as much as the text is long.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), 10 * limit)
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise YAMLLimitError(
+                problem="an alias refers to the value that contains it",
+                problem_mark=node.start_mark,
+            )
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    distinct = len(sizes)
+    if sizes[id(root)] - distinct > limit:
+        node = root
+        while True:  # point at the innermost value that expands too far
+            bigger = [c for c in _children(node) if sizes[id(c)] > limit]
+            if not bigger:
+                break
+            node = bigger[0]
+        raise YAMLLimitError(
+            problem=f"aliases expand to more than {limit:,} values (a 'billion laughs' bomb?)",
+            problem_mark=node.start_mark,
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []

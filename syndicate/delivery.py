@@ -62,7 +62,7 @@ from syndicate.mailstore import (
     unique_digest_key,
 )
 from syndicate.models import Digest, HookResult, Post
-from syndicate.posts import published, read_posts
+from syndicate.posts import published, read_posts, render_or_diagnose
 from syndicate.render import render_digest
 from syndicate.store import PostState, Store
 from syndicate.subscribers import wants
@@ -104,7 +104,7 @@ class SendReport:
 
 def posts_hash(posts: Sequence[Post]) -> str:
     """Identity of a digest's content: the same posts never make a second digest."""
-    return hashlib.sha256("\0".join(sorted(p.source for p in posts)).encode()).hexdigest()
+    return hashlib.sha256("\0".join(sorted(p.key for p in posts)).encode()).hexdigest()
 
 
 # Tests set this to a step name to kill -9 the process there (crash-safety tests only).
@@ -184,7 +184,7 @@ def _queue_with_archive(
             since=digest.since,
             until=digest.until,
             subject=digest.subject,
-            post_sources=[p.source for p in digest.posts],
+            post_sources=[p.key for p in digest.posts],
             archive_url=digest.archive_url,
             bodies=bodies,
             recipients=recipients,
@@ -280,20 +280,32 @@ def next_digest(
     --preview` shows). A post no run has published yet counts as entering the feeds at
     `now`: `send` publishes it first; a preview shows what that would do."""
     announced = store.digested_sources()
-    ready = [p for p in published(posts, now) if p.source not in announced]
-    entered = entered_feeds_at(ready, store.post_states(), now)
-    return plan_digest(ready, entered, config, now, store.last_digest_at(), since)
+    ready = [p for p in published(posts, now) if p.key not in announced]
+    entered, last = entered_feeds_at(ready, store.post_states(), now), store.last_digest_at()
+    broken: set[str] = set()  # posts that cannot be rendered (the feeds step reports them)
+    while True:
+        kept = [p for p in ready if p.key not in broken]
+        digest = plan_digest(kept, entered, config, now, last, since)
+        if digest is None:
+            return None
+        rendered = [render_or_diagnose(p) for p in digest.posts]
+        good = [r for r in rendered if isinstance(r, Post)]
+        if len(good) == len(rendered):
+            return replace(digest, posts=tuple(good))
+        broken |= {
+            p.key for p, r in zip(digest.posts, rendered, strict=True) if not isinstance(r, Post)
+        }
 
 
 def entered_feeds_at(
     posts: Sequence[Post], states: Mapping[str, PostState], now: datetime
 ) -> dict[str, datetime]:
-    """source -> when the post entered the feeds: as a run recorded it, else `now`."""
+    """key -> when the post entered the feeds: as a run recorded it, else `now`."""
     times = {}
     for post in posts:
-        state = states.get(post.source)
+        state = states.get(post.key)
         first = state.first_published_at if state is not None else None
-        times[post.source] = first or now
+        times[post.key] = first or now
     return times
 
 
@@ -302,7 +314,7 @@ def _variant_digest(
 ) -> Digest:
     if len(posts) == len(digest.posts):
         return digest
-    planned = plan_digest(posts, {p.source: now for p in posts}, config, now, None, digest.since)
+    planned = plan_digest(posts, {p.key: now for p in posts}, config, now, None, digest.since)
     assert planned is not None
     return replace(planned, key=digest.key, archive_url=digest.archive_url, since=digest.since)
 

@@ -25,10 +25,10 @@ def plan_digest(
 ) -> Digest | None:
     """The next digest, or None when nothing new was published.
 
-    `posts` are the published posts; `published_at` maps a post's source to when it
-    entered the feeds (the publication time, not the post's date: a back-dated post is
-    new when it appears; a post missing from the map counts from its own date). Posts
-    that entered the feeds after the previous digest (or `since`, or the first-digest
+    `posts` are the published posts; `published_at` maps a post's key to when it entered
+    the feeds (the publication time, not the post's date: a back-dated post is new when
+    it appears; a post missing from the map counts from its own date). Posts that
+    entered the feeds after the previous digest (or `since`, or the first-digest
     look-back) and not after `now` are taken, newest first, at most
     `newsletter.max_posts`, optionally only those with one of the configured tags or
     categories.
@@ -38,12 +38,12 @@ def plan_digest(
     chosen = [
         p
         for p in posts
-        if start < published_at.get(p.source, p.date) <= now and not p.draft and _matches(p, config)
+        if start < published_at.get(p.key, p.date) <= now and not p.draft and _matches(p, config)
     ]
     if not chosen:
         return None
-    chosen.sort(key=lambda p: p.source)
-    chosen.sort(key=lambda p: (published_at.get(p.source, p.date), p.date), reverse=True)
+    chosen.sort(key=lambda p: p.key)
+    chosen.sort(key=lambda p: (published_at.get(p.key, p.date), p.date), reverse=True)
     chosen = chosen[: n.max_posts]
     local = now.astimezone(config.site.tz)
     fields = {

@@ -6,11 +6,31 @@ diagnostic names the file and line at fault and, where it helps, how to fix it.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Severity = Literal["error", "warning"]
+MAX_SHOWN = 200  # characters of a value quoted in a message
+MAX_MESSAGE = 600  # characters of a whole message or hint: cron mails every line
+
+_repr = reprlib.Repr()
+_repr.maxstring = MAX_SHOWN
+_repr.maxother = MAX_SHOWN
+_repr.maxlevel = 3
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: repr(), bounded in size and depth, so that a huge or
+    alias-expanded value costs microseconds and a line, not gigabytes of stderr."""
+    return clip(_repr.repr(value), MAX_SHOWN)
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` cut to `limit` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +42,12 @@ class Diagnostic:
     severity: Severity
     message: str
     hint: str | None = None
+
+    def __post_init__(self) -> None:
+        # Every message passes here: however it was built, it is never unbounded.
+        object.__setattr__(self, "message", clip(self.message))
+        if self.hint is not None:
+            object.__setattr__(self, "hint", clip(self.hint))
 
     def format(self) -> str:
         """The compiler-style line (plus an indented hint line) for stderr."""

@@ -8,18 +8,20 @@ byte-identical files.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 from xml.sax.saxutils import quoteattr
 
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 from slugify import slugify
 
 from syndicate.config import Config
-from syndicate.markup import html_escape
-from syndicate.models import FeedSpec, Post
+from syndicate.markup import html_escape, plain_text
+from syndicate.models import FeedSpec, Image, Post
 
 FILENAMES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
 MEDIA_TYPES = {
@@ -114,6 +116,7 @@ def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
     fg = FeedGenerator()
     fg.load_extension("media", atom=True, rss=True)
     fg.load_extension("dc", atom=False, rss=True)
+    fg.register_extension("enclosures", BaseExtension, _AtomEnclosure, atom=True, rss=False)
     self_url = feed_url(config, spec, fmt)
     fg.id(self_url)
     fg.title(feed_title(config, spec))
@@ -135,6 +138,8 @@ def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
     for post in spec.posts:
         _add_entry(fg, post, config, fmt)
     data: bytes = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
+    if fmt == "rss":
+        data = _hex_references(data)
     if config.feeds.websub_hub and fmt == "rss":
         data = _with_rss_hub(data, config.feeds.websub_hub)
     if config.feeds.stylesheet:
@@ -146,7 +151,8 @@ def _add_entry(fg: FeedGenerator, post: Post, config: Config, fmt: str) -> None:
     assert post.html is not None, "render posts before building feeds"
     fe = fg.add_entry(order="append")
     fe.id(post.id)
-    fe.title(post.title)
+    fe.title(plain_text(post.title))
+    summary = plain_text(post.summary)
     fe.link(href=post.url, rel="alternate", type="text/html")
     fe.published(post.date)
     fe.updated(post.modified)
@@ -154,21 +160,23 @@ def _add_entry(fg: FeedGenerator, post: Post, config: Config, fmt: str) -> None:
     if fmt == "rss":
         fe.guid(post.id, permalink=post.id == post.url)
         # CDATA keeps each text escaped exactly once: as HTML, not again as XML.
-        if post.summary:
-            fe.description(_cdata(html_escape(post.summary)))
+        if summary:
+            fe.description(_cdata(html_escape(summary)))
         if full:
             fe.content(post.html, type="CDATA" if "]]>" not in post.html else None)
-        elif not post.summary:
-            fe.description(_cdata(html_escape(post.title)))
+        elif not summary:
+            fe.description(_cdata(html_escape(plain_text(post.title))))
         if post.author and post.author.email:
             fe.author(_author_dict(post.author.name, post.author.email))
         elif post.author:
             fe.dc.dc_creator(post.author.name)
-        if post.image and post.image.type:
-            fe.enclosure(post.image.url, "0", post.image.type)
+        if post.image and post.image.type and post.image.length:
+            # RSS requires the length; a made-up "0" is what validators flag. An image
+            # not found under site.static_dir is still in media:content below.
+            fe.enclosure(post.image.url, str(post.image.length), post.image.type)
     else:
-        if post.summary:
-            fe.summary(post.summary)
+        if summary:
+            fe.summary(summary)
         if full:
             if post.xhtml is not None:
                 fe.content(post.xhtml, type="xhtml")
@@ -176,6 +184,8 @@ def _add_entry(fg: FeedGenerator, post: Post, config: Config, fmt: str) -> None:
                 fe.content(post.html, type="html")
         if post.author:
             fe.author(_author_dict(post.author.name, post.author.email))
+        if post.image:
+            fe.enclosures.add(post.image)
     for term in (*post.categories, *post.tags):
         fe.category(term=term)
     if post.image:
@@ -183,6 +193,42 @@ def _add_entry(fg: FeedGenerator, post: Post, config: Config, fmt: str) -> None:
         if post.image.type:
             media["type"] = post.image.type
         fe.media.content(media, group=None)
+
+
+class _AtomEnclosure(BaseEntryExtension):  # type: ignore[misc]
+    """`<link rel="enclosure">` for Atom entries (the featured image, as sfeed and other
+    readers expect). Not through `fe.link()`: feedgen 1.0 drops `rel`, `type` and
+    `length` of entry links (a shadowed variable in FeedEntry.atom_entry), which would
+    turn the image into the entry's alternate link."""
+
+    def __init__(self) -> None:
+        self.images: list[Image] = []
+
+    def add(self, image: Image) -> None:
+        self.images.append(image)
+
+    def extend_atom(self, entry: etree._Element) -> etree._Element:
+        for image in self.images:
+            link = etree.SubElement(entry, "link", rel="enclosure", href=image.url)
+            if image.type:
+                link.set("type", image.type)
+            if image.length:
+                link.set("length", str(image.length))
+        return entry
+
+
+_CDATA_SECTION = re.compile(rb"(<!\[CDATA\[.*?\]\]>)", re.DOTALL)
+
+
+def _hex_references(data: bytes) -> bytes:
+    """`&` and `<` in RSS plain text as `&#x26;` and `&#x3C;`: the same characters to an
+    XML parser, but RSS never said whether its titles are text or HTML, so `&amp;` is
+    ambiguous and the W3C validator warns; hexadecimal references are not. CDATA (the
+    HTML of descriptions and content) is left as it is."""
+    parts = _CDATA_SECTION.split(data)
+    for index in range(0, len(parts), 2):  # even parts are outside CDATA
+        parts[index] = parts[index].replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
+    return b"".join(parts)
 
 
 def _cdata(text: str) -> etree.CDATA:
@@ -231,13 +277,14 @@ def build_json(spec: FeedSpec, config: Config) -> bytes:
     items = []
     for post in spec.posts:
         assert post.html is not None, "render posts before building feeds"
-        item: dict[str, object] = {"id": post.id, "url": post.url, "title": post.title}
+        title, summary = plain_text(post.title), plain_text(post.summary)
+        item: dict[str, object] = {"id": post.id, "url": post.url, "title": title}
         if config.feeds.full_content:
             item["content_html"] = post.html
         else:
-            item["content_text"] = post.summary or post.title
-        if post.summary:
-            item["summary"] = post.summary
+            item["content_text"] = summary or title
+        if summary:
+            item["summary"] = summary
         if post.image:
             item["image"] = post.image.url
         item["date_published"] = post.date.isoformat()

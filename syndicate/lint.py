@@ -62,7 +62,7 @@ def _front_matter_warnings(post: Post, config: Config) -> Iterator[Diagnostic]:
                 post.source,
                 at(field),
                 "warning",
-                f"{field} contains HTML markup ({tag[0]!r}); readers show it as text",
+                f"{field} contains HTML markup ({tag[0]!r}); the feeds drop the tags (plain text)",
                 "front matter is plain text: remove the tags",
             )
         entity = _ENTITY.search(value)

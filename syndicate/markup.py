@@ -12,6 +12,7 @@ from urllib.parse import urljoin
 
 import lxml.html
 import markdown
+import nh3
 from lxml import etree
 
 # XML 1.0 forbids C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF.
@@ -21,9 +22,35 @@ _SPACES = re.compile(r"\s+")
 _URL_ATTRS = ("href", "src", "poster", "cite")
 _XML_NAME = re.compile(r"[A-Za-z_][\w.-]*")
 
+# What feed readers show of a post's own HTML: nh3's defaults (tables, code, images,
+# figure, details, ...) plus media and the attributes Markdown writes (footnote ids,
+# code classes). No script, style, iframe, object, embed, form, event handler or style
+# attribute; URLs only http(s), mailto and relative (data: images are dropped too).
+_FEED_TAGS = nh3.ALLOWED_TAGS | {"picture", "source", "video", "audio", "track", "section"}
+_FEED_ATTRIBUTES = {
+    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
+    "*": {"id", "class", "title", "lang", "dir"},
+    "a": {"href", "hreflang", "title"},
+    "img": {"src", "srcset", "sizes", "alt", "width", "height", "loading", "align"},
+    "source": {"src", "srcset", "sizes", "type", "media"},
+    "video": {"src", "poster", "controls", "width", "height", "loop", "muted", "preload"},
+    "audio": {"src", "controls", "loop", "preload"},
+    "track": {"src", "kind", "srclang", "label", "default"},
+    "time": {"datetime"},
+    "details": {"open"},
+    "ol": {"start", "type", "reversed"},
+}
+_FEED_URL_SCHEMES = {"http", "https", "mailto"}
+_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
+
+
 # No "smarty": it runs a second inline pass and more than doubles the cost of rendering
 # (Python-Markdown#1103, closed wontfix); authors' own typography is kept as written.
-_md = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+def _new_markdown() -> markdown.Markdown:
+    return markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+
+
+_md = _new_markdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +62,25 @@ class Rendered:
     lead: str  # the first prose paragraph as plain text
 
 
-def render_markdown(body: str, base_url: str) -> Rendered:
+def render_markdown(body: str, base_url: str, sanitize: bool = True) -> Rendered:
     """Markdown -> HTML with every relative href/src/srcset made absolute against `base_url`,
-    plus its XHTML form and first paragraph, all from one parse of the HTML."""
+    plus its XHTML form and first paragraph, all from one parse of the HTML.
+
+    With `sanitize` (the default; feeds.allow_raw_html turns it off), the author's raw
+    HTML is cleaned by `sanitize_feed_html` before anything else sees it."""
+    global _md
     _md.reset()
-    html = strip_xml_forbidden(_md.convert(body))
+    try:
+        html = _md.convert(body)
+    except BaseException:
+        # A failed conversion (RecursionError on absurd nesting) leaves the shared
+        # instance's parser state half-unwound, and reset() does not clear it: every later
+        # post would come out as escaped text. Start again from a fresh instance.
+        _md = _new_markdown()
+        raise
+    if sanitize:
+        html = sanitize_feed_html(html)
+    html = strip_xml_forbidden(html)
     if not html.strip():
         return Rendered("", "", "")
     root = lxml.html.fragment_fromstring(html, create_parent="div")
@@ -85,6 +126,28 @@ def _absolute_srcset(srcset: str, base_url: str) -> str:
         parts[0] = _join(base_url, parts[0])
         candidates.append(" ".join(parts))
     return ", ".join(candidates)
+
+
+def sanitize_feed_html(html: str) -> str:
+    """HTML a feed reader can show safely: what readers display is kept, anything that
+    runs code or loads another page in place (script, iframe, on*=, javascript:) goes."""
+    return str(
+        nh3.clean(
+            html,
+            tags=_FEED_TAGS,
+            attributes=_FEED_ATTRIBUTES,
+            url_schemes=_FEED_URL_SCHEMES,
+            link_rel=None,
+            strip_comments=True,
+        )
+    )
+
+
+def plain_text(text: str) -> str:
+    """Text for a title or summary, which feeds carry as plain text: tags are removed (as
+    jekyll-feed's strip_html does: `<b>bold</b> writers` -> `bold writers`), the rest,
+    entities and `&` included, stays as written."""
+    return clean_line(_TAG.sub("", text))
 
 
 def strip_xml_forbidden(text: str) -> str:

@@ -25,6 +25,7 @@ class Image:
     url: str
     alt: str | None = None
     type: str | None = None
+    length: int | None = None  # bytes, when the file was found under site.static_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,13 @@ class Post:
     xhtml: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     key_lines: Mapping[str, int] = field(default_factory=dict)  # front-matter key -> file line
+    # Identity in the state database and digests: the path relative to config.yaml's folder
+    # (`source` is the path as the user types it, for messages). Defaults to `source`.
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.source)
 
     @property
     def modified(self) -> datetime:

@@ -20,7 +20,14 @@ from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
 from syndicate.lint import lint_post
 from syndicate.models import Catalog, FeedSpec, HookResult, Post
 from syndicate.output import outputs_intact, write_outputs
-from syndicate.posts import Progress, published, read_posts, render_post, scheduled
+from syndicate.posts import (
+    Progress,
+    legacy_key_mapper,
+    published,
+    read_posts,
+    render_or_diagnose,
+    scheduled,
+)
 from syndicate.publication import Changes, diff_publication
 from syndicate.resources import read_template
 from syndicate.store import Store, sqlite_path
@@ -57,37 +64,50 @@ def build_site(
     held_back = len(catalog.posts) - len(ready)
     if strict and catalog.errors:
         return BuildReport(0, held_back, catalog.diagnostics, (), (), config.output_dir, True)
-    written, removed = update_feeds(ready, config)
+    written, removed, failures = update_feeds(ready, config)
     return BuildReport(
-        published=len(ready),
+        published=len(ready) - len(failures),
         held_back=held_back,
-        diagnostics=catalog.diagnostics,
+        diagnostics=catalog.diagnostics + tuple(failures.values()),
         written=tuple(written),
         removed=tuple(removed),
         out_dir=config.output_dir,
     )
 
 
+RenderFailures = dict[str, Diagnostic]  # post key -> why it could not be rendered
+
+
 def update_feeds(
     ready: list[Post], config: Config, force: bool = False
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], RenderFailures]:
     """Build and write the feeds unless the output folder already holds exactly what these
-    inputs make (or `force`). -> (files written, files removed)."""
+    inputs make (or `force`). -> (files written, files removed, posts left out because
+    they could not be rendered).
+
+    With a post left out, the fingerprint written is that of the posts that made it, so
+    the next run does not take the output as current: it tries again and reports again.
+    """
     fingerprint = inputs_fingerprint(config, ready)
     if not force and outputs_intact(config.output_dir, fingerprint):
-        return [], []
-    return write_outputs(config.output_dir, build_files(ready, config), fingerprint)
+        return [], [], {}
+    files, failures = build_files(ready, config)
+    if failures:
+        fingerprint = inputs_fingerprint(config, [p for p in ready if p.key not in failures])
+    written, removed = write_outputs(config.output_dir, files, fingerprint)
+    return written, removed, failures
 
 
-def build_files(ready: list[Post], config: Config) -> dict[str, bytes]:
-    """Every output file (path relative to the output folder -> bytes) for these posts."""
-    specs = render_specs(plan_feeds(ready, config))
+def build_files(ready: list[Post], config: Config) -> tuple[dict[str, bytes], RenderFailures]:
+    """Every output file (path relative to the output folder -> bytes) for these posts,
+    and the posts that could not be rendered (left out of every feed)."""
+    specs, failures = render_specs(ready, config)
     jobs = [(spec, fmt) for spec in specs for fmt in config.feeds.formats]
     built = parallel_map(functools.partial(_build_job, config=config), jobs, chunksize=4)
     files = {feed_file(spec, fmt): data for (spec, fmt), data in zip(jobs, built, strict=True)}
     if config.feeds.stylesheet and ({"rss", "atom"} & set(config.feeds.formats)):
         files[STYLESHEET] = read_template(STYLESHEET)
-    return files
+    return files, failures
 
 
 def _build_job(job: tuple[FeedSpec, str], config: Config) -> bytes:
@@ -95,20 +115,38 @@ def _build_job(job: tuple[FeedSpec, str], config: Config) -> bytes:
     return build_feed(spec, config, fmt)
 
 
-def render_specs(specs: list[FeedSpec]) -> list[FeedSpec]:
-    """Render each post that appears in some feed, once, however many feeds it is in."""
-    unique = list({post.source: post for spec in specs for post in spec.posts}.values())
-    rendered = {post.source: post for post in parallel_map(render_post, unique)}
-    return [
-        replace(spec, posts=tuple(rendered[post.source] for post in spec.posts)) for spec in specs
-    ]
+def render_specs(ready: list[Post], config: Config) -> tuple[list[FeedSpec], RenderFailures]:
+    """Plan the feeds and render each post that appears in one, once, however many feeds
+    it is in. A post that cannot be rendered is left out and the feeds planned again (so
+    the next post moves up), until every planned post is rendered."""
+    render = functools.partial(render_or_diagnose, sanitize=not config.feeds.allow_raw_html)
+    rendered: dict[str, Post] = {}
+    failures: RenderFailures = {}
+    while True:
+        specs = plan_feeds([p for p in ready if p.key not in failures], config)
+        todo = list(
+            {p.key: p for spec in specs for p in spec.posts if p.key not in rendered}.values()
+        )
+        if not todo:
+            break
+        for post, result in zip(todo, parallel_map(render, todo), strict=True):
+            if isinstance(result, Diagnostic):
+                failures[post.key] = result
+            else:
+                rendered[post.key] = result
+    specs = [replace(spec, posts=tuple(rendered[p.key] for p in spec.posts)) for spec in specs]
+    return specs, failures
 
 
 def check_site(config: Config, progress: Progress | None = None) -> Catalog:
-    """Every build diagnostic plus the content warnings of `lint_post`; writes nothing."""
+    """Every build diagnostic (bodies that cannot be rendered included) plus the content
+    warnings of `lint_post`; writes nothing."""
     catalog = read_posts(config, progress)
     diagnostics = list(catalog.diagnostics)
-    for post in catalog.posts:
+    render = functools.partial(render_or_diagnose, sanitize=not config.feeds.allow_raw_html)
+    for post, rendered in zip(catalog.posts, parallel_map(render, catalog.posts), strict=True):
+        if isinstance(rendered, Diagnostic):
+            diagnostics.append(rendered)
         diagnostics.extend(lint_post(post, config))
     diagnostics.sort(key=lambda d: (d.path, d.line or 0))  # stable: same-line order kept
     return Catalog(catalog.posts, tuple(diagnostics))
@@ -155,19 +193,25 @@ def run_cycle(
     try:
         catalog = read_posts(config)
         ready = published(catalog.posts, now)
-        changes = diff_publication(ready, store.post_states(), now)
-        written, removed = update_feeds(ready, config, force=changes.any)
+        known = store.post_states()
+        changes = diff_publication(ready, known, now)
+        written, removed, failures = update_feeds(ready, config, force=changes.any)
+        if failures:  # left out of the feeds: not published either
+            ready = [p for p in ready if p.key not in failures]
+            changes = diff_publication(ready, known, now)
+        diagnostics = catalog.diagnostics + tuple(failures.values())
+        errors = count_errors(diagnostics)
         with store.transaction() as conn:
             store.save_post_states(conn, changes.states)
             store.finish_run(
                 conn,
                 run_id,
                 now,
-                outcome="errors" if catalog.errors else "ok",
+                outcome="errors" if errors else "ok",
                 published=len(changes.published),
                 updated=len(changes.updated),
                 withdrawn=len(changes.withdrawn),
-                errors=catalog.errors,
+                errors=errors,
                 files_written=len(written) + len(removed),
             )
     except BaseException as exc:
@@ -186,7 +230,7 @@ def run_cycle(
     return CycleReport(
         run_id=run_id,
         changes=changes,
-        diagnostics=catalog.diagnostics,
+        diagnostics=diagnostics,
         written=tuple(written),
         removed=tuple(removed),
         upcoming=upcoming,
@@ -220,8 +264,21 @@ def inputs_fingerprint(config: Config, ready: Sequence[Post]) -> str:
     if config.feeds.stylesheet:
         digest.update(read_template(STYLESHEET))
     for post in ready:
-        digest.update(f"\0{post.source}\0{post.content_hash}\0{post.url}\0{post.id}".encode())
+        length = post.image.length if post.image else None
+        digest.update(f"\0{post.key}\0{post.content_hash}\0{post.url}\0{post.id}".encode())
+        digest.update(f"\0{length}".encode())  # a resized image changes the enclosure
     return digest.hexdigest()
+
+
+def open_state(config: Config) -> Store:
+    """The state database, its post keys migrated to the current form (once)."""
+    store = Store(config.state_url)
+    try:
+        store.migrate_post_keys(lambda: legacy_key_mapper(config))
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def lock_path(config: Config) -> Path:

@@ -13,21 +13,22 @@ import hashlib
 import mimetypes
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin
 
 import yaml
 from dateutil import parser as date_parser
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 from slugify import slugify
 
-from syndicate.config import Config
-from syndicate.errors import Diagnostic, PostError
+from syndicate.config import Config, YAMLLimitError, load_yaml
+from syndicate.errors import Diagnostic, PostError, shown
 from syndicate.markup import (
     XML_FORBIDDEN,
     clean_line,
@@ -50,6 +51,7 @@ DATE_HINT = "use YYYY-MM-DD or an ISO 8601 date-time such as 2025-05-13T08:00:00
 JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
 _HEADING = re.compile(r"^#[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _KEY_LINE = re.compile(r"^[\"']?([A-Za-z_][\w-]*)[\"']?\s*[:=]", re.MULTILINE)
+MAX_FRONT_MATTER = 128 * 1024  # bytes of front matter; real ones are well under 4 KB
 MIN_YEAR, MAX_YEAR = 1900, 9998  # RFC 822 dates have four-digit years; keep a margin for UTC
 _BEFORE_DATE = datetime(1, 1, 1)
 _AFTER_DATE = datetime(2, 2, 2)
@@ -72,7 +74,7 @@ _PlainYAMLLoader.yaml_implicit_resolvers = {
 
 class _YAML(YAMLHandler):
     def load(self, fm: str, **kwargs: object) -> Any:
-        return yaml.load(fm, Loader=_PlainYAMLLoader)  # noqa: S506 - a SafeLoader subclass
+        return load_yaml(fm, _PlainYAMLLoader)[1]  # aliases bounded: no "billion laughs"
 
 
 class _TOML(BaseHandler):
@@ -92,8 +94,13 @@ _FRONT_MATTER: tuple[tuple[re.Pattern[str], BaseHandler, str], ...] = (
 )
 
 
-def parse_post(data: bytes, source: str, config: Config) -> tuple[Post, list[Diagnostic]]:
-    """Parse one file's bytes into a Post; raise PostError if it cannot be published."""
+def parse_post(
+    data: bytes, source: str, config: Config, key: str | None = None
+) -> tuple[Post, list[Diagnostic]]:
+    """Parse one file's bytes into a Post; raise PostError if it cannot be published.
+
+    `source` names the file in messages; `key` identifies the post in the state (its path
+    relative to the config file, see `post_key`), `source` when not given."""
     warnings: list[Diagnostic] = []
     text = _decode(data, source)
     if not text.strip():
@@ -141,7 +148,10 @@ def parse_post(data: bytes, source: str, config: Config) -> tuple[Post, list[Dia
 
     explicit_slug = meta.get("slug") not in (None, "")
     slug_source = str(meta["slug"]) if explicit_slug else (jekyll[4] if jekyll else title)
-    slug = slugify(slug_source, max_length=80, word_boundary=True) or "post-" + _digest(source)[:8]
+    slug = (
+        slugify(slug_source, max_length=80, word_boundary=True)
+        or "post-" + _digest(key or source)[:8]
+    )
 
     body, removed = _strip_forbidden(body)
     if removed:
@@ -170,6 +180,7 @@ def parse_post(data: bytes, source: str, config: Config) -> tuple[Post, list[Dia
     image = _image(meta, url, fail)
     post = Post(
         source=source,
+        key=key or source,
         title=title,
         slug=slug,
         url=url,
@@ -194,15 +205,42 @@ def parse_post(data: bytes, source: str, config: Config) -> tuple[Post, list[Dia
     return post, warnings
 
 
-def render_post(post: Post) -> Post:
-    """The post with its HTML rendered (links absolute against its URL), its XHTML, and a
-    summary from its first paragraph when it has no description."""
+def render_post(post: Post, sanitize: bool = True) -> Post:
+    """The post with its HTML rendered (links absolute against its URL; raw HTML sanitised
+    unless `sanitize` is False), its XHTML, and a summary from its first paragraph when
+    it has no description."""
     if post.html is not None:
         return post
-    rendered = render_markdown(post.body, post.url)
+    rendered = render_markdown(post.body, post.url, sanitize)
     return replace(
         post, html=rendered.html, xhtml=rendered.xhtml, summary=post.summary or rendered.lead
     )
+
+
+def render_or_diagnose(post: Post, sanitize: bool = True) -> Post | Diagnostic:
+    """The rendered post, or why it cannot be rendered. Runs in the forked workers too, so
+    any exception (deep recursion, a bug in a Markdown extension) is caught per post."""
+    blank = post.body[: len(post.body) - len(post.body.lstrip())]
+    line = post.body_line + blank.count("\n")  # where the body's text starts
+    try:
+        return render_post(post, sanitize=sanitize)
+    except RecursionError:
+        return Diagnostic(
+            post.source,
+            line,
+            "error",
+            "the body cannot be rendered: it is nested too deeply (lists or quotes hundreds "
+            "of levels deep); the post is skipped",
+            "flatten the nesting",
+        )
+    except Exception as exc:  # one post that breaks the renderer never stops the others
+        return Diagnostic(
+            post.source,
+            line,
+            "error",
+            f"the body cannot be rendered ({type(exc).__name__}: {shown(str(exc))}); "
+            "the post is skipped",
+        )
 
 
 def published(posts: Iterable[Post], now: datetime) -> list[Post]:
@@ -218,7 +256,7 @@ def scheduled(posts: Iterable[Post], now: datetime) -> list[Post]:
 
 def sort_newest_first(posts: Iterable[Post]) -> list[Post]:
     """Newest first; ties broken by source path so the order never depends on the disk."""
-    ordered = sorted(posts, key=lambda p: p.source)
+    ordered = sorted(posts, key=lambda p: p.key)
     return sorted(ordered, key=lambda p: p.date, reverse=True)
 
 
@@ -231,7 +269,7 @@ def assign_unique_slugs(posts: list[Post], config: Config) -> tuple[list[Post], 
     warnings: list[Diagnostic] = []
     taken: dict[str, Post] = {}
     result: dict[str, Post] = {}
-    for post in sorted(posts, key=lambda p: (p.date, p.source)):
+    for post in sorted(posts, key=lambda p: (p.date, p.key)):
         slug = post.slug
         if slug in taken:
             n = 2
@@ -252,8 +290,8 @@ def assign_unique_slugs(posts: list[Post], config: Config) -> tuple[list[Post], 
             post = replace(post, slug=new_slug, url=url, id=post.id if post.explicit_id else url)
             slug = new_slug
         taken[slug] = post
-        result[post.source] = post
-    return [result[p.source] for p in posts], warnings
+        result[post.key] = post
+    return [result[p.key] for p in posts], warnings
 
 
 def find_sources(config: Config) -> list[Path]:
@@ -263,8 +301,8 @@ def find_sources(config: Config) -> list[Path]:
     """
     found: set[Path] = set()
     for root in config.content.paths:
-        if root.is_file():
-            found.add(root)
+        if root.exists() and not root.is_dir():
+            found.add(root)  # a file named on its own; read_post says if it is not a regular one
             continue
         for folder, dirs, files in os.walk(root):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -309,25 +347,153 @@ def read_posts(config: Config, progress: Progress | None = None) -> Catalog:
 
 
 def read_post(path: Path, config: Config) -> ReadOutcome:
-    """Read and parse one file: the post (None if it cannot be published) and diagnostics."""
+    """Read and parse one file: the post (None if it cannot be published) and diagnostics.
+
+    Whatever goes wrong with this one file (a FIFO, a dangling link, a bug deep in a
+    parser) is one diagnostic about it; the other posts are not affected."""
     source = display_path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, [Diagnostic(source, None, "error", f"cannot read: {exc.strerror}")]
-    try:
-        return parse_post(data, source, config)
+        data = read_regular_file(path)
+        post, found = parse_post(data, source, config, post_key(path, config))
+        if printable(str(path)) != str(path):
+            found.append(
+                Diagnostic(
+                    source,
+                    None,
+                    "warning",
+                    "the file name is not valid UTF-8 (shown with \\x escapes)",
+                    "rename the file, e.g. with convmv -f latin1 -t utf-8",
+                )
+            )
+        return with_image_length(post, config), found
     except PostError as exc:
         return None, [exc.diagnostic()]
+    except RecursionError:
+        message = "cannot be read: it is nested too deeply (front matter or lists)"
+        return None, [Diagnostic(source, None, "error", message, "flatten the nesting")]
+    except Exception as exc:  # one bad file never stops the others
+        message = f"cannot be read: {type(exc).__name__}: {shown(str(exc))}"
+        return None, [Diagnostic(source, None, "error", message)]
+
+
+_KINDS = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of a regular file; anything else (FIFO, socket, device, a dangling symbolic
+    link) is a PostError rather than a read that blocks forever while holding the run lock.
+
+    Opened without blocking and checked again on the descriptor, so a file swapped for a
+    FIFO between the two looks is refused too."""
+    source = display_path(path)
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_regular(source, info.st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        link = " (a symbolic link to a missing file)" if path.is_symlink() else ""
+        raise PostError(source, None, f"cannot read: no such file{link}") from None
+    except OSError as exc:
+        raise PostError(source, None, f"cannot read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as file:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(source, mode)
+        return file.read()
+
+
+def _not_regular(source: str, mode: int) -> PostError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return PostError(
+        source,
+        None,
+        f"is {kind}, not a regular file; skipped",
+        "move it out of the content folder, or narrow content.patterns",
+    )
+
+
+def post_key(path: Path, config: Config) -> str:
+    """The post's identity in the state database: its path relative to the folder of
+    config.yaml, with '/' separators. The same file has the same key whatever the working
+    directory, whether the folder came from content.paths or --content, and two content
+    folders holding the same file name still give two keys."""
+    root = config.path.resolve().parent  # content paths are resolved the same way
+    return printable(os.path.relpath(path.absolute(), root).replace(os.sep, "/"))
+
+
+def legacy_key_mapper(config: Config) -> Callable[[str], str | None]:
+    """old key -> key, for state written before posts were keyed by `post_key`.
+
+    Old keys were paths relative to the working directory of that run (absolute when
+    outside it), which is not known any more. A key is matched against the files there
+    are now: the same absolute path, else the one file whose path ends with the old key,
+    else (several files end so) the old key itself if it is also a new one, else the old
+    key taken from the current working directory. None: no such file."""
+    keys = {
+        printable(str(path.absolute())): post_key(path, config) for path in find_sources(config)
+    }
+    by_suffix: dict[tuple[str, ...], list[str]] = {}
+    for absolute, key in keys.items():
+        parts = tuple(absolute.split("/"))
+        for start in range(1, len(parts)):
+            by_suffix.setdefault(parts[start:], []).append(key)
+    current = set(keys.values())
+
+    def mapper(old: str) -> str | None:
+        here = printable(os.path.normpath(Path.cwd() / old))
+        if old.startswith("/"):
+            return keys.get(os.path.normpath(old))
+        candidates = by_suffix.get(tuple(p for p in old.split("/") if p not in ("", ".")), [])
+        if len(candidates) == 1:
+            return candidates[0]
+        if old in current:
+            return old
+        return keys.get(here)
+
+    return mapper
 
 
 def display_path(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when inside it."""
+    """A path as the user would type it: relative to the working directory when inside it.
+    Bytes that are not UTF-8 in a file name are shown as backslash escapes."""
     try:
         rel = os.path.relpath(path)
     except ValueError:
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
+        return printable(str(path))
+    return printable(str(path) if rel.startswith("..") else rel)
+
+
+def printable(name: str) -> str:
+    """A file name that can be encoded: undecodable bytes (which Python keeps as lone
+    surrogates) become `\\xNN`, so messages, keys and hashes never raise UnicodeEncodeError."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def with_image_length(post: Post, config: Config) -> Post:
+    """Fill the featured image's size in bytes (and type) when it is a file under
+    site.static_dir: RSS enclosures need the real length."""
+    image, static = post.image, config.site.static_dir
+    if image is None or static is None or not image.url.startswith(config.site.url):
+        return post
+    relative = unquote(image.url[len(config.site.url) :].split("?")[0].split("#")[0])
+    candidate = (static / relative).resolve()
+    if not candidate.is_relative_to(static.resolve()):
+        return post
+    try:
+        info = candidate.stat()
+    except OSError:
+        return post
+    if not stat.S_ISREG(info.st_mode):
+        return post
+    kind = image.type or mimetypes.guess_type(candidate.name)[0]
+    return replace(post, image=replace(image, length=info.st_size, type=kind))
 
 
 # --- parsing helpers -------------------------------------------------------------------
@@ -367,8 +533,20 @@ def _split(text: str, source: str) -> tuple[dict[str, Any], int, str, str, int, 
                 f"add a line '{start.group().strip()}' after the front matter",
             )
         fm_text = text[start.end() : end.start()]
+        if len(fm_text) > MAX_FRONT_MATTER:
+            raise PostError(
+                source,
+                open_line,
+                f"{kind} front matter is {len(fm_text) // 1024} KB, more than the "
+                f"{MAX_FRONT_MATTER // 1024} KB allowed",
+                "keep front matter to metadata; long text belongs in the body",
+            )
         try:
             meta = handler.load(fm_text)
+        except RecursionError:
+            raise PostError(
+                source, open_line, f"{kind} front matter is nested too deeply"
+            ) from None
         except yaml.YAMLError as exc:
             raise _yaml_error(exc, source, open_line) from None
         except tomllib.TOMLDecodeError as exc:
@@ -409,12 +587,10 @@ def _yaml_error(exc: yaml.YAMLError, source: str, open_line: int) -> PostError:
         mark = context_mark
     line = open_line + mark.line if mark is not None else open_line
     message = f"{context}: {problem}" if context else problem
-    return PostError(
-        source,
-        line,
-        f"invalid YAML front matter: {message}",
-        "quote values that contain ': ' or '#', and close every quote and bracket",
-    )
+    hint = "quote values that contain ': ' or '#', and close every quote and bracket"
+    if isinstance(exc, YAMLLimitError):
+        hint = "an alias (*name) may repeat a value, not multiply it: write the values out"
+    return PostError(source, line, f"invalid YAML front matter: {message}", hint)
 
 
 def _title(
@@ -469,11 +645,13 @@ def _parse_date(
             parsed = datetime.fromisoformat(text)
         except ValueError as exc:
             if "out of range" in str(exc) or "must be in" in str(exc):
-                raise fail(f"'{key}' is an impossible date ({text!r}: {exc})", DATE_HINT) from None
+                raise fail(
+                    f"'{key}' is an impossible date ({shown(text)}: {exc})", DATE_HINT
+                ) from None
             parsed = _parse_human_date(text, fail, key)
         parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
     else:
-        raise fail(f"'{key}' is not a date (got {value!r})", DATE_HINT)
+        raise fail(f"'{key}' is not a date (got {shown(value)})", DATE_HINT)
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise fail(
             f"'{key}' is out of range ({parsed.year}): "
@@ -484,7 +662,9 @@ def _parse_date(
         parsed.utcoffset()  # dateutil accepts offsets such as +99:00 that datetime cannot use
         parsed.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise fail(f"'{key}' has an impossible time zone offset ({value!r})", DATE_HINT) from None
+        raise fail(
+            f"'{key}' has an impossible time zone offset ({shown(value)})", DATE_HINT
+        ) from None
     return parsed
 
 
@@ -502,11 +682,14 @@ def _parse_human_date(
     except (ValueError, OverflowError) as exc:
         reason = str(exc).split(":")[0]
         if "out of range" in reason:
-            raise fail(f"'{key}' is an impossible date ({text!r}: {reason})", DATE_HINT) from None
-        raise fail(f"'{key}' is not a date (got {text!r})", DATE_HINT) from None
+            raise fail(
+                f"'{key}' is an impossible date ({shown(text)}: {reason})", DATE_HINT
+            ) from None
+        raise fail(f"'{key}' is not a date (got {shown(text)})", DATE_HINT) from None
     if first.date() != second.date():
         raise fail(
-            f"'{key}' is not a full date (got {text!r}): it needs a year, month and day", DATE_HINT
+            f"'{key}' is not a full date (got {shown(text)}): it needs a year, month and day",
+            DATE_HINT,
         )
     return first
 
@@ -540,7 +723,7 @@ def _terms(
             raise fail(key, f"'{key}' must be a list or a comma-separated string", f"{key}: [a, b]")
         for item in items:
             if isinstance(item, dict | list):
-                raise fail(key, f"'{key}' items must be text, got {item!r}", f"{key}: [a, b]")
+                raise fail(key, f"'{key}' items must be text, got {shown(item)}", f"{key}: [a, b]")
             term = clean_line(str(item))
             if term:
                 terms.setdefault(term)

@@ -36,8 +36,8 @@ def diff_publication(
     states: list[PostState] = []
     present = set()
     for post in ready:
-        present.add(post.source)
-        state = known.get(post.source)
+        present.add(post.key)
+        state = known.get(post.key)
         if state is None or state.first_published_at is None:
             published.append(post)
             states.append(_state(post, now, first_published_at=now, updated_at=None))
@@ -59,7 +59,7 @@ def _state(
     post: Post, now: datetime, first_published_at: datetime, updated_at: datetime | None
 ) -> PostState:
     return PostState(
-        source=post.source,
+        source=post.key,
         post_id=post.id,
         url=post.url,
         title=post.title,

@@ -23,8 +23,8 @@ from apscheduler.triggers.date import DateTrigger
 
 from syndicate.config import Config, cron_trigger_fields
 from syndicate.lock import LockTimeoutError, RunLock
-from syndicate.pipeline import CycleReport, lock_path, run_cycle
-from syndicate.store import Store, safe_url
+from syndicate.pipeline import CycleReport, lock_path, open_state, run_cycle
+from syndicate.store import safe_url
 
 log = logging.getLogger("syndicate.daemon")
 DUE_PREFIX = "due:"
@@ -57,7 +57,7 @@ class Daemon:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.store = Store(config.state_url)
+        self.store = open_state(config)
         self._in_flight = threading.Lock()  # held while a cycle runs
         self.scheduler = BlockingScheduler(
             timezone=config.site.tz,

@@ -7,7 +7,7 @@ a post is announced as new exactly once, and so the newsletter knows what is new
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from syndicate.errors import SyndicateError
 
 SCHEMA_VERSION = 1
+# Posts are keyed by their path relative to config.yaml's folder. Databases from before
+# carry keys relative to whatever the working directory was; `migrate_post_keys` rewrites
+# them once and then sets this flag.
+POST_KEYS_FLAG = ("post_keys", "config-relative")
 
 metadata = sa.MetaData()
 
@@ -210,6 +214,8 @@ class Store:
                 conn.execute(
                     sa.insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
                 )
+                key, value = POST_KEYS_FLAG
+                conn.execute(sa.insert(meta_table).values(key=key, value=value))
                 return
             version = int(row.value)
             if version > SCHEMA_VERSION:
@@ -229,6 +235,48 @@ class Store:
         self.engine.dispose()
 
     # --- posts ---------------------------------------------------------------------
+
+    def migrate_post_keys(self, mapper_factory: Callable[[], Callable[[str], str | None]]) -> int:
+        """Once per database: rewrite the keys of the posts table and of the digests' lists of
+        announced posts from the old working-directory-relative form. `mapper_factory()`
+        gives old key -> new key (None: no such file now; the key is kept). Two old rows
+        for one post (the bug this fixes) become one, the published one kept.
+        -> how many keys changed."""
+        flag_key, flag_value = POST_KEYS_FLAG
+        with self.engine.begin() as conn:
+            flag = conn.execute(
+                sa.select(meta_table.c.value).where(meta_table.c.key == flag_key)
+            ).first()
+            if flag is not None:
+                return 0
+            rows = conn.execute(sa.select(posts_table)).mappings().all()
+            digests = conn.execute(
+                sa.select(digests_table.c.id, digests_table.c.post_sources)
+            ).all()
+            mapper = mapper_factory() if rows or digests else (lambda old: None)
+            cache: dict[str, str] = {}
+
+            def new_key(old: str) -> str:
+                if old not in cache:
+                    cache[old] = mapper(old) or old
+                return cache[old]
+
+            kept: dict[str, dict[str, object]] = {}
+            for row in sorted(rows, key=_row_preference):
+                kept.setdefault(new_key(row["source"]), {**row, "source": new_key(row["source"])})
+            if any(new_key(row["source"]) != row["source"] for row in rows):
+                conn.execute(sa.delete(posts_table))
+                conn.execute(sa.insert(posts_table), list(kept.values()))
+            for digest_id, sources in digests:
+                mapped = "\t".join(new_key(x) for x in sources.split("\t") if x)
+                if mapped != sources:
+                    conn.execute(
+                        sa.update(digests_table)
+                        .where(digests_table.c.id == digest_id)
+                        .values(post_sources=mapped)
+                    )
+            conn.execute(sa.insert(meta_table).values(key=flag_key, value=flag_value))
+        return sum(1 for old, new in cache.items() if old != new)
 
     def post_states(self) -> dict[str, PostState]:
         with self.engine.connect() as conn:
@@ -350,6 +398,15 @@ class Store:
             )
             for row in rows
         ]
+
+
+def _row_preference(row: sa.RowMapping) -> tuple[bool, datetime]:
+    """Of two rows for one post, keep the published one, then the first published."""
+    first = row["first_published_at"]
+    never = datetime.max
+    if first is not None and first.tzinfo is not None:
+        first = first.astimezone(UTC).replace(tzinfo=None)
+    return (row["status"] != "published", first or never)
 
 
 def _post_state(row: sa.Row) -> PostState:  # type: ignore[type-arg]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +41,10 @@ DIAGNOSTIC = re.compile(
 def seeds_site(site: Site) -> Site:
     for path in SEEDS.iterdir():
         shutil.copy(path, site.posts / path.name)
+    shutil.copytree(ROOT / "static", site.root / "static")
+    site.set_config(
+        site.config.read_text("utf-8").replace("site:\n", "site:\n  static_dir: static\n")
+    )
     return site
 
 
@@ -91,6 +99,8 @@ def test_rss_structure(seeds_site: Site, invoke: Callable[..., Result]) -> None:
     assert enclosure is not None
     assert enclosure.get("url") == "https://blog.syndicate.test/images/blog-placeholder-3.svg"
     assert enclosure.get("type") == "image/svg+xml"
+    image = ROOT / "static/images/blog-placeholder-3.svg"
+    assert enclosure.get("length") == str(image.stat().st_size)  # the real size, never "0"
     media = first.find(f"{MEDIA}content")
     assert media is not None and media.get("url") == enclosure.get("url")
     assert media.get("type") == "image/svg+xml"
@@ -187,9 +197,12 @@ def test_formats_and_content_options(site: Site, invoke: Callable[..., Result]) 
 def test_markup_and_ampersands_are_escaped_exactly_once(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
+    """Titles and summaries are plain text: tags are stripped (as jekyll-feed does), and
+    `&` or `<` that is not a tag is escaped exactly once in every format."""
     site.write_post(
         "m.md",
-        '---\ntitle: "Fish & Chips <em>fast</em>"\ndescription: "Salt & vinegar <b>only</b>"\n'
+        '---\ntitle: "Fish & Chips <em>fast</em> for a < b"\n'
+        'description: "Salt & vinegar <b>only</b>"\n'
         "date: 2025-03-04\n---\nBody: R&D & <b>bold</b>, AT&T.\n",
     )
     result = build(invoke, site)
@@ -199,16 +212,14 @@ def test_markup_and_ampersands_are_escaped_exactly_once(
         assert "&amp;amp;" not in text and "&amp;lt;" not in text, name
     rss = feedparser.parse((site.public / "feed.xml").read_bytes()).entries[0]
     atom = feedparser.parse((site.public / "atom.xml").read_bytes()).entries[0]
-    assert rss.title == atom.title == "Fish & Chips <em>fast</em>"
-    assert atom.summary == "Salt & vinegar <b>only</b>"
+    assert rss.title == atom.title == "Fish & Chips fast for a < b"
+    assert atom.summary == "Salt & vinegar only"
     # RSS <description> is HTML: the text is HTML-escaped once, inside CDATA.
-    assert (
-        "<![CDATA[Salt &amp; vinegar &lt;b&gt;only&lt;/b&gt;]]>"
-        in (site.public / "feed.xml").read_text()
-    )
+    assert "<![CDATA[Salt &amp; vinegar only]]>" in (site.public / "feed.xml").read_text()
     item = json.loads((site.public / "feed.json").read_text())["items"][0]
-    assert item["title"] == "Fish & Chips <em>fast</em>"
-    assert item["summary"] == "Salt & vinegar <b>only</b>"
+    assert item["title"] == "Fish & Chips fast for a < b"
+    assert item["summary"] == "Salt & vinegar only"
+    assert "<b>bold</b>" in item["content_html"]  # the body keeps its (harmless) markup
 
 
 def test_bad_corpus_reports_each_bad_post_and_publishes_the_rest(
@@ -255,7 +266,7 @@ def test_bad_corpus_reports_each_bad_post_and_publishes_the_rest(
     assert titles == {
         "A good post",
         "Bell and break",
-        "Fish & Chips <em>fast</em>",
+        "Fish & Chips fast",  # titles are plain text: tags stripped
         "Control characters in the body",
         "Same Title",
         "BOM and CRLF",
@@ -323,11 +334,77 @@ def test_stale_tag_feeds_are_removed(site: Site, invoke: Callable[..., Result]) 
     assert (site.public / "tags" / "keep" / "feed.xml").exists()
 
 
-def test_no_temporary_files_are_left_behind(
-    seeds_site: Site, invoke: Callable[..., Result]
+def write_corpus(site: Site, version: str, count: int = 300) -> None:
+    """Long posts in 30 tags: ~100 feed files of up to a megabyte, so writing takes a while
+    and a kill can land inside a file."""
+    body = "\n\n".join(f"Paragraph {k} of a long post, {version} version. " * 12 for k in range(40))
+    for n in range(count):
+        site.write_post(
+            f"p{n:03}.md",
+            post(
+                f"Post {n} {version}",
+                f"2025-0{1 + n % 8}-{1 + n % 28:02}",
+                body=body,
+                tags=f"[t{n % 30}]",
+            ),
+        )
+
+
+def snapshot_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_build_killed_while_writing_leaves_old_or_new_files_and_recovers(
+    site: Site, tmp_path: Path
 ) -> None:
-    build(invoke, seeds_site)
-    assert not list(seeds_site.public.rglob("*.tmp"))
+    """SIGKILL at several moments while the feeds are written: every feed file is the old or
+    the new version, complete; temporary files are swept by the next build, which
+    completes and leaves exactly the new output."""
+    command = [sys.executable, "-m", "syndicate", "build", "--now", FIXED_NOW]
+    write_corpus(site, "old")
+    assert run_subprocess(*command[3:], cwd=site.root).exit_code == 0
+    old = snapshot_files(site.public)
+    write_corpus(site, "new")
+    reference = tmp_path / "reference"
+    assert run_subprocess(*command[3:], "--out", reference, cwd=site.root).exit_code == 0
+    new = snapshot_files(reference)
+    assert len(new) > 90 and all(
+        new[name] != old[name] for name in new if name.endswith(("feed.xml", "atom.xml"))
+    )
+
+    kills = 0
+    for delay in (0.0, 0.005, 0.05, 0.2):
+        out = tmp_path / f"out-{delay}"
+        shutil.copytree(site.public, out)  # the old output, as the killed build finds it
+        process = subprocess.Popen([*command, "--out", str(out)], cwd=site.root)
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            changed = any(
+                p.name.endswith(".tmp") or p.read_bytes() != old.get(str(p.relative_to(out)))
+                for p in out.rglob("*.xml")
+                if p.is_file()
+            ) or any(out.rglob(".*.tmp"))
+            if changed:  # writing has begun
+                time.sleep(delay)
+                kills += process.poll() is None
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.001)
+        process.wait(timeout=60)
+        for name, data in snapshot_files(out).items():
+            if name.endswith(".tmp") or name == ".syndicate-manifest.json":
+                continue  # a killed write is swept by the next build (checked below)
+            assert data in (old.get(name), new.get(name)), name
+            if name.endswith(".xml") and "feed.xsl" not in name:
+                etree.fromstring(data)  # complete, well-formed
+        again = subprocess.run([*command, "--out", str(out)], cwd=site.root, check=False)
+        assert again.returncode == 0
+        after = snapshot_files(out)
+        manifest = after.pop(".syndicate-manifest.json")  # it names the output folder
+        assert after == {k: v for k, v in new.items() if k != ".syndicate-manifest.json"}
+        assert set(json.loads(manifest)["files"]) == set(after)  # and no temporary file left
+    assert kills >= 3  # most trials really killed a build mid-write
 
 
 def test_content_and_out_override_config(

@@ -49,9 +49,29 @@ def test_check_finds_the_seeds_flaws_and_writes_nothing(
         assert re.match(r"^(\S+:\d+: (warning|error): |  hint: |\d+ posts checked)", line), line
 
 
-def test_strict_check_fails_on_warnings(invoke: Callable[..., Result]) -> None:
-    result = invoke("check", "--config", ROOT / "config.yaml", "--strict", cwd=ROOT)
-    assert result.exit_code == 1
+def test_strict_check_fails_on_warnings(site: Site, invoke: Callable[..., Result]) -> None:
+    """The same warnings with and without --strict; only the exit status differs, and a
+    clean site passes --strict."""
+    site.write_post("clean.md", post("Clean", description="'Fine.'"))
+    clean = invoke("check", "--strict", cwd=site.root)
+    assert (clean.exit_code, clean.stderr) == (0, "1 posts checked: 0 errors, 0 warnings\n")
+    site.write_post(
+        "flawed.md",
+        "---\ntitle: Flawed\ndate: 2025-05-01\n---\n\nSee [this](https://example.com/p).\n",
+    )
+    expected = [
+        "posts/flawed.md:1: warning: no description: readers and the digest get the first "
+        "paragraph instead",
+        "  hint: add 'description: ...' (one or two sentences) to the front matter",
+        "posts/flawed.md:6: warning: link to a placeholder domain: https://example.com/p",
+        "  hint: example.com is reserved for examples (RFC 2606); link to the real page",
+        "2 posts checked: 0 errors, 2 warnings",
+    ]
+    strict = invoke("check", "--strict", cwd=site.root)
+    assert strict.exit_code == 1
+    assert strict.stderr.splitlines() == expected
+    lenient = invoke("check", cwd=site.root)
+    assert (lenient.exit_code, lenient.stderr.splitlines()) == (0, expected)
 
 
 def test_check_exits_1_on_errors(site: Site, invoke: Callable[..., Result]) -> None:

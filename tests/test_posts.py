@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -181,7 +182,14 @@ def test_title_from_first_heading_is_removed_from_body(config: Config) -> None:
 def test_unknown_keys_go_to_extra(config: Config) -> None:
     post, _ = parse("---\ntitle: t\ndate: 2025-01-02\nlayout: post\nrating: 5\n---\nx\n", config)
     assert dict(post.extra) == {"layout": "post", "rating": 5}
-    assert not hasattr(post, "layout")
+    # Post is a slots dataclass: its attributes are exactly its declared fields, so an
+    # unknown key can only live in `extra` (never as an attribute, never dropped).
+    fields = {f.name for f in dataclasses.fields(post)}
+    assert "layout" not in fields and "rating" not in fields
+    assert not hasattr(post, "__dict__")
+    assert getattr(post, "layout", None) is None and getattr(post, "rating", None) is None
+    # known keys never leak into extra
+    assert not {"title", "date"} & set(post.extra)
 
 
 def test_bom_and_crlf(config: Config) -> None:

@@ -1,0 +1,199 @@
+"""Post HTML in the feeds is sanitised (feeds.allow_raw_html opts out), titles and
+summaries are plain text, and image enclosures carry their real length and type."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+
+import feedparser
+import lxml.html
+import pytest
+from lxml import etree
+
+from .conftest import FIXED_NOW, SITE_CONFIG, Result, Site, post
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
+FORBIDDEN_ELEMENTS = {"script", "iframe", "object", "embed", "style", "form", "base", "link"}
+URL_ATTRIBUTES = ("href", "src", "poster", "action", "formaction", "xlink:href", "cite")
+
+HOSTILE_BODY = """\
+Intro with <b onclick="steal()">bold</b> and <a href="javascript:alert(1)">a link</a>.
+
+<script>alert('xss')</script>
+<iframe src="https://evil.example.net/frame"></iframe>
+<object data="https://evil.example.net/x.swf"></object><embed src="https://evil.example.net/x.swf">
+<style>body { display: none }</style>
+<img src="x.png" onerror="alert(1)" alt="broken">
+<img src="data:text/html;base64,PHNjcmlwdD4=" alt="data">
+<a href="vbscript:msgbox(1)">vb</a> <a href=" JaVaScRiPt:alert(2)">mixed case</a>
+<svg onload="alert(1)"><circle r="1"/></svg>
+<form action="https://evil.example.net/"><input name="q"></form>
+<div style="position:fixed" onmouseover="x()">styled</div>
+
+| a | b |
+|---|---|
+| 1 & 2 | <code>x</code> |
+
+```python
+if a < b and c & d:
+    pass
+```
+
+<figure><img src="/images/fig.png" alt="A figure"><figcaption>Caption</figcaption></figure>
+<details><summary>More</summary>Hidden text</details>
+"""
+
+
+def hostile_site(site: Site, extra_config: str = "") -> None:
+    site.set_config(SITE_CONFIG + extra_config)
+    site.write_post(
+        "hostile.md",
+        post(
+            '<b>bold</b> writers & <i onmouseover="x()">co</i>',
+            body=HOSTILE_BODY,
+            description="'A <em>summary</em> with R&D'",
+        ),
+    )
+
+
+def build(invoke: Callable[..., Result], site: Site) -> None:
+    result = invoke("build", "--now", FIXED_NOW, cwd=site.root)
+    assert result.exit_code == 0, result.stderr
+
+
+def html_fragments(site: Site) -> Iterator[tuple[str, etree._Element]]:
+    """Every post body in every feed, as an element tree."""
+    rss = etree.fromstring((site.public / "feed.xml").read_bytes())
+    for encoded in rss.iter(f"{CONTENT}encoded"):
+        yield "rss", lxml.html.fragment_fromstring(encoded.text, create_parent="div")
+    atom = etree.fromstring((site.public / "atom.xml").read_bytes())
+    for content in atom.iter(f"{ATOM}content"):
+        yield "atom", content
+    for item in json.loads((site.public / "feed.json").read_text("utf-8"))["items"]:
+        yield "json", lxml.html.fragment_fromstring(item["content_html"], create_parent="div")
+
+
+def local(tag: object) -> str:
+    return etree.QName(tag).localname.lower() if isinstance(tag, str) else ""
+
+
+def test_raw_html_is_sanitised_in_every_format(site: Site, invoke: Callable[..., Result]) -> None:
+    hostile_site(site)
+    build(invoke, site)
+    seen = set()
+    for fmt, root in html_fragments(site):
+        seen.add(fmt)
+        tags = {local(e.tag) for e in root.iter()}
+        assert not tags & FORBIDDEN_ELEMENTS, (fmt, tags & FORBIDDEN_ELEMENTS)
+        assert "svg" not in tags and "input" not in tags
+        for element in root.iter():
+            if not isinstance(element.tag, str):
+                continue
+            for name, value in element.attrib.items():
+                assert not local(name).startswith("on"), (fmt, name)
+                assert local(name) != "style", fmt
+                if local(name) in URL_ATTRIBUTES or name in URL_ATTRIBUTES:
+                    scheme = urlsplit(value.strip()).scheme.lower()
+                    assert scheme in ("http", "https", "mailto"), (fmt, name, value)
+        text = etree.tostring(root, encoding="unicode")
+        assert "alert" not in text and "steal" not in text and "display: none" not in text
+        # what readers show is kept
+        assert {"table", "pre", "code", "figure", "figcaption", "details", "summary"} <= tags
+        assert {"b", "a", "img"} <= tags
+    assert seen == {"rss", "atom", "json"}
+
+
+def test_titles_and_summaries_are_plain_text_escaped_once(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    hostile_site(site)
+    build(invoke, site)
+    for name in ("feed.xml", "atom.xml", "feed.json"):
+        text = (site.public / name).read_text("utf-8")
+        assert "&amp;amp;" not in text and "&amp;lt;" not in text
+    for name, summary in (
+        ("feed.xml", "A summary with R&amp;D"),
+        ("atom.xml", "A summary with R&D"),
+    ):
+        entry = feedparser.parse((site.public / name).read_bytes()).entries[0]
+        assert entry.title == "bold writers & co"
+        assert entry.summary == summary  # RSS <description> is HTML: escaped once
+    item = json.loads((site.public / "feed.json").read_text("utf-8"))["items"][0]
+    assert (item["title"], item["summary"]) == ("bold writers & co", "A summary with R&D")
+    # `check` still tells the author that front matter is plain text
+    check = invoke("check", "--now", FIXED_NOW, cwd=site.root)
+    assert (
+        "posts/hostile.md:2: warning: title contains HTML markup ('<b>'); the feeds drop"
+        in check.stderr
+    )
+
+
+def test_allow_raw_html_opts_out(site: Site, invoke: Callable[..., Result]) -> None:
+    hostile_site(site, "feeds:\n  allow_raw_html: true\n")
+    build(invoke, site)
+    rss = etree.fromstring((site.public / "feed.xml").read_bytes())
+    encoded = next(rss.iter(f"{CONTENT}encoded")).text or ""
+    assert "<script>alert('xss')</script>" in encoded and 'onclick="steal()"' in encoded
+    item = json.loads((site.public / "feed.json").read_text("utf-8"))["items"][0]
+    assert "<iframe" in item["content_html"]
+    assert item["title"] == "bold writers & co"  # titles are plain text either way
+
+
+# --- enclosures ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_site(site: Site) -> Site:
+    site.set_config(SITE_CONFIG.replace("site:\n", "site:\n  static_dir: static\n"))
+    images = site.root / "static" / "images"
+    images.mkdir(parents=True)
+    (images / "cover image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 1234)
+    site.write_post("found.md", post("Found", "2025-05-03", image="'/images/cover%20image.png'"))
+    site.write_post("missing.md", post("Missing", "2025-05-02", image="/images/none.jpg"))
+    site.write_post("away.md", post("Away", "2025-05-01", image="https://cdn.example.net/a.gif"))
+    site.write_post("escape.md", post("Escape", "2025-04-30", image="/../config.yaml"))
+    return site
+
+
+def test_enclosures_have_the_real_length_and_type(
+    image_site: Site, invoke: Callable[..., Result]
+) -> None:
+    build(invoke, image_site)
+    size = str(len(b"\x89PNG\r\n\x1a\n") + 1234)
+    url = "https://blog.syndicate.test/images/cover%20image.png"
+    rss = feedparser.parse((image_site.public / "feed.xml").read_bytes())
+    atom = feedparser.parse((image_site.public / "atom.xml").read_bytes())
+    for feed in (rss, atom):
+        entries = {e.title: e for e in feed.entries}
+        found = entries["Found"].enclosures
+        assert [(e.href, e.length, e.type) for e in found] == [(url, size, "image/png")]
+        assert entries["Found"].link == "https://blog.syndicate.test/posts/found/"
+    # Not found under static_dir: RSS, which requires a length, gets no enclosure (a
+    # made-up "0" is what validators flag), the image stays in media:content; Atom,
+    # where the length is optional, links it without one.
+    rss_entries = {e.title: e for e in rss.entries}
+    atom_entries = {e.title: e for e in atom.entries}
+    for title, href in (
+        ("Missing", "https://blog.syndicate.test/images/none.jpg"),
+        ("Away", "https://cdn.example.net/a.gif"),
+    ):
+        assert rss_entries[title].enclosures == []
+        assert rss_entries[title].media_content[0]["url"] == href
+        (enclosure,) = atom_entries[title].enclosures
+        assert enclosure.href == href and "length" not in enclosure
+    assert 'length="0"' not in (image_site.public / "feed.xml").read_text("utf-8")
+    # a path that climbs out of static_dir is never measured
+    assert rss_entries["Escape"].enclosures == []
+
+
+def test_a_resized_image_rebuilds_the_feeds(
+    image_site: Site, invoke: Callable[..., Result]
+) -> None:
+    build(invoke, image_site)
+    (image_site.root / "static" / "images" / "cover image.png").write_bytes(b"\x89PNG" + b"1" * 99)
+    build(invoke, image_site)
+    entry = feedparser.parse((image_site.public / "feed.xml").read_bytes()).entries[0]
+    assert entry.enclosures[0].length == "103"
