@@ -22,7 +22,13 @@ import click
 
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
-from syndicate.delivery import next_digest, plan_and_queue, send_newsletter, summary_lines
+from syndicate.delivery import (
+    DeliveryStopped,
+    next_digest,
+    plan_and_queue,
+    send_newsletter,
+    summary_lines,
+)
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
 from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
 from syndicate.mail import compose_preview
@@ -622,6 +628,14 @@ def send(
             bar = ProgressReporter() if sys.stderr.isatty() and not os.environ.get("CI") else None
             try:
                 report = send_newsletter(config, store, now, progress=bar.update if bar else None)
+            except DeliveryStopped as stopped:
+                # What was queued (and sent) before delivery stopped, then the error.
+                if bar:
+                    bar.finish()
+                    bar = None
+                for line in summary_lines(stopped.report):
+                    click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
+                raise
             finally:
                 if bar:
                     bar.finish()
@@ -651,7 +665,7 @@ def send(
         )
     for line in lines:
         click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
-    sys.exit(EXIT_ERRORS if report.deferred or report.failed else EXIT_OK)
+    sys.exit(EXIT_ERRORS if report.left_deferred or report.failed else EXIT_OK)
 
 
 class ProgressReporter:

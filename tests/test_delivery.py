@@ -258,8 +258,11 @@ def test_451_is_deferred_and_retried_550_bounces_and_suppresses(
             "gone@example.org\tbounced"
             in invoke("subscribers", "list", "--config", site.config).stdout
         )
-        # before the back-off has passed nothing is retried
-        assert send(invoke, site, "2025-09-01T09:00:30Z").stdout == "nothing to send\n"
+        assert "1 deferred, next retry at 2025-09-01 09:01:00 UTC" in first.stdout
+        # before the back-off has passed nothing is retried, and send says what waits
+        waiting = send(invoke, site, "2025-09-01T09:00:30Z")
+        assert waiting.stdout == "1 deferred, next retry at 2025-09-01 09:01:00 UTC\n"
+        assert waiting.exit_code == 1
         handler.tempfail.clear()
         retried = send(invoke, site, "2025-09-01T09:01:01Z")
         assert retried.exit_code == 0, retried.stderr
