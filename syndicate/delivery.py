@@ -11,10 +11,11 @@ The window is one message per connection.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,7 @@ from syndicate.mailstore import (
     DEFERRED,
     FAILED,
     SENT,
+    SUBMITTED,
     DigestExistsError,
     OutboxRow,
     QueuedBody,
@@ -41,6 +43,7 @@ from syndicate.mailstore import (
     mark_row,
     queue_digest,
     set_status,
+    settle_submitted,
     unique_digest_key,
     waiting_rows,
 )
@@ -179,6 +182,32 @@ def _variant_digest(
     return replace(planned, key=digest.key, archive_url=digest.archive_url, since=digest.since)
 
 
+class WriteLock:
+    """The sending threads' database writes, one at a time, `submitted` marks first: from
+    the final dot until that commit, a kill means a duplicate on restart, so that commit
+    never waits behind another thread's claim or `sent`."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.busy = False
+        self.urgent = 0
+
+    @contextlib.contextmanager
+    def hold(self, urgent: bool = False) -> Iterator[None]:
+        with self.condition:
+            self.urgent += urgent
+            while self.busy or (self.urgent and not urgent):
+                self.condition.wait()
+            self.urgent -= urgent
+            self.busy = True
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.busy = False
+                self.condition.notify_all()
+
+
 class DeliveryStopped(DeliveryError):
     """Delivery stopped (refused login, untrusted certificate ...) after the digest was
     queued, and maybe after some messages went out: the error, with the report so far."""
@@ -198,6 +227,12 @@ def deliver_outbox(
 ) -> SendReport:
     """Send every due outbox row over `connections` parallel, reused connections."""
     report = SendReport()
+    settled = settle_submitted(store)
+    if settled:
+        report.notes.append(
+            f"{settled} message{'s' * (settled != 1)} handed to the server by a killed run "
+            "counted as sent (not sent again)"
+        )
     cancel_for_inactive(store)
     rows = due_rows(store, now)
     if not rows:
@@ -223,14 +258,14 @@ def deliver_outbox(
     lock = threading.Lock()
     # One writer at a time from our side: SQLite's own busy handler would make the
     # connections sleep in turn (milliseconds each), which caps throughput far below SMTP's.
-    db_lock = threading.Lock()
+    db_lock = WriteLock()
 
     def mark(row_id: int, status: str, **values: object) -> None:
-        with db_lock:
+        with db_lock.hold(urgent=status == SUBMITTED):
             mark_row(store, row_id, status, **values)
 
     def claim(row: OutboxRow) -> bool:
-        with db_lock:
+        with db_lock.hold():
             return claim_row(store, row.id, row.attempts + 1)
 
     fatal: list[DeliveryError] = []
@@ -262,7 +297,12 @@ def deliver_outbox(
             if connection is None:
                 connection = transport.connect()
             message = prepare(row, connection)
-            response = connection.send(message.sender, message.recipient, message.data)
+            response = connection.send(
+                message.sender,
+                message.recipient,
+                message.data,
+                submitted=lambda: mark(row.id, SUBMITTED),
+            )
         except DeliveryError:
             mark(row.id, "queued", attempts=row.attempts)  # nothing was sent
             raise
@@ -281,7 +321,7 @@ def deliver_outbox(
             return connection
         except PermanentFailure as exc:
             mark(row.id, BOUNCED, last_response=exc.response)
-            with db_lock:
+            with db_lock.hold():
                 set_status(store, row.subscriber_id, "bounced", clock())
             record(row, "bounced", exc.response)
             return connection
