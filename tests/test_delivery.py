@@ -358,6 +358,8 @@ def test_wrong_password_stops_delivery_and_keeps_the_queue(
         assert result.exit_code == 1
         assert "refused the login for mailer: 535" in result.stderr
         assert "wrong" not in result.stderr
+        # what was queued is said even though nothing could be sent
+        assert "digest 'Test Site: 2 new posts': queued for 1 subscribers" in result.stdout
         assert sink.handler.received == []
     assert db(site).execute("select status from outbox").fetchall() == [("queued",)]
 
@@ -373,6 +375,8 @@ def test_untrusted_certificate_is_refused(
         assert result.exit_code == 1
         assert "TLS certificate of 127.0.0.1" in result.stderr and "not trusted" in result.stderr
         assert sink.handler.received == []
+        assert "digest 'Test Site: 2 new posts': queued for 1 subscribers" in result.stdout
+        assert "Traceback" not in result.stderr
 
 
 def test_missing_starttls_is_an_error_not_a_downgrade(
@@ -694,3 +698,170 @@ def test_the_database_password_is_never_printed() -> None:
     with pytest.raises(StateError) as caught:
         Store("postgresql+psycopg://mailer:S3cret-pw@127.0.0.1:1/syndicate")
     assert "S3cret-pw" not in caught.value.message and "***" in caught.value.message
+
+
+# --- one composer: previews, confirmations, DKIM, EHLO ----------------------------------------
+
+
+def dkim_key(tmp_path: Path) -> tuple[Path, Callable[..., bytes]]:
+    """A fresh RSA key on disk, and a dnsfunc answering its DKIM record (no DNS here)."""
+    import base64
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.blog.syndicate.test."
+        return record
+
+    return key_file, dns
+
+
+def header_names(data: bytes) -> list[str]:
+    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    return [line.split(":", 1)[0].lower() for line in head.split("\r\n") if line[:1] not in " \t"]
+
+
+def with_header(data: bytes, line: bytes) -> bytes:
+    """The message with one more header line after the signed ones (as a forger would)."""
+    head, body = data.split(b"\r\n\r\n", 1)
+    return head + b"\r\n" + line + b"\r\n\r\n" + body
+
+
+def test_every_message_is_signed_and_an_added_header_breaks_the_signature(
+    site: Site, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    """Digests, their preview and the confirmation email all carry a DKIM signature that
+    verifies; h= names Reply-To, and From, To, Subject and the List-* headers are
+    oversigned, so a second one added after signing fails verification."""
+    from syndicate.config import load_config
+    from syndicate.mail import compose_confirmation
+    from syndicate.render import render_confirmation
+
+    key_file, dns = dkim_key(tmp_path)
+    site.set_config(
+        SITE_CONFIG
+        + "newsletter:\n  from: 'T <news@blog.syndicate.test>'\n  reply_to: 'Ed <ed@blog.syndicate.test>'\n"
+        + f"delivery:\n  transport: file\n  dkim: {{selector: s1, domain: blog.syndicate.test, key_file: {key_file}}}\n"
+    )
+    site.write_post("a.md", post("A", "2025-08-31", description="d"))
+    subscribe(invoke, site, "a@example.org")
+    out = tmp_path / "preview"
+    preview = invoke(
+        "digest", "--preview", "--config", site.config, "--now", NOW, "--out", out, cwd=site.root
+    )
+    assert preview.exit_code == 0, preview.stderr
+    assert send(invoke, site).exit_code == 0
+    [sent] = (site.root / "outbox").iterdir()
+    data = sent.read_bytes()
+    assert dkim.verify(data, dnsfunc=dns)
+    signature = data.split(b"\r\n\r\n", 1)[0].split(b"; h=", 1)[1].split(b";", 1)[0]
+    signed = [h.strip().lower() for h in signature.replace(b"\r\n", b"").split(b":")]
+    assert b"reply-to" in signed
+    for name in (b"from", b"to", b"subject", b"list-id", b"list-unsubscribe"):
+        assert signed.count(name) == 2, name  # oversigned
+    for forged in (
+        b"From: Mallory <m@evil.test>",
+        b"To: victim@example.org",
+        b"Subject: Urgent",
+        b"List-Unsubscribe: <https://evil.test/x>",
+        b"Reply-To: m@evil.test",
+    ):
+        assert not dkim.verify(with_header(data, forged), dnsfunc=dns), forged
+    # the preview is signed the same way
+    assert dkim.verify((out / "newsletter" / "preview.eml").read_bytes(), dnsfunc=dns)
+    # and so is the confirmation email serve sends
+    config = load_config(site.config)
+    confirmation = compose_confirmation(
+        config,
+        render_confirmation(config, "https://blog.syndicate.test/confirm?token=t"),
+        "new@example.org",
+        "New",
+        datetime(2025, 9, 1, tzinfo=UTC),
+    )
+    assert confirmation.data.startswith(b"DKIM-Signature:")
+    assert dkim.verify(confirmation.data, dnsfunc=dns)
+    assert not dkim.verify(with_header(confirmation.data, b"Subject: x"), dnsfunc=dns)
+    assert "auto-submitted" in header_names(confirmation.data)
+    assert "list-unsubscribe" not in header_names(confirmation.data)
+
+
+def test_the_preview_has_the_headers_of_a_sent_digest(
+    site: Site, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    site.set_config(
+        SITE_CONFIG
+        + "newsletter:\n  from: 'T <news@blog.syndicate.test>'\n  reply_to: 'ed@blog.syndicate.test'\n"
+    )
+    site.write_post("a.md", post("A", "2025-08-31", description="d"))
+    subscribe(invoke, site, "a@example.org")
+    out = tmp_path / "preview"
+    preview = invoke(
+        "digest", "--preview", "--config", site.config, "--now", NOW, "--out", out, cwd=site.root
+    )
+    assert preview.exit_code == 0, preview.stderr
+    assert send(invoke, site).exit_code == 0
+    [sent] = (site.root / "outbox").iterdir()
+    previewed = (out / "newsletter" / "preview.eml").read_bytes()
+    assert header_names(previewed) == header_names(sent.read_bytes())
+    message = email_message(previewed)
+    assert message["List-Id"] == "Test Site <newsletter.blog.syndicate.test>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "unsubscribe?token=preview" in message["List-Unsubscribe"]
+
+
+def test_ehlo_name_is_delivery_smtp_helo_else_this_machines_name(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    from syndicate.transport import default_helo
+
+    with Sink() as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "a@example.org")
+        assert send(invoke, site).exit_code == 0
+        [first] = sink.handler.received
+        assert first.helo == default_helo()
+        assert not first.helo.startswith("[") and first.helo not in ("", "localhost")
+        site.set_config(smtp_config(sink.port, extra="    helo: mail.blog.syndicate.test\n"))
+        site.write_post("b.md", post("B", "2025-09-01T10:00:00Z", description="d"))
+        assert send(invoke, site, "2025-09-02T09:00:00Z").exit_code == 0
+        assert sink.handler.received[-1].helo == "mail.blog.syndicate.test"
+    site.set_config(smtp_config(1, extra="    helo: 'bad name!'\n"))
+    bad = send(invoke, site)
+    assert bad.exit_code == 2 and "delivery.smtp.helo" in bad.stderr
+
+
+# --- internationalised domains ---------------------------------------------------------------
+
+
+def test_an_idn_domain_goes_as_its_a_label_to_a_server_without_smtputf8(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    with Sink() as sink:  # no SMTPUTF8
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "user@exämple.org", "jörg@exämple.org")
+        result = send(invoke, site)
+        assert "sent 1, deferred 0, bounced 0, failed 1" in result.stdout
+        assert (
+            "failed: jörg@exämple.org: the server does not offer SMTPUTF8, needed for an address "
+            "whose part before the @ is not ASCII" in result.stderr
+        )
+        [received] = sink.handler.received
+    assert received.recipients == ["user@xn--exmple-cua.org"]
+    assert received.message["To"] == "user@xn--exmple-cua.org"
+    with Sink(smtputf8=True) as sink:  # a server with SMTPUTF8 takes the address as it is
+        mail_site(site, sink.port)
+        site.write_post("c.md", post("C", "2025-09-01T10:00:00Z", description="d"))
+        assert send(invoke, site, "2025-09-02T09:00:00Z").exit_code == 0
+        assert sorted(sink.handler.by_recipient()) == ["jörg@exämple.org", "user@exämple.org"]
