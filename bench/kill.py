@@ -5,7 +5,8 @@ moment of a send to a local aiosmtpd sink (run in its own process), the send is
 restarted after each kill and finally left to finish. Prints one line per kill and the
 totals (expected, delivered, lost, duplicated).
 
-    .venv/bin/python bench/kill.py [--messages 1000] [--kills 10] [--connections 4] [--seed N]
+    .venv/bin/python bench/kill.py [--messages 1000] [--kills 10] [--connections 4]
+        [--seed N] [--rate 0]
 """
 
 from __future__ import annotations
@@ -28,10 +29,15 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="rate_per_second (default 0: unlimited, worst case)"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="syndicate-kill-bench-"))
     try:
-        outcome = run_scenario(folder, args.messages, args.kills, args.connections, args.seed)
+        outcome = run_scenario(
+            folder, args.messages, args.kills, args.connections, args.seed, args.rate
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(format_table(outcome))

@@ -28,7 +28,6 @@ from syndicate.mailstore import (
     DEFERRED,
     FAILED,
     SENT,
-    SUBMITTED,
     DigestExistsError,
     OutboxRow,
     QueuedBody,
@@ -43,7 +42,6 @@ from syndicate.mailstore import (
     mark_row,
     queue_digest,
     set_status,
-    settle_submitted,
     unique_digest_key,
     waiting_rows,
 )
@@ -183,9 +181,9 @@ def _variant_digest(
 
 
 class WriteLock:
-    """The sending threads' database writes, one at a time, `submitted` marks first: from
-    the final dot until that commit, a kill means a duplicate on restart, so that commit
-    never waits behind another thread's claim or `sent`."""
+    """The sending threads' database writes, one at a time, `sent` marks first: from the
+    server's 250 until that commit, a kill means a duplicate on restart, so that commit
+    never waits behind another thread's claim or back-off."""
 
     def __init__(self) -> None:
         self.condition = threading.Condition()
@@ -227,12 +225,6 @@ def deliver_outbox(
 ) -> SendReport:
     """Send every due outbox row over `connections` parallel, reused connections."""
     report = SendReport()
-    settled = settle_submitted(store)
-    if settled:
-        report.notes.append(
-            f"{settled} message{'s' * (settled != 1)} handed to the server by a killed run "
-            "counted as sent (not sent again)"
-        )
     cancel_for_inactive(store)
     rows = due_rows(store, now)
     if not rows:
@@ -261,7 +253,7 @@ def deliver_outbox(
     db_lock = WriteLock()
 
     def mark(row_id: int, status: str, **values: object) -> None:
-        with db_lock.hold(urgent=status == SUBMITTED):
+        with db_lock.hold(urgent=status == SENT):
             mark_row(store, row_id, status, **values)
 
     def claim(row: OutboxRow) -> bool:
@@ -297,12 +289,7 @@ def deliver_outbox(
             if connection is None:
                 connection = transport.connect()
             message = prepare(row, connection)
-            response = connection.send(
-                message.sender,
-                message.recipient,
-                message.data,
-                submitted=lambda: mark(row.id, SUBMITTED),
-            )
+            response = connection.send(message.sender, message.recipient, message.data)
         except DeliveryError:
             mark(row.id, "queued", attempts=row.attempts)  # nothing was sent
             raise

@@ -28,8 +28,8 @@ from syndicate.store import (
 from syndicate.subscribers import address_key
 
 # Outbox row states.
-QUEUED, SENDING, SUBMITTED, SENT, DEFERRED, BOUNCED, FAILED, CANCELLED = (
-    "queued", "sending", "submitted", "sent", "deferred", "bounced", "failed", "cancelled",
+QUEUED, SENDING, SENT, DEFERRED, BOUNCED, FAILED, CANCELLED = (
+    "queued", "sending", "sent", "deferred", "bounced", "failed", "cancelled",
 )  # fmt: skip
 
 
@@ -155,7 +155,7 @@ def wait_in_flight(
     -> whether nothing was in flight any more."""
     o = outbox_table
     query = sa.select(sa.func.count()).where(
-        o.c.subscriber_id == subscriber_id, o.c.status.in_((SENDING, SUBMITTED))
+        o.c.subscriber_id == subscriber_id, o.c.status == SENDING
     )
     deadline = time.monotonic() + timeout
     while True:
@@ -384,23 +384,6 @@ def claim_row(store: Store, row_id: int, attempts: int) -> bool:
     return False
 
 
-def settle_submitted(store: Store) -> int:
-    """Rows left `submitted` by a killed run: the whole message had been handed to the
-    server, which then accepts it (whether or not we lived to read its 250). They count as
-    sent and are never resent. -> how many."""
-    o = outbox_table
-    with store.engine.begin() as conn:
-        result = conn.execute(
-            sa.update(o)
-            .where(o.c.status == SUBMITTED)
-            .values(
-                status=SENT,
-                last_response="handed to the server by a run that was killed before its answer",
-            )
-        )
-        return int(result.rowcount or 0)
-
-
 def waiting_rows(store: Store) -> tuple[int, datetime | None]:
     """Deferred rows waiting for their retry: how many, and the earliest retry time."""
     o = outbox_table
@@ -439,7 +422,7 @@ def finish_digests(store: Store) -> None:
     """A digest whose rows are all final (sent, bounced, failed) is `sent`."""
     o, d = outbox_table, digests_table
     open_rows = sa.select(o.c.id).where(
-        o.c.digest_id == d.c.id, o.c.status.in_((QUEUED, SENDING, SUBMITTED, DEFERRED))
+        o.c.digest_id == d.c.id, o.c.status.in_((QUEUED, SENDING, DEFERRED))
     )
     with store.engine.begin() as conn:
         conn.execute(

@@ -11,7 +11,6 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -54,17 +53,11 @@ class UnsupportedRecipient(Exception):
         self.response = response
 
 
-Submitted = Callable[[], None]  # called once the whole message is handed to the server
-
-
 class Connection(Protocol):
     utf8: bool  # can carry a non-ASCII address (SMTPUTF8, or a file)
 
-    def send(
-        self, sender: str, recipient: str, data: bytes, submitted: Submitted | None = None
-    ) -> str:
-        """Deliver one message; return the server's answer. Raises Transient/PermanentFailure.
-        `submitted` runs between handing over the final dot and reading the answer."""
+    def send(self, sender: str, recipient: str, data: bytes) -> str:
+        """Deliver one message; return the server's answer. Raises Transient/PermanentFailure."""
 
     def close(self) -> None: ...
 
@@ -176,9 +169,7 @@ class SMTPConnection:
             ) from None
         self.utf8 = self.smtp.has_extn("smtputf8")
 
-    def send(
-        self, sender: str, recipient: str, data: bytes, submitted: Submitted | None = None
-    ) -> str:
+    def send(self, sender: str, recipient: str, data: bytes) -> str:
         if not recipient.isascii() and not self.utf8:
             raise UnsupportedRecipient(
                 "the server does not offer SMTPUTF8, needed for an address whose part "
@@ -201,7 +192,7 @@ class SMTPConnection:
             if code not in (250, 251):
                 self._reset()
                 raise _failure(code, message)
-            code, message = self._data(data, submitted)
+            code, message = self.smtp.data(data)
             if code != 250:
                 self._reset()
                 raise _failure(code, message)
@@ -210,21 +201,6 @@ class SMTPConnection:
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientFailure(f"connection failed: {exc}", connection_lost=True) from None
         return _answer(code, message)
-
-    def _data(self, data: bytes, submitted: Submitted | None) -> tuple[int, bytes]:
-        """smtplib's DATA, with a hook once the final dot is handed to the kernel: from then
-        on the server may accept the message even if we die, so the caller records it
-        before the answer (which can take the server a while) comes."""
-        code, message = self.smtp.docmd("data")
-        if code != 354:
-            return code, message
-        body = _LEADING_DOT.sub(b"..", data)
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        self.smtp.send(body + b".\r\n")
-        if submitted is not None:
-            submitted()
-        return self.smtp.getreply()
 
     def _reset(self) -> None:
         with contextlib.suppress(OSError, smtplib.SMTPException):
@@ -235,9 +211,6 @@ class SMTPConnection:
             self.smtp.quit()
         except (OSError, smtplib.SMTPException):
             self.smtp.close()
-
-
-_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)  # dot-stuffing (RFC 5321 4.5.2)
 
 
 def _answer(code: int, message: bytes | str) -> str:
@@ -275,10 +248,7 @@ class FileConnection:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def send(
-        self, sender: str, recipient: str, data: bytes, submitted: Submitted | None = None
-    ) -> str:
-        # No `submitted` step: rewriting the same file (named by Message-ID) is harmless.
+    def send(self, sender: str, recipient: str, data: bytes) -> str:
         message_id = re.search(rb"^Message-ID:\s*<([^>]+)>", data, re.MULTILINE | re.IGNORECASE)
         name = message_id[1].decode() if message_id else f"{time.time_ns()}"
         safe = re.sub(r"[^A-Za-z0-9@._+-]", "_", name)

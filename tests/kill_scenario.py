@@ -67,7 +67,7 @@ def run_sink(port: int, log: str, counter: Any, ready: Any) -> None:
     threading.Event().wait()
 
 
-def make_site(folder: Path, port: int, messages: int, connections: int) -> Path:
+def make_site(folder: Path, port: int, messages: int, connections: int, rate: float) -> Path:
     """The sample blog's config with `messages` active subscribers, SMTP to the sink."""
     sys.path.insert(0, str(ROOT))
     import sqlalchemy as sa
@@ -75,12 +75,14 @@ def make_site(folder: Path, port: int, messages: int, connections: int) -> Path:
     from syndicate.config import load_config
     from syndicate.store import Store, subscribers_table
 
-    config = (ROOT / "config.yaml").read_text().replace("paths: [seeds]", f"paths: [{ROOT / 'seeds'}]")
+    config = (
+        (ROOT / "config.yaml").read_text().replace("paths: [seeds]", f"paths: [{ROOT / 'seeds'}]")
+    )
     config = config.replace("  max_posts: 10\n", "  max_posts: 10\n  first_lookback_days: 400\n")
     config += (
         "delivery:\n  transport: smtp\n"
         f"  smtp: {{host: 127.0.0.1, port: {port}, security: none, "
-        f"connections: {connections}, rate_per_second: 0, timeout: 30}}\n"
+        f"connections: {connections}, rate_per_second: {rate}, timeout: 30}}\n"
     )
     path = folder / "config.yaml"
     path.write_text(config)
@@ -134,9 +136,11 @@ def run_scenario(
     kills: int = 10,
     connections: int = 4,
     seed: int | None = None,
+    rate: float = 0,
 ) -> Outcome:
     """Send to `messages` subscribers, kill -9 the sender `kills` times at random moments,
-    restart it each time, then let it finish."""
+    restart it each time, then let it finish. `rate`: delivery.smtp.rate_per_second
+    (0 = as fast as the sink takes them, the worst case for duplicates)."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -148,7 +152,7 @@ def run_scenario(
     sink.start()
     try:
         assert ready.wait(30), "the SMTP sink did not start"
-        config = make_site(folder, port, messages, connections)
+        config = make_site(folder, port, messages, connections, rate)
         # Kill points spread over the send: the n-th kill somewhere in the n-th slice.
         span = (messages - messages // 10) // kills
         targets = [n * span + rng.randrange(1, span) for n in range(kills)]

@@ -24,8 +24,9 @@ from syndicate.store import Store
 from syndicate.tokens import TokenError, sign_token, verify_token
 from syndicate.transport import FileTransport, SMTPTransport
 
-from .conftest import SITE_CONFIG, Result, Site, post
+from .conftest import SITE_CONFIG, Result, Site, post, run_subprocess
 from .smtp_sink import Sink, SinkHandler
+from .test_postgres import pg_url  # noqa: F401 - the PostgreSQL fixture, for state_url
 
 SECRET = "test-secret-0123456789abcdef"  # noqa: S105 - a test key
 NOW = "2025-09-01T09:00:00Z"
@@ -824,15 +825,15 @@ def test_the_preview_has_the_headers_of_a_sent_digest(
 def test_ehlo_name_is_delivery_smtp_helo_else_this_machines_name(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
-    from syndicate.transport import default_helo
-
     with Sink() as sink:
         mail_site(site, sink.port)
         subscribe(invoke, site, "a@example.org")
         assert send(invoke, site).exit_code == 0
         [first] = sink.handler.received
-        assert first.helo == default_helo()
         assert not first.helo.startswith("[") and first.helo not in ("", "localhost")
+        from syndicate.transport import default_helo
+
+        assert first.helo == default_helo()
         site.set_config(smtp_config(sink.port, extra="    helo: mail.blog.syndicate.test\n"))
         site.write_post("b.md", post("B", "2025-09-01T10:00:00Z", description="d"))
         assert send(invoke, site, "2025-09-02T09:00:00Z").exit_code == 0
@@ -865,3 +866,77 @@ def test_an_idn_domain_goes_as_its_a_label_to_a_server_without_smtputf8(
         site.write_post("c.md", post("C", "2025-09-01T10:00:00Z", description="d"))
         assert send(invoke, site, "2025-09-02T09:00:00Z").exit_code == 0
         assert sorted(sink.handler.by_recipient()) == ["jörg@exämple.org", "user@exämple.org"]
+
+
+# --- nothing is sent after an unsubscribe has returned -----------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, site: Site) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{site.root / 'state' / 'syndicate.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.mark.slow
+def test_no_mail_after_an_unsubscribe_returns_even_mid_send(
+    site: Site, invoke: Callable[..., Result], tmp_path: Path, state_url: str
+) -> None:
+    """A real `send` in a subprocess, one connection, held by the server at RCPT TO of
+    m-inflight (its row claimed: the message is in flight). Meanwhile z-removed is removed
+    with the CLI, y-imported is imported as unsubscribed, and m-inflight unsubscribes through
+    the library call serve makes: that call returns only after its message was accepted,
+    and the other two get nothing, though the send loaded its rows before they left."""
+    import threading
+    import time
+
+    from syndicate.config import load_config
+    from syndicate.mailstore import find_subscriber, set_status
+
+    readers = [f"r{n:02d}@example.org" for n in range(6)]
+    gone = ["y-imported@example.org", "z-removed@example.org"]
+    handler = SinkHandler(hold_rcpt={"m-inflight@example.org"}, slow=0.01)
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)
+        site.set_config(
+            site.config.read_text().replace("connections: 2", "connections: 1")
+            + f"state:\n  url: '{state_url}'\n"
+        )
+        subscribe(invoke, site, *readers, "m-inflight@example.org", *gone)
+        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "syndicate", "send", "--now", NOW],
+            cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert handler.paused.wait(60), "the send never reached m-inflight"
+        removed = run_subprocess(
+            "subscribers", "remove", "z-removed@example.org", "--config", site.config
+        )
+        assert removed.exit_code == 0, removed.stderr
+        csv_file = tmp_path / "gone.csv"
+        csv_file.write_text("email,name,topics,status\ny-imported@example.org,,,unsubscribed\n")
+        imported = run_subprocess("subscribers", "import", csv_file, "--config", site.config)
+        assert imported.stdout == "0 added, 1 updated, 0 unchanged, 0 rejected\n"
+        store = Store(load_config(site.config).state_url)
+        found = find_subscriber(store, "m-inflight@example.org")
+        assert found is not None
+        returned: list[float] = []
+
+        def unsubscribe() -> None:
+            set_status(store, found.id, "unsubscribed", datetime.now(UTC))
+            returned.append(time.monotonic())
+
+        started = time.monotonic()
+        worker = threading.Thread(target=unsubscribe)
+        worker.start()
+        time.sleep(0.3)  # the server holds the message in flight a while longer
+        handler.release.set()
+        worker.join(30)
+        out, err = sender.communicate(timeout=60)
+        assert sender.returncode == 0, err
+        store.close()
+    counts = sink.handler.by_recipient()
+    assert counts == {**dict.fromkeys(readers, 1), "m-inflight@example.org": 1}
+    [inflight] = [r for r in sink.handler.received if r.recipients == ["m-inflight@example.org"]]
+    assert returned and inflight.accepted_at <= returned[0]
+    assert returned[0] - started >= 0.25  # it waited for the message in flight
