@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -454,6 +455,69 @@ def test_kill_9_mid_send_then_rerun_delivers_each_exactly_once(
     assert db(site).execute("select status, count(*) from outbox group by status").fetchall() == [
         ("sent", 12)
     ]
+
+
+@pytest.mark.slow
+def test_kill_9_after_the_servers_250_before_the_commit_resends_once_with_the_same_id(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """The server said 250 but our `sent` commit never happened: the test holds the state
+    database's write lock from before the 250 until after the kill. The next run resends
+    the in-doubt rows: at most one duplicate per connection, each with the Message-ID of
+    its first copy, and nobody is left out."""
+    handler = SinkHandler(pause_at=5, pause_answer="250 2.0.0 Message accepted")
+    addresses = [f"k{n:02d}@example.org" for n in range(12)]
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)  # two connections
+        subscribe(invoke, site, *addresses)
+        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
+        args = [sys.executable, "-m", "syndicate", "send", "--now", NOW]
+        victim = subprocess.Popen(
+            args, cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert handler.paused.wait(60), "the sender never reached message 5"
+        blocker = sqlite3.connect(site.root / "state" / "syndicate.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # every commit of the sender now waits
+        accepted = len(handler.received)
+        handler.release.set()  # the server accepts message 5 and answers 250
+        deadline = time.monotonic() + 30
+        while len(handler.received) <= accepted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the 250 reaches the sender, whose `sent` commit is now blocked
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        in_doubt = db(site).execute("select email from outbox where status = 'sending'").fetchall()
+        held = handler.received[accepted].recipients[0]
+        assert (held,) in in_doubt  # accepted by the server, not recorded as sent
+        rerun = subprocess.run(
+            args, cwd=site.root, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        counts = sink.handler.by_recipient()
+        copies: dict[str, set[str]] = {}
+        for item in sink.handler.received:
+            copies.setdefault(item.recipients[0], set()).add(item.message["Message-ID"])
+    assert set(counts) == set(addresses)  # nothing lost
+    duplicated = {address: n for address, n in counts.items() if n > 1}
+    assert duplicated[held] == 2
+    assert sum(n - 1 for n in duplicated.values()) <= 2  # at most one per connection
+    assert all(len(ids) == 1 for ids in copies.values())  # a resend keeps its Message-ID
+
+
+@pytest.mark.slow
+def test_repeated_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+    """A smaller run of bench/kill.py: 200 messages over 4 connections, killed 3 times at
+    random moments and restarted: nothing lost, at most one duplicate per connection per
+    kill, each duplicate with its first copy's Message-ID."""
+    from .kill_scenario import run_scenario
+
+    outcome = run_scenario(tmp_path / "kill", messages=200, kills=3, connections=4)
+    assert outcome.lost == 0 and outcome.delivered == 200
+    assert outcome.duplicated <= 4 * 3
+    assert all(kill.in_doubt <= 4 for kill in outcome.kills)
+    assert outcome.same_message_id
 
 
 # --- message bytes -------------------------------------------------------------------------
@@ -932,7 +996,7 @@ def test_no_mail_after_an_unsubscribe_returns_even_mid_send(
         time.sleep(0.3)  # the server holds the message in flight a while longer
         handler.release.set()
         worker.join(30)
-        out, err = sender.communicate(timeout=60)
+        _, err = sender.communicate(timeout=60)
         assert sender.returncode == 0, err
         store.close()
     counts = sink.handler.by_recipient()
