@@ -10,7 +10,7 @@ accepts what it fully received, whether or not we live to read its 250) and befo
 the server's own time to answer. At most one message per connection is in doubt, and none
 while the rate limiter waits (a row is claimed after the wait): at the default 10 messages
 a second, 1 duplicate in 10 kills; unthrottled against a local server, about one per kill.
-""""""
+"""
 
 from __future__ import annotations
 
@@ -282,15 +282,15 @@ def deliver_outbox(
                 mark(row.id, DEFERRED, last_response=exc.response, next_attempt_at=retry_at)
                 record(row, "deferred", f"{exc.response} (retry in {delay}s)")
             return connection
+        except UnsupportedRecipient as exc:  # before PermanentFailure, its base: not a bounce
+            mark(row.id, FAILED, last_response=exc.response)
+            record(row, "failed", exc.response)
+            return connection
         except PermanentFailure as exc:
             mark(row.id, BOUNCED, last_response=exc.response)
             with db_lock:
                 set_status(store, row.subscriber_id, "bounced", clock())
             record(row, "bounced", exc.response)
-            return connection
-        except UnsupportedRecipient as exc:
-            mark(row.id, FAILED, last_response=exc.response)
-            record(row, "failed", exc.response)
             return connection
         except Exception as exc:
             response = f"{type(exc).__name__}: {exc}"

@@ -207,7 +207,9 @@ def compose_confirmation(
         list_headers=False,
         extra_headers=(("Auto-Submitted", "auto-generated"),),
     )
-    prepared = template.render(0, email, name, "")
+    # One message, sent before we know the server: an internationalised domain goes as
+    # its A-label, which every server takes (a non-ASCII local part still needs SMTPUTF8).
+    prepared = template.render(0, ascii_address(email) or email, name, "")
     signer = dkim_signer(config)
     return replace(prepared, data=signer(prepared.data)) if signer else prepared
 

@@ -44,13 +44,10 @@ class PermanentFailure(Exception):
         self.response = response
 
 
-class UnsupportedRecipient(Exception):
-    """This transport cannot carry mail to this address (a non-ASCII address to a server
-    without SMTPUTF8). Not the recipient's fault, so not a bounce: the row fails."""
-
-    def __init__(self, response: str) -> None:
-        super().__init__(response)
-        self.response = response
+class UnsupportedRecipient(PermanentFailure):
+    """This transport cannot carry mail to this address (a non-ASCII local part to a server
+    without SMTPUTF8). Permanent, but not the recipient's fault: delivery fails the row
+    rather than bouncing the subscriber."""
 
 
 class Connection(Protocol):
