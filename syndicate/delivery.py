@@ -9,7 +9,7 @@ accepts what it fully received, whether or not we live to read its 250) and befo
 `sent` commit. bench/kill.py measures it: the 250-to-commit part is ~0.5 ms, the rest is
 the server's own time to answer. At most one message per connection is in doubt, and none
 while the rate limiter waits (a row is claimed after the wait): at the default 10 messages
-a second, 1 duplicate in 10 kills; unthrottled against a local server, about one per kill.
+a second, 0 or 1 duplicate in 10 kills; unthrottled against a local server, about one per kill.
 """
 
 from __future__ import annotations
