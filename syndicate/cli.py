@@ -23,6 +23,7 @@ import click
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
 from syndicate.delivery import (
+    DeliveryStopped,
     SendReport,
     check_unsubscribe_url,
     next_digest,
@@ -689,6 +690,14 @@ def send(
             bar = ProgressReporter() if sys.stderr.isatty() and not os.environ.get("CI") else None
             try:
                 report = send_newsletter(config, store, now, progress=bar.update if bar else None)
+            except DeliveryStopped as stopped:
+                # What was queued (and sent) before delivery stopped, then the error.
+                if bar:
+                    bar.finish()
+                    bar = None
+                for line in summary_lines(stopped.report):
+                    click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
+                raise
             finally:
                 if bar:
                     bar.finish()
@@ -700,7 +709,7 @@ def send(
         lines.insert(0, nothing_to_send(report, retries=bool(lines)))
     for line in lines:
         click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
-    failed = report.deferred or report.failed or cycle.errors
+    failed = report.left_deferred or report.failed or cycle.errors
     sys.exit(EXIT_ERRORS if failed else EXIT_OK)
 
 

@@ -92,6 +92,12 @@ class NewsletterConfig:
     unsubscribe_mailto: str | None = None  # a mailbox something processes; else no mailto
 
 
+# A host name, or an address literal such as [192.0.2.1] or [IPv6:2001:db8::1].
+HELO_PATTERN = (
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[(?:IPv6:)?[0-9A-Fa-f.:]+\]"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SMTPConfig:
     host: str
@@ -103,6 +109,7 @@ class SMTPConfig:
     rate_per_second: float  # 0 = unlimited
     timeout: float
     ca_file: Path | None
+    helo: str | None  # the EHLO name; None: this machine's FQDN (transport.default_helo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +242,7 @@ SCHEMA: _Schema = {
             "rate_per_second": _Key((int, float), 10, low=0),
             "timeout": _Key((int, float), 30, low=0.1),
             "ca_file": _Key(str, None),
+            "helo": _Key(str, None),
         },
         "max_attempts": _Key(int, 5, low=1),
         "retry_base_seconds": _Key(int, 300, low=1),
@@ -716,6 +724,13 @@ def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems)
                 "must name an environment variable, not hold the secret itself",
                 "e.g. SYNDICATE_SMTP_PASSWORD; export the secret in that variable",
             )
+    helo = smtp["helo"]
+    if helo is not None and not re.fullmatch(HELO_PATTERN, helo):
+        problems.add(
+            "delivery.smtp.helo",
+            f"must be a host name or an address literal such as [192.0.2.1], got {helo!r}",
+            "use this machine's public DNS name, e.g. mail.example.org",
+        )
     dkim = d["dkim"]
     dkim_config = None
     given = [k for k in ("selector", "domain", "key_file") if dkim[k]]
@@ -742,6 +757,7 @@ def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems)
             rate_per_second=float(smtp["rate_per_second"]),
             timeout=float(smtp["timeout"]),
             ca_file=(root / smtp["ca_file"]).resolve() if smtp["ca_file"] else None,
+            helo=helo,
         ),
         max_attempts=d["max_attempts"],
         retry_base_seconds=d["retry_base_seconds"],

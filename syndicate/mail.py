@@ -1,4 +1,6 @@
-"""Composing messages (pure): one template per digest body, filled in per recipient.
+"""Composing messages (pure): one template per body, filled in per recipient. The one
+composer for digests, their previews and confirmation emails, so all carry the same
+headers and the same DKIM signature.
 
 The stdlib EmailMessage costs ~5 ms a message here. A digest's MIME structure, headers
 and quoted-printable bodies are built once; per recipient only the To header, the
@@ -11,16 +13,20 @@ from __future__ import annotations
 import binascii
 import hashlib
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.header import Header
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
 
 from syndicate.config import Config
 from syndicate.digest import clean_subject
 from syndicate.models import RenderedEmail
 from syndicate.render import TOKEN_PLACEHOLDER
+from syndicate.transport import DeliveryError
 
 PREVIEW_RECIPIENT = "Preview Reader <preview@syndicate.invalid>"
 CRLF = b"\r\n"
@@ -79,7 +85,15 @@ class MessageTemplate:
     """A digest body made ready for thousands of recipients."""
 
     def __init__(
-        self, config: Config, digest_key: str, subject: str, html: str, text: str, date: datetime
+        self,
+        config: Config,
+        digest_key: str,
+        subject: str,
+        html: str,
+        text: str,
+        date: datetime,
+        list_headers: bool = True,
+        extra_headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.config = config
         self.digest_key = digest_key
@@ -95,11 +109,14 @@ class MessageTemplate:
         ]
         if n.reply_to:
             head.append(mailbox_header("Reply-To", n.reply_to))
-        head.append(address_header("List-Id", site_title, config.delivery.list_id))
+        head.extend(header_value(name, value) for name, value in extra_headers)
+        self.list_headers = list_headers
+        if list_headers:
+            head.append(address_header("List-Id", site_title, config.delivery.list_id))
         self.head = b"".join(head)
         self.tail_headers = (
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            b"MIME-Version: 1.0\r\n"
+            (b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if list_headers else b"")
+            + b"MIME-Version: 1.0\r\n"
             + f'Content-Type: multipart/alternative; boundary="{boundary}"'.encode()
             + CRLF
             + CRLF
@@ -132,9 +149,10 @@ class MessageTemplate:
             self.head,
             address_header("To", name, email),
             f"Message-ID: {message_id}".encode() + CRLF,
-            self._list_unsubscribe(unsubscribe, token),
-            self.tail_headers,
         ]
+        if self.list_headers:
+            parts.append(self._list_unsubscribe(unsubscribe, token))
+        parts.append(self.tail_headers)
         for segment in self.body:
             parts.append(token_bytes if segment is _TOKEN else segment)
         return Prepared(self.sender, email, b"".join(parts), message_id)
@@ -168,40 +186,85 @@ def _qp_segments(text: str) -> list[bytes]:
 
 
 def compose_preview(rendered: RenderedEmail, config: Config, now: datetime, token: str) -> bytes:
-    """A complete multipart/alternative message for `digest --preview` (stdlib-built)."""
-    filled = replace(
-        rendered,
-        text=rendered.text.replace(TOKEN_PLACEHOLDER, token),
-        html=rendered.html.replace(TOKEN_PLACEHOLDER, token),
+    """`digest --preview`'s .eml: the same composer, headers and signature as a sent digest,
+    for a placeholder reader and token."""
+    template = MessageTemplate(
+        config, "preview", rendered.subject, rendered.html, rendered.text, now
     )
-    message, _ = _stdlib_message(config, filled, PREVIEW_RECIPIENT, now, "preview", reply_to=True)
-    return message.as_bytes()
+    display, address = parseaddr(PREVIEW_RECIPIENT)
+    prepared = template.render(0, address, display, token)
+    signer = dkim_signer(config)
+    return signer(prepared.data) if signer else prepared.data
 
 
 def compose_confirmation(
     config: Config, rendered: RenderedEmail, email: str, name: str, now: datetime
 ) -> Prepared:
-    """The double opt-in message (one per request: the stdlib's speed is fine here)."""
-    to = formataddr((clean_subject(name, 200), email)) if name else email
-    message, message_id = _stdlib_message(config, rendered, to, now, "confirm", reply_to=False)
-    message["Auto-Submitted"] = "auto-generated"
-    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-    return Prepared(envelope_sender(config), email, data, message_id)
+    """The double opt-in message: the digest composer without the List-* headers (the
+    reader is not on the list yet), marked auto-generated, DKIM-signed like a digest."""
+    template = MessageTemplate(
+        config,
+        f"confirm-{uuid.uuid4().hex[:16]}",
+        rendered.subject,
+        rendered.html,
+        rendered.text,
+        now,
+        list_headers=False,
+        extra_headers=(("Auto-Submitted", "auto-generated"),),
+    )
+    # One message, sent before we know the server: an internationalised domain goes as
+    # its A-label, which every server takes (a non-ASCII local part still needs SMTPUTF8).
+    prepared = template.render(0, ascii_address(email) or email, name, "")
+    signer = dkim_signer(config)
+    return replace(prepared, data=signer(prepared.data)) if signer else prepared
 
 
-def _stdlib_message(
-    config: Config, rendered: RenderedEmail, to: str, now: datetime, tag: str, reply_to: bool
-) -> tuple[EmailMessage, str]:
-    """One-off messages (previews, confirmations) built with the stdlib EmailMessage."""
-    message = EmailMessage()
-    message["From"] = clean_subject(config.newsletter.sender, 998)
-    message["To"] = to
-    message["Subject"] = clean_subject(rendered.subject)
-    message["Date"] = format_datetime(now)
-    message_id = make_msgid(tag, domain=sender_domain(config))
-    message["Message-ID"] = message_id
-    if reply_to and config.newsletter.reply_to:
-        message["Reply-To"] = clean_subject(config.newsletter.reply_to, 998)
-    message.set_content(rendered.text, cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
-    return message, message_id
+# Signed once each where present; the oversigned ones a second time, so that a header of
+# that name added after signing (a second From, a forged List-Unsubscribe) breaks the
+# signature. A name listed for an absent header signs its absence (RFC 6376 5.4.2).
+SIGNED_HEADERS = (
+    "from", "to", "subject", "date", "message-id", "reply-to", "list-id",
+    "list-unsubscribe", "list-unsubscribe-post", "auto-submitted", "mime-version",
+    "content-type",
+)  # fmt: skip
+OVERSIGNED_HEADERS = (
+    "from", "to", "subject", "reply-to", "list-id", "list-unsubscribe", "list-unsubscribe-post",
+)  # fmt: skip
+
+
+def dkim_signer(config: Config) -> Callable[[bytes], bytes] | None:
+    """A function that prepends a DKIM-Signature (dkimpy) to a message, or None without
+    delivery.dkim. The key is read once here, not per message."""
+    dkim_config = config.delivery.dkim
+    if dkim_config is None:
+        return None
+    import dkim
+
+    try:
+        key = Path(dkim_config.key_file).read_bytes()
+    except OSError as exc:
+        raise DeliveryError(
+            f"cannot read the DKIM key {dkim_config.key_file}: {exc.strerror}",
+            "check delivery.dkim.key_file",
+        ) from None
+    headers = [name.encode() for name in SIGNED_HEADERS + OVERSIGNED_HEADERS]
+    selector, domain = dkim_config.selector.encode(), dkim_config.domain.encode()
+
+    def sign(data: bytes) -> bytes:
+        signature: bytes = dkim.sign(data, selector, domain, key, include_headers=headers)
+        return signature + data
+
+    return sign
+
+
+def ascii_address(address: str) -> str | None:
+    """`user@exämple.org` -> `user@xn--exmple-cua.org` (IDNA 2008, as email-validator
+    does): an ASCII local part needs no SMTPUTF8 once the domain is an A-label. None when
+    the local part is not ASCII (only SMTPUTF8 can carry that)."""
+    if address.isascii():
+        return address
+    try:
+        converted = validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError:
+        return None
+    return str(converted) if converted else None

@@ -7,6 +7,7 @@ queued -> sending -> sent (or deferred / bounced / failed), one commit per step.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,18 +105,67 @@ def add_subscriber(
     return created, True
 
 
+# How long an unsubscribe waits for a message to that address already in an SMTP
+# transaction (claimed before the request came) to finish: see wait_in_flight.
+IN_FLIGHT_WAIT_SECONDS = 10.0
+
+
 def update_subscriber(store: Store, subscriber_id: int, **values: object) -> None:
+    """Change a subscriber. Leaving `active` cancels their unsent outbox rows in the same
+    transaction, and an unsubscribe returns only once no message to them is in flight:
+    nothing is sent to an address after its unsubscribe has returned."""
     for key in ("confirmed_at", "unsubscribed_at", "created_at"):
         if key in values:
             values[key] = to_utc(values[key])  # type: ignore[arg-type]
     if "topics" in values:
         values["topics"] = "\t".join(values["topics"])  # type: ignore[arg-type]
+    status = values.get("status")
     with store.engine.begin() as conn:
         conn.execute(
             sa.update(subscribers_table)
             .where(subscribers_table.c.id == subscriber_id)
             .values(**values)
         )
+        if status is not None and status != "active":
+            _cancel_unsent(conn, subscriber_id)
+    if status == "unsubscribed":
+        wait_in_flight(store, subscriber_id)
+
+
+def _cancel_unsent(conn: sa.Connection, subscriber_id: int) -> None:
+    """Queued and deferred rows of this subscriber will never be sent. A row `sending` is
+    left alone: it is either in flight (wait_in_flight) or left by a killed run, and then
+    claim_row refuses it, since the subscriber is no longer active."""
+    o = outbox_table
+    conn.execute(
+        sa.update(o)
+        .where(o.c.subscriber_id == subscriber_id, o.c.status.in_((QUEUED, DEFERRED)))
+        .values(status=CANCELLED, last_response="subscriber no longer active")
+    )
+
+
+def wait_in_flight(
+    store: Store, subscriber_id: int, timeout: float = IN_FLIGHT_WAIT_SECONDS
+) -> bool:
+    """Wait until no row of this subscriber is `sending`, at most `timeout` seconds.
+
+    A row claimed before the unsubscribe committed may be mid-transaction with the SMTP
+    server; waiting for it means that when an unsubscribe returns, nothing more reaches
+    the address. A row left `sending` by a killed run never finishes: the wait gives up
+    after `timeout` (that row is never resent: claim_row checks the subscriber).
+    -> whether nothing was in flight any more."""
+    o = outbox_table
+    query = sa.select(sa.func.count()).where(
+        o.c.subscriber_id == subscriber_id, o.c.status == SENDING
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        with store.engine.connect() as conn:
+            if not conn.execute(query).scalar():
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 def set_status(store: Store, subscriber_id: int, status: str, now: datetime) -> None:
@@ -160,6 +210,9 @@ def remove_subscriber(store: Store, email: str) -> bool:
     found = find_subscriber(store, email)
     if found is None:
         return False
+    # Unsubscribe first (cancel, wait for what is in flight), so no send can claim a row
+    # between our look-up and the delete.
+    update_subscriber(store, found.id, status="unsubscribed")
     with store.engine.begin() as conn:
         conn.execute(sa.delete(outbox_table).where(outbox_table.c.subscriber_id == found.id))
         conn.execute(sa.delete(subscribers_table).where(subscribers_table.c.id == found.id))
@@ -333,6 +386,42 @@ def due_rows(store: Store, now: datetime) -> list[OutboxRow]:
             )
             for row in conn.execute(query)
         ]
+
+
+def claim_row(store: Store, row_id: int, attempts: int) -> bool:
+    """Mark a row `sending`, in the same statement that checks it is still open and its
+    subscriber still active. An unsubscribe either committed before (the row is cancelled
+    or its subscriber inactive: not claimed, and cancelled here) or waits for this message
+    (wait_in_flight). -> whether the row is ours to send."""
+    o, s = outbox_table, subscribers_table
+    still_open = o.c.status.in_((QUEUED, SENDING, DEFERRED))
+    active = sa.exists(sa.select(s.c.id).where(s.c.id == o.c.subscriber_id, s.c.status == "active"))
+    with store.engine.begin() as conn:
+        claimed = conn.execute(
+            sa.update(o)
+            .where(o.c.id == row_id, still_open, active)
+            .values(status=SENDING, attempts=attempts)
+        ).rowcount
+        if claimed:
+            return True
+        conn.execute(
+            sa.update(o)
+            .where(o.c.id == row_id, still_open)
+            .values(status=CANCELLED, last_response="subscriber no longer active")
+        )
+    return False
+
+
+def waiting_rows(store: Store) -> tuple[int, datetime | None]:
+    """Deferred rows waiting for their retry: how many, and the earliest retry time."""
+    o = outbox_table
+    with store.engine.connect() as conn:
+        count, first = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(o.c.next_attempt_at)).where(
+                o.c.status == DEFERRED
+            )
+        ).one()
+    return int(count), _aware(first) if first else None
 
 
 def load_bodies(store: Store, body_ids: Iterable[int]) -> dict[int, QueuedBody]:

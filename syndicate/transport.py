@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import smtplib
+import socket
 import ssl
 import threading
 import time
@@ -43,16 +44,15 @@ class PermanentFailure(Exception):
         self.response = response
 
 
-class UnsupportedRecipient(Exception):
-    """This transport cannot carry mail to this address (a non-ASCII address to a server
-    without SMTPUTF8). Not the recipient's fault, so not a bounce: the row fails."""
-
-    def __init__(self, response: str) -> None:
-        super().__init__(response)
-        self.response = response
+class UnsupportedRecipient(PermanentFailure):
+    """This transport cannot carry mail to this address (a non-ASCII local part to a server
+    without SMTPUTF8). Permanent, but not the recipient's fault: delivery fails the row
+    rather than bouncing the subscriber."""
 
 
 class Connection(Protocol):
+    utf8: bool  # can carry a non-ASCII address (SMTPUTF8, or a file)
+
     def send(self, sender: str, recipient: str, data: bytes) -> str:
         """Deliver one message; return the server's answer. Raises Transient/PermanentFailure."""
 
@@ -102,9 +102,19 @@ class SMTPTransport:
         self.tls = ssl.create_default_context(
             cafile=str(self.settings.ca_file) if self.settings.ca_file else None
         )
+        self.helo = self.settings.helo or default_helo()
 
     def connect(self) -> SMTPConnection:
         return SMTPConnection(self)
+
+
+def default_helo() -> str:
+    """This machine's FQDN (its plain host name when it has no domain): smtplib would send
+    an address literal such as `[127.0.0.1]` for a name without a dot, which receiving
+    servers score as spam."""
+    names = [socket.getfqdn(), socket.gethostname()]
+    real = [n for n in names if n and n.split(".")[0] not in ("localhost", "localhost6")]
+    return next((n for n in real if "." in n), real[0] if real else "localhost")
 
 
 class SMTPConnection:
@@ -116,10 +126,10 @@ class SMTPConnection:
         try:
             if s.security == "ssl":
                 self.smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=transport.tls
+                    s.host, s.port, transport.helo, timeout=s.timeout, context=transport.tls
                 )
             else:
-                self.smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                self.smtp = smtplib.SMTP(s.host, s.port, transport.helo, timeout=s.timeout)
             self.smtp.ehlo()
             if s.security == "starttls":
                 if not self.smtp.has_extn("starttls"):
@@ -159,7 +169,8 @@ class SMTPConnection:
     def send(self, sender: str, recipient: str, data: bytes) -> str:
         if not recipient.isascii() and not self.utf8:
             raise UnsupportedRecipient(
-                "the server does not offer SMTPUTF8, needed for a non-ASCII address"
+                "the server does not offer SMTPUTF8, needed for an address whose part "
+                "before the @ is not ASCII"
             )
         options = ["SMTPUTF8", "BODY=8BITMIME"] if not recipient.isascii() else []
         try:
@@ -229,6 +240,8 @@ class FileTransport:
 
 
 class FileConnection:
+    utf8 = True  # the file holds whatever bytes SMTPUTF8 would carry
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 

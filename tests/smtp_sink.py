@@ -1,6 +1,8 @@
 """A real SMTP server on 127.0.0.1 for the delivery tests (aiosmtpd), with the failures a
 sender must survive: 451 and 550 per recipient, a dropped connection after K messages, a
-pause mid-DATA (so a test can kill -9 the sender at a known point), STARTTLS and AUTH."""
+pause mid-DATA or at RCPT (so a test can kill -9 the sender at a known point), a slow
+server, STARTTLS and AUTH; optionally without SMTPUTF8. It records the EHLO name and when
+each message was accepted."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import email.policy
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -29,6 +32,8 @@ class Received:
     sender: str
     recipients: list[str]
     data: bytes
+    helo: str = ""  # the client's EHLO/HELO name
+    accepted_at: float = 0.0  # time.monotonic() when the server accepted it
 
     @property
     def message(self) -> EmailMessage:
@@ -43,6 +48,9 @@ class SinkHandler:
     reject: set[str] = field(default_factory=set)  # answer 550 at RCPT
     drop_after: int | None = None  # close the connection instead of answering message K+1
     pause_at: int | None = None  # hold message K (1-based) before answering, until released
+    pause_answer: str = "451 4.3.0 Released without delivery"  # the answer once released
+    hold_rcpt: set[str] = field(default_factory=set)  # hold RCPT TO these until released
+    slow: float = 0.0  # seconds each message takes before its 250 (a slow server)
     received: list[Received] = field(default_factory=list)
     data_count: int = 0
     paused: threading.Event = field(default_factory=threading.Event)
@@ -52,6 +60,10 @@ class SinkHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        if address in self.hold_rcpt:
+            self.paused.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.01)
         if address in self.reject:
             return "550 5.1.1 No such user here"
         if address in self.tempfail:
@@ -71,10 +83,19 @@ class SinkHandler:
             self.paused.set()
             while not self.release.is_set():
                 await asyncio.sleep(0.02)
-            return "451 4.3.0 Released without delivery"
+            if not self.pause_answer.startswith("250"):
+                return self.pause_answer
+        if self.slow:
+            await asyncio.sleep(self.slow)
         with self.lock:
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content,
+                    session.host_name or "",
+                    time.monotonic(),
+                )
             )
         return "250 2.0.0 Message accepted"
 

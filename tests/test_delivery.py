@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +25,9 @@ from syndicate.store import Store
 from syndicate.tokens import TokenError, sign_token, verify_token
 from syndicate.transport import FileTransport, SMTPTransport
 
-from .conftest import SITE_CONFIG, Result, Site, post
+from .conftest import SITE_CONFIG, Result, Site, post, run_subprocess
 from .smtp_sink import Sink, SinkHandler
+from .test_postgres import pg_url  # noqa: F401 - the PostgreSQL fixture, for state_url
 
 SECRET = "test-secret-0123456789abcdef"  # noqa: S105 - a test key
 NOW = "2025-09-01T09:00:00Z"
@@ -258,8 +260,11 @@ def test_451_is_deferred_and_retried_550_bounces_and_suppresses(
             "gone@example.org\tbounced"
             in invoke("subscribers", "list", "--config", site.config).stdout
         )
-        # before the back-off has passed nothing is retried
-        assert send(invoke, site, "2025-09-01T09:00:30Z").stdout == "nothing to send\n"
+        assert "1 deferred, next retry at 2025-09-01 09:01:00 UTC" in first.stdout
+        # before the back-off has passed nothing is retried, and send says what waits
+        waiting = send(invoke, site, "2025-09-01T09:00:30Z")
+        assert waiting.stdout == "1 deferred, next retry at 2025-09-01 09:01:00 UTC\n"
+        assert waiting.exit_code == 1
         handler.tempfail.clear()
         retried = send(invoke, site, "2025-09-01T09:01:01Z")
         assert retried.exit_code == 0, retried.stderr
@@ -355,6 +360,8 @@ def test_wrong_password_stops_delivery_and_keeps_the_queue(
         assert result.exit_code == 1
         assert "refused the login for mailer: 535" in result.stderr
         assert "wrong" not in result.stderr
+        # what was queued is said even though nothing could be sent
+        assert "digest 'Test Site: 2 new posts': queued for 1 subscribers" in result.stdout
         assert sink.handler.received == []
     assert db(site).execute("select status from outbox").fetchall() == [("queued",)]
 
@@ -370,6 +377,8 @@ def test_untrusted_certificate_is_refused(
         assert result.exit_code == 1
         assert "TLS certificate of 127.0.0.1" in result.stderr and "not trusted" in result.stderr
         assert sink.handler.received == []
+        assert "digest 'Test Site: 2 new posts': queued for 1 subscribers" in result.stdout
+        assert "Traceback" not in result.stderr
 
 
 def test_missing_starttls_is_an_error_not_a_downgrade(
@@ -446,6 +455,69 @@ def test_kill_9_mid_send_then_rerun_delivers_each_exactly_once(
     assert db(site).execute("select status, count(*) from outbox group by status").fetchall() == [
         ("sent", 12)
     ]
+
+
+@pytest.mark.slow
+def test_kill_9_after_the_servers_250_before_the_commit_resends_once_with_the_same_id(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """The server said 250 but our `sent` commit never happened: the test holds the state
+    database's write lock from before the 250 until after the kill. The next run resends
+    the in-doubt rows: at most one duplicate per connection, each with the Message-ID of
+    its first copy, and nobody is left out."""
+    handler = SinkHandler(pause_at=5, pause_answer="250 2.0.0 Message accepted")
+    addresses = [f"k{n:02d}@example.org" for n in range(12)]
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)  # two connections
+        subscribe(invoke, site, *addresses)
+        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
+        args = [sys.executable, "-m", "syndicate", "send", "--now", NOW]
+        victim = subprocess.Popen(
+            args, cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert handler.paused.wait(60), "the sender never reached message 5"
+        blocker = sqlite3.connect(site.root / "state" / "syndicate.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # every commit of the sender now waits
+        accepted = len(handler.received)
+        handler.release.set()  # the server accepts message 5 and answers 250
+        deadline = time.monotonic() + 30
+        while len(handler.received) <= accepted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # the 250 reaches the sender, whose `sent` commit is now blocked
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        in_doubt = db(site).execute("select email from outbox where status = 'sending'").fetchall()
+        held = handler.received[accepted].recipients[0]
+        assert (held,) in in_doubt  # accepted by the server, not recorded as sent
+        rerun = subprocess.run(
+            args, cwd=site.root, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        counts = sink.handler.by_recipient()
+        copies: dict[str, set[str]] = {}
+        for item in sink.handler.received:
+            copies.setdefault(item.recipients[0], set()).add(item.message["Message-ID"])
+    assert set(counts) == set(addresses)  # nothing lost
+    duplicated = {address: n for address, n in counts.items() if n > 1}
+    assert duplicated[held] == 2
+    assert sum(n - 1 for n in duplicated.values()) <= 2  # at most one per connection
+    assert all(len(ids) == 1 for ids in copies.values())  # a resend keeps its Message-ID
+
+
+@pytest.mark.slow
+def test_repeated_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+    """A smaller run of bench/kill.py: 200 messages over 4 connections, killed 3 times at
+    random moments and restarted: nothing lost, at most one duplicate per connection per
+    kill, each duplicate with its first copy's Message-ID."""
+    from .kill_scenario import run_scenario
+
+    outcome = run_scenario(tmp_path / "kill", messages=200, kills=3, connections=4)
+    assert outcome.lost == 0 and outcome.delivered == 200
+    assert outcome.duplicated <= 4 * 3
+    assert all(kill.in_doubt <= 4 for kill in outcome.kills)
+    assert outcome.same_message_id
 
 
 # --- message bytes -------------------------------------------------------------------------
@@ -691,3 +763,244 @@ def test_the_database_password_is_never_printed() -> None:
     with pytest.raises(StateError) as caught:
         Store("postgresql+psycopg://mailer:S3cret-pw@127.0.0.1:1/syndicate")
     assert "S3cret-pw" not in caught.value.message and "***" in caught.value.message
+
+
+# --- one composer: previews, confirmations, DKIM, EHLO ----------------------------------------
+
+
+def dkim_key(tmp_path: Path) -> tuple[Path, Callable[..., bytes]]:
+    """A fresh RSA key on disk, and a dnsfunc answering its DKIM record (no DNS here)."""
+    import base64
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.blog.syndicate.test."
+        return record
+
+    return key_file, dns
+
+
+def header_names(data: bytes) -> list[str]:
+    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    return [line.split(":", 1)[0].lower() for line in head.split("\r\n") if line[:1] not in " \t"]
+
+
+def with_header(data: bytes, line: bytes) -> bytes:
+    """The message with one more header line after the signed ones (as a forger would)."""
+    head, body = data.split(b"\r\n\r\n", 1)
+    return head + b"\r\n" + line + b"\r\n\r\n" + body
+
+
+def test_every_message_is_signed_and_an_added_header_breaks_the_signature(
+    site: Site, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    """Digests, their preview and the confirmation email all carry a DKIM signature that
+    verifies; h= names Reply-To, and From, To, Subject and the List-* headers are
+    oversigned, so a second one added after signing fails verification."""
+    from syndicate.config import load_config
+    from syndicate.mail import compose_confirmation
+    from syndicate.render import render_confirmation
+
+    key_file, dns = dkim_key(tmp_path)
+    site.set_config(
+        SITE_CONFIG
+        + "newsletter:\n  from: 'T <news@blog.syndicate.test>'\n  reply_to: 'Ed <ed@blog.syndicate.test>'\n"
+        + f"delivery:\n  transport: file\n  dkim: {{selector: s1, domain: blog.syndicate.test, key_file: {key_file}}}\n"
+    )
+    site.write_post("a.md", post("A", "2025-08-31", description="d"))
+    subscribe(invoke, site, "a@example.org")
+    out = tmp_path / "preview"
+    preview = invoke(
+        "digest", "--preview", "--config", site.config, "--now", NOW, "--out", out, cwd=site.root
+    )
+    assert preview.exit_code == 0, preview.stderr
+    assert send(invoke, site).exit_code == 0
+    [sent] = (site.root / "outbox").iterdir()
+    data = sent.read_bytes()
+    assert dkim.verify(data, dnsfunc=dns)
+    signature = data.split(b"\r\n\r\n", 1)[0].split(b"; h=", 1)[1].split(b";", 1)[0]
+    signed = [h.strip().lower() for h in signature.replace(b"\r\n", b"").split(b":")]
+    assert b"reply-to" in signed
+    for name in (b"from", b"to", b"subject", b"list-id", b"list-unsubscribe"):
+        assert signed.count(name) == 2, name  # oversigned
+    for forged in (
+        b"From: Mallory <m@evil.test>",
+        b"To: victim@example.org",
+        b"Subject: Urgent",
+        b"List-Unsubscribe: <https://evil.test/x>",
+        b"Reply-To: m@evil.test",
+    ):
+        assert not dkim.verify(with_header(data, forged), dnsfunc=dns), forged
+    # the preview is signed the same way
+    assert dkim.verify((out / "newsletter" / "preview.eml").read_bytes(), dnsfunc=dns)
+    # and so is the confirmation email serve sends
+    config = load_config(site.config)
+    confirmation = compose_confirmation(
+        config,
+        render_confirmation(config, "https://blog.syndicate.test/confirm?token=t"),
+        "new@example.org",
+        "New",
+        datetime(2025, 9, 1, tzinfo=UTC),
+    )
+    assert confirmation.data.startswith(b"DKIM-Signature:")
+    assert dkim.verify(confirmation.data, dnsfunc=dns)
+    assert not dkim.verify(with_header(confirmation.data, b"Subject: x"), dnsfunc=dns)
+    assert "auto-submitted" in header_names(confirmation.data)
+    assert "list-unsubscribe" not in header_names(confirmation.data)
+
+
+def test_the_preview_has_the_headers_of_a_sent_digest(
+    site: Site, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    site.set_config(
+        SITE_CONFIG
+        + "newsletter:\n  from: 'T <news@blog.syndicate.test>'\n  reply_to: 'ed@blog.syndicate.test'\n"
+    )
+    site.write_post("a.md", post("A", "2025-08-31", description="d"))
+    subscribe(invoke, site, "a@example.org")
+    out = tmp_path / "preview"
+    preview = invoke(
+        "digest", "--preview", "--config", site.config, "--now", NOW, "--out", out, cwd=site.root
+    )
+    assert preview.exit_code == 0, preview.stderr
+    assert send(invoke, site).exit_code == 0
+    [sent] = (site.root / "outbox").iterdir()
+    previewed = (out / "newsletter" / "preview.eml").read_bytes()
+    assert header_names(previewed) == header_names(sent.read_bytes())
+    message = email_message(previewed)
+    assert message["List-Id"] == "Test Site <newsletter.blog.syndicate.test>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "unsubscribe?token=preview" in message["List-Unsubscribe"]
+
+
+def test_ehlo_name_is_delivery_smtp_helo_else_this_machines_name(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    with Sink() as sink:
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "a@example.org")
+        assert send(invoke, site).exit_code == 0
+        [first] = sink.handler.received
+        assert not first.helo.startswith("[") and first.helo not in ("", "localhost")
+        from syndicate.transport import default_helo
+
+        assert first.helo == default_helo()
+        site.set_config(smtp_config(sink.port, extra="    helo: mail.blog.syndicate.test\n"))
+        site.write_post("b.md", post("B", "2025-09-01T10:00:00Z", description="d"))
+        assert send(invoke, site, "2025-09-02T09:00:00Z").exit_code == 0
+        assert sink.handler.received[-1].helo == "mail.blog.syndicate.test"
+    site.set_config(smtp_config(1, extra="    helo: 'bad name!'\n"))
+    bad = send(invoke, site)
+    assert bad.exit_code == 2 and "delivery.smtp.helo" in bad.stderr
+
+
+# --- internationalised domains ---------------------------------------------------------------
+
+
+def test_an_idn_domain_goes_as_its_a_label_to_a_server_without_smtputf8(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    with Sink() as sink:  # no SMTPUTF8
+        mail_site(site, sink.port)
+        subscribe(invoke, site, "user@exämple.org", "jörg@exämple.org")
+        result = send(invoke, site)
+        assert "sent 1, deferred 0, bounced 0, failed 1" in result.stdout
+        assert (
+            "failed: jörg@exämple.org: the server does not offer SMTPUTF8, needed for an address "
+            "whose part before the @ is not ASCII" in result.stderr
+        )
+        [received] = sink.handler.received
+    assert received.recipients == ["user@xn--exmple-cua.org"]
+    assert received.message["To"] == "user@xn--exmple-cua.org"
+    with Sink(smtputf8=True) as sink:  # a server with SMTPUTF8 takes the address as it is
+        mail_site(site, sink.port)
+        site.write_post("c.md", post("C", "2025-09-01T10:00:00Z", description="d"))
+        assert send(invoke, site, "2025-09-02T09:00:00Z").exit_code == 0
+        assert sorted(sink.handler.by_recipient()) == ["jörg@exämple.org", "user@exämple.org"]
+
+
+# --- nothing is sent after an unsubscribe has returned -----------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, site: Site) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{site.root / 'state' / 'syndicate.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.mark.slow
+def test_no_mail_after_an_unsubscribe_returns_even_mid_send(
+    site: Site, invoke: Callable[..., Result], tmp_path: Path, state_url: str
+) -> None:
+    """A real `send` in a subprocess, one connection, held by the server at RCPT TO of
+    m-inflight (its row claimed: the message is in flight). Meanwhile z-removed is removed
+    with the CLI, y-imported is imported as unsubscribed, and m-inflight unsubscribes through
+    the library call serve makes: that call returns only after its message was accepted,
+    and the other two get nothing, though the send loaded its rows before they left."""
+    import threading
+    import time
+
+    from syndicate.config import load_config
+    from syndicate.mailstore import find_subscriber, set_status
+
+    readers = [f"r{n:02d}@example.org" for n in range(6)]
+    gone = ["y-imported@example.org", "z-removed@example.org"]
+    handler = SinkHandler(hold_rcpt={"m-inflight@example.org"}, slow=0.01)
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)
+        site.set_config(
+            site.config.read_text().replace("connections: 2", "connections: 1")
+            + f"state:\n  url: '{state_url}'\n"
+        )
+        subscribe(invoke, site, *readers, "m-inflight@example.org", *gone)
+        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "syndicate", "send", "--now", NOW],
+            cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert handler.paused.wait(60), "the send never reached m-inflight"
+        removed = run_subprocess(
+            "subscribers", "remove", "z-removed@example.org", "--config", site.config
+        )
+        assert removed.exit_code == 0, removed.stderr
+        csv_file = tmp_path / "gone.csv"
+        csv_file.write_text("email,name,topics,status\ny-imported@example.org,,,unsubscribed\n")
+        imported = run_subprocess("subscribers", "import", csv_file, "--config", site.config)
+        assert imported.stdout == "0 added, 1 updated, 0 unchanged, 0 rejected\n"
+        store = Store(load_config(site.config).state_url)
+        found = find_subscriber(store, "m-inflight@example.org")
+        assert found is not None
+        returned: list[float] = []
+
+        def unsubscribe() -> None:
+            set_status(store, found.id, "unsubscribed", datetime.now(UTC))
+            returned.append(time.monotonic())
+
+        started = time.monotonic()
+        worker = threading.Thread(target=unsubscribe)
+        worker.start()
+        time.sleep(0.3)  # the server holds the message in flight a while longer
+        handler.release.set()
+        worker.join(30)
+        _, err = sender.communicate(timeout=60)
+        assert sender.returncode == 0, err
+        store.close()
+    counts = sink.handler.by_recipient()
+    assert counts == {**dict.fromkeys(readers, 1), "m-inflight@example.org": 1}
+    [inflight] = [r for r in sink.handler.received if r.recipients == ["m-inflight@example.org"]]
+    assert returned and inflight.accepted_at <= returned[0]
+    assert returned[0] - started >= 0.25  # it waited for the message in flight

@@ -405,8 +405,12 @@ def test_preview_writes_html_text_and_a_complete_message(
     text_part = message.get_body(("plain",))
     html_part = message.get_body(("html",))
     assert text_part is not None and html_part is not None
-    assert text_part.get_content() == (folder / "preview.txt").read_text()
-    assert html_part.get_content().rstrip("\n") == (folder / "preview.html").read_text()
+    # the .eml carries CRLF line ends, as SMTP does
+    assert text_part.get_content().replace("\r\n", "\n") == (folder / "preview.txt").read_text()
+    assert (
+        html_part.get_content().replace("\r\n", "\n").rstrip("\n")
+        == (folder / "preview.html").read_text()
+    )
     assert "unsubscribe?token=preview" in html_part.get_content()
 
 

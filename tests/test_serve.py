@@ -68,7 +68,13 @@ def client(site: Site, invoke: Callable[..., Result]) -> Iterator[TestClient]:
 def outbox(site: Site) -> list[EmailMessage]:
     folder = site.root / "outbox"
     messages = []
-    for path in sorted(folder.iterdir()) if folder.exists() else []:
+    # In the order written: file names are Message-IDs, which carry a random part.
+    paths = (
+        sorted(folder.iterdir(), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        if folder.exists()
+        else []
+    )
+    for path in paths:
         parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         messages.append(parsed)
