@@ -246,8 +246,9 @@ def print_table(rows: dict[str, Runs], version: list[Run]) -> None:
     print("-" * len(header))
     for step, runs in rows.items():
         syn, hug = median(runs.syndicate), median(runs.hugo)
+        label = "cold: run --once" if step == "cold" else f"cron: {step}"
         print(
-            f"{step:<20} {syn:>11.2f} {hug:>8.2f} {syn / hug:>6.2f}x "
+            f"{label:<20} {syn:>11.2f} {hug:>8.2f} {syn / hug:>6.2f}x "
             f"{statistics.median(r.cpu_seconds for r in runs.syndicate):>9.2f} "
             f"{statistics.median(r.cpu_seconds for r in runs.hugo):>10.2f} "
             f"{peak(runs.syndicate):>8.1f} "
