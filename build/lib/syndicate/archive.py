@@ -57,11 +57,28 @@ def archive_page(rendered: RenderedEmail, config: Config) -> str:
 
 def write_archive(out_dir: Path, digest: Digest, rendered: RenderedEmail, config: Config) -> Path:
     """Save one digest and refresh the index page and feed. Idempotent per digest key."""
+    page = write_archive_page(out_dir, digest.key, archive_page(rendered, config))
+    add_archive_entry(out_dir, archive_entry(digest), config)
+    return page
+
+
+def archive_page_path(out_dir: Path, key: str) -> Path:
+    return out_dir / ARCHIVE_DIR / f"{key}.html"
+
+
+def write_archive_page(out_dir: Path, key: str, html: str) -> Path:
+    """The "view in browser" page alone (atomically): written before the digest is queued,
+    so no email ever links to a page that does not exist."""
+    page = archive_page_path(out_dir, key)
+    write_atomic(page, html.encode())
+    return page
+
+
+def add_archive_entry(out_dir: Path, entry: ArchiveEntry, config: Config) -> None:
+    """List one digest in archive.json, the index page and the feed (replacing its entry)."""
     folder = out_dir / ARCHIVE_DIR
-    page = folder / f"{digest.key}.html"
-    write_atomic(page, archive_page(rendered, config).encode())
-    entries = [e for e in read_archive(out_dir) if e.key != digest.key]
-    entries.append(archive_entry(digest))
+    entries = [e for e in read_archive(out_dir) if e.key != entry.key]
+    entries.append(entry)
     entries.sort(key=lambda e: (e.date, e.key), reverse=True)
     write_atomic(
         folder / "archive.json",
@@ -87,7 +104,18 @@ def write_archive(out_dir: Path, digest: Digest, rendered: RenderedEmail, config
     )
     write_atomic(folder / "index.html", index.encode())
     write_atomic(folder / "feed.xml", build_archive_feed(entries, config))
-    return page
+
+
+def entry_json(entry: ArchiveEntry) -> str:
+    return json.dumps(asdict(entry), ensure_ascii=False)
+
+
+def entry_from_json(text: str) -> ArchiveEntry | None:
+    try:
+        item = json.loads(text)
+        return ArchiveEntry(**{**item, "titles": tuple(item["titles"])})
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def read_archive(out_dir: Path) -> list[ArchiveEntry]:

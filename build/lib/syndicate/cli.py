@@ -22,7 +22,13 @@ import click
 
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
-from syndicate.delivery import next_digest, plan_and_queue, send_newsletter, summary_lines
+from syndicate.delivery import (
+    SendReport,
+    check_unsubscribe_url,
+    next_digest,
+    send_newsletter,
+    summary_lines,
+)
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
 from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
 from syndicate.mail import compose_preview
@@ -34,7 +40,7 @@ from syndicate.mailstore import (
 )
 from syndicate.markup import clean_line
 from syndicate.output import write_atomic
-from syndicate.pipeline import build_site, check_site, lock_path, run_cycle
+from syndicate.pipeline import CycleReport, build_site, check_site, lock_path, run_cycle
 from syndicate.posts import Progress, ReadOutcome, display_path, read_posts, scheduled
 from syndicate.render import TOKEN_PLACEHOLDER, render_digest
 from syndicate.schedule import Daemon, next_fire_times
@@ -324,15 +330,7 @@ def run(
     now = parse_now(now_text, config)
     with locked_store(config, lock_timeout) as store:
         report = run_cycle(config, now, store, kind="once")
-    emit(report.diagnostics)
-    for failure in report.hub_failures:
-        click.echo(f"syndicate: warning: {failure}", err=True)
-    for post in report.changes.published:
-        click.echo(f"published: {post.title} <{post.url}>")
-    for post in report.changes.updated:
-        click.echo(f"updated: {post.title} <{post.url}>")
-    for state in report.changes.withdrawn:
-        click.echo(f"withdrawn: {state.title} <{state.url}>")
+    echo_cycle(report)
     hook_failures = 0
     for result in report.hook_results:
         for line in result.lines:
@@ -351,6 +349,19 @@ def run(
         )
         click.echo(f"run {report.run_id}: {what} → {display_path(config.output_dir)}/")
     sys.exit(EXIT_ERRORS if report.errors or hook_failures else EXIT_OK)
+
+
+def echo_cycle(report: CycleReport) -> None:
+    """What a publishing cycle did, as `run --once` (and `send`, which runs one) print it."""
+    emit(report.diagnostics)
+    for failure in report.hub_failures:
+        click.echo(f"syndicate: warning: {failure}", err=True)
+    for post in report.changes.published:
+        click.echo(f"published: {post.title} <{post.url}>")
+    for post in report.changes.updated:
+        click.echo(f"updated: {post.title} <{post.url}>")
+    for state in report.changes.withdrawn:
+        click.echo(f"withdrawn: {state.title} <{state.url}>")
 
 
 @cli.command()
@@ -452,14 +463,16 @@ def digest(
 ) -> None:
     """Render the next newsletter digest: preview.html, preview.txt and preview.eml.
 
-    The digest holds the posts published since the previous digest (the first one looks
-    back newsletter.first_lookback_days), newest first. Nothing is sent.
+    The digest holds the posts that entered the feeds since the previous digest (the
+    first one looks back newsletter.first_lookback_days), newest first; posts a run would
+    publish now count as entering now, but nothing is published, recorded or sent.
     """
     if not preview:
         raise click.UsageError(
             "use --preview to render the digest (sending is not part of this command)"
         )
     config = load_config(config_path)
+    require_newsletter(config)
     now = parse_now(now_text, config)
     since = parse_now(since_text, config) if since_text else None
     catalog = read_posts(config)
@@ -644,18 +657,26 @@ def checked_address(address: str) -> str:
 def send(
     config_path: Path, now_text: str | None, dry_run: bool, lock_timeout: float | None, debug: bool
 ) -> None:
-    """Send the due digest to every active subscriber who follows one of its posts, and
-    retry deferred messages whose time has come.
+    """Publish what is due (as `run --once` does), then send the due digest to every
+    active subscriber who follows one of its posts, and retry deferred messages whose
+    time has come.
 
     The digest is queued in the outbox first (once), then sent; a run killed at any
-    point is finished by the next one. Exit 1 if anything is left deferred or failed.
+    point is finished by the next one. A digest nobody would receive is not recorded:
+    its posts wait for the next one. Exit 1 if anything is left deferred or failed (or
+    a post has errors), 2 if the newsletter is off.
     """
     config = load_config(config_path)
+    require_newsletter(config)
     now = parse_now(now_text, config)
     with locked_store(config, lock_timeout) as store:
         if dry_run:
-            report = plan_and_queue(config, store, now, dry_run=True)
+            report = send_newsletter(config, store, now, dry_run=True)
         else:
+            if list_subscribers(store, "active"):
+                check_unsubscribe_url(config)  # a config error: before publishing anything
+            cycle = run_cycle(config, now, store, kind="send", hooks=())
+            echo_cycle(cycle)
             bar = ProgressReporter() if sys.stderr.isatty() and not os.environ.get("CI") else None
             try:
                 report = send_newsletter(config, store, now, progress=bar.update if bar else None)
@@ -663,32 +684,60 @@ def send(
                 if bar:
                     bar.finish()
     if dry_run:
-        if report.digest is None:
-            click.echo("nothing to send: no new posts since the last digest")
-        else:
-            click.echo(
-                f"would send {report.digest.subject!r} to {report.queued} subscribers "
-                f"({report.variants} version{'s' * (report.variants != 1)}); nothing queued or sent"
-            )
-        for note in report.notes:
-            click.echo(f"note: {note}")
+        echo_dry_run(report)
         return
     lines = summary_lines(report)
-    if report.digest is not None and report.archived and not report.queued:
-        lines.insert(
-            0,
-            f"digest {report.digest.subject!r}: no active subscriber follows these posts; "
-            "saved in the web archive only",
-        )
-    if not lines:
-        click.echo(
-            "nothing to send"
-            if report.digest is None
-            else "nothing to send: no subscriber follows these posts"
-        )
+    if not lines or report.unclaimed:
+        lines.insert(0, nothing_to_send(report, retries=bool(lines)))
     for line in lines:
         click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
-    sys.exit(EXIT_ERRORS if report.deferred or report.failed else EXIT_OK)
+    failed = report.deferred or report.failed or cycle.errors
+    sys.exit(EXIT_ERRORS if failed else EXIT_OK)
+
+
+def require_newsletter(config: Config) -> None:
+    """`send` and `digest` refuse to work when newsletter.enabled is false (exit 2)."""
+    if not config.newsletter.enabled:
+        shown = str(config.path)
+        raise ConfigError(
+            shown,
+            [
+                Diagnostic(
+                    shown,
+                    None,
+                    "error",
+                    "the newsletter is off (newsletter.enabled: false): no digest is "
+                    "planned, previewed or sent",
+                    "set newsletter.enabled: true to send digests",
+                )
+            ],
+        )
+
+
+def nothing_to_send(report: SendReport, retries: bool = False) -> str:
+    """Why no digest was queued; `retries`: earlier messages were (re)sent all the same."""
+    if report.digest is None or not report.unclaimed:
+        return "nothing to send"
+    count = len(report.digest.posts)
+    posts = f"{count} new post{'s' * (count != 1)}"
+    return (
+        f"{'no new digest' if retries else 'nothing to send'}: no active subscriber "
+        f"follows the {posts}; they wait for the next digest"
+    )
+
+
+def echo_dry_run(report: SendReport) -> None:
+    if report.digest is None:
+        click.echo("nothing to send: no new posts since the last digest")
+    elif report.unclaimed:
+        click.echo(nothing_to_send(report))
+    else:
+        click.echo(
+            f"would send {report.digest.subject!r} to {report.queued} subscribers "
+            f"({report.variants} version{'s' * (report.variants != 1)}); nothing queued or sent"
+        )
+    for note in report.notes:
+        click.echo(f"note: {note}")
 
 
 class ProgressReporter:

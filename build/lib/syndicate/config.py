@@ -7,6 +7,7 @@ with a suggestion for a misspelt key. Paths in the file are relative to the file
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import string
 from dataclasses import dataclass, replace
@@ -82,6 +83,8 @@ class NewsletterConfig:
     utm: tuple[tuple[str, str], ...]  # (utm_source, newsletter), ...
     unsubscribe_url: str
     max_html_bytes: int
+    enabled: bool = True  # false: no digest is planned, queued, archived or sent
+    unsubscribe_mailto: str | None = None  # a mailbox something processes; else no mailto
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ class _Key:
     item: type | None = None  # element type for lists
     low: float | None = None  # inclusive bounds for numbers
     high: float | None = None
+    nullable: bool = False  # an explicit `key: null` means None (off), not the default
 
 
 _Schema = dict[str, "_Key | _Schema"]
@@ -198,7 +202,9 @@ SCHEMA: _Schema = {
         "full_content": _Key(bool, False),
         "utm": {"source": _Key(str, None), "medium": _Key(str, None), "campaign": _Key(str, None)},
         "unsubscribe_url": _Key(str, None),
+        "unsubscribe_mailto": _Key(str, None),
         "max_html_bytes": _Key(int, 100_000, low=10_000),
+        "enabled": _Key(bool, True),
     },
     "delivery": {
         "transport": _Key(str, "file"),
@@ -235,7 +241,7 @@ SCHEMA: _Schema = {
     },
     "schedule": {
         "build": _Key(str, "*/15 * * * *"),
-        "newsletter": _Key(str, "0 8 * * mon"),
+        "newsletter": _Key(str, "0 8 * * mon", nullable=True),
         "misfire_grace_seconds": _Key(int, 3600, low=1),
         "lock_timeout_seconds": _Key((int, float), 60, low=0),
     },
@@ -379,6 +385,9 @@ def _check(
             values[key] = _check(value, spec, where + ".", problems)
             continue
         if value is None:
+            if spec.nullable and key in raw:
+                values[key] = None
+                continue
             if spec.default is _REQUIRED:
                 problems.add(where, "is required", f"add '{key}:' under '{prefix.rstrip('.')}'")
             values[key] = spec.default
@@ -593,6 +602,21 @@ def _newsletter(
         problems.add(
             "newsletter.unsubscribe_url", f"must be an absolute http(s) URL, got {unsubscribe!r}"
         )
+    elif n["unsubscribe_url"] and not secure_unsubscribe_url(unsubscribe):
+        problems.add(
+            "newsletter.unsubscribe_url",
+            f"must be https (RFC 8058 one-click unsubscribe), got {unsubscribe!r}",
+            "use an https:// address; plain http only works on localhost or 127.0.0.1, for testing",
+        )
+    mailto = n["unsubscribe_mailto"]
+    if mailto is not None and not re.fullmatch(
+        r"[^@\s<>,;:\"]+@[^@\s<>,;:\"]+\.[^@\s<>,;:\"]+", mailto
+    ):
+        problems.add(
+            "newsletter.unsubscribe_mailto",
+            f"must be a plain email address, got {mailto!r}",
+            "the mailbox your bounce processor reads, e.g. unsubscribe@example.org",
+        )
     utm = tuple((f"utm_{k}", v) for k, v in n["utm"].items() if v)
     return NewsletterConfig(
         templates=(root / n["templates"]).resolve() if n["templates"] else None,
@@ -610,6 +634,8 @@ def _newsletter(
         utm=utm,
         unsubscribe_url=unsubscribe,
         max_html_bytes=n["max_html_bytes"],
+        enabled=n["enabled"],
+        unsubscribe_mailto=mailto,
     )
 
 
@@ -677,6 +703,24 @@ def _formats(pattern: str, **fields: str) -> bool:
 def _is_absolute_http(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def secure_unsubscribe_url(url: str) -> bool:
+    """RFC 8058 wants https for one-click unsubscribe; plain http only on a loopback host
+    (localhost, 127.0.0.1, ::1), where tests and local previews run."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def cron_trigger_fields(expression: str) -> dict[str, str]:

@@ -12,18 +12,31 @@ The window is one message per connection.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
+import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from syndicate.archive import write_archive
-from syndicate.config import Config
-from syndicate.digest import plan_digest
+from syndicate.archive import (
+    add_archive_entry,
+    archive_entry,
+    archive_page,
+    archive_page_path,
+    entry_from_json,
+    entry_json,
+    read_archive,
+    write_archive_page,
+)
+from syndicate.config import Config, secure_unsubscribe_url
+from syndicate.digest import archive_url, plan_digest
+from syndicate.errors import ConfigError, Diagnostic
 from syndicate.mail import MessageTemplate, Prepared
 from syndicate.mailstore import (
+    ARCHIVE_VARIANT,
     BOUNCED,
     DEFERRED,
     FAILED,
@@ -33,21 +46,25 @@ from syndicate.mailstore import (
     OutboxRow,
     QueuedBody,
     QueuedRecipient,
+    archived_digest_keys,
     cancel_for_inactive,
     digest_exists,
     due_rows,
     finish_digests,
     list_subscribers,
+    load_archive_body,
     load_bodies,
     mark_row,
     queue_digest,
+    set_slot_handled_at,
     set_status,
+    slot_handled_at,
     unique_digest_key,
 )
 from syndicate.models import Digest, HookResult, Post
 from syndicate.posts import published, read_posts
 from syndicate.render import render_digest
-from syndicate.store import Store
+from syndicate.store import PostState, Store
 from syndicate.subscribers import wants
 from syndicate.tokens import load_secret, sign_token
 from syndicate.transport import (
@@ -71,6 +88,7 @@ class SendReport:
     digest: Digest | None = None
     queued: int = 0  # outbox rows created for a new digest
     archived: bool = False  # a new digest was recorded (and saved in the web archive)
+    unclaimed: bool = False  # a digest was due but nobody follows its posts: nothing recorded
     variants: int = 0  # distinct bodies rendered (topic sets)
     sent: int = 0
     deferred: int = 0
@@ -89,6 +107,15 @@ def posts_hash(posts: Sequence[Post]) -> str:
     return hashlib.sha256("\0".join(sorted(p.source for p in posts)).encode()).hexdigest()
 
 
+# Tests set this to a step name to kill -9 the process there (crash-safety tests only).
+CRASH_AT_ENV = "SYNDICATE_TEST_CRASH_AT"
+
+
+def _crash_point(step: str) -> None:
+    if os.environ.get(CRASH_AT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def plan_and_queue(
     config: Config,
     store: Store,
@@ -97,7 +124,11 @@ def plan_and_queue(
     since: datetime | None = None,
 ) -> SendReport:
     """Plan the due digest and queue it: one outbox row per active subscriber who follows at
-    least one of its posts, each with the posts they follow, rendered once per topic set."""
+    least one of its posts, each with the posts they follow, rendered once per topic set.
+
+    A digest nobody would receive is not recorded: its posts wait for the next digest.
+    Order, for crash safety: the archive page is written (atomically) before the digest is
+    queued, so no email links to a missing page; the index and feed follow."""
     report = SendReport()
     digest = next_digest(read_posts(config).posts, store, config, now, since)
     if digest is None:
@@ -106,17 +137,14 @@ def plan_and_queue(
     if digest_exists(store, posts_hash(digest.posts)):
         report.notes.append("a digest of these posts was queued before; not queued again")
         return report
-    variants: dict[str, tuple[Post, ...]] = {}
-    recipients: list[QueuedRecipient] = []
-    for subscriber in list_subscribers(store, "active"):
-        chosen = tuple(p for p in digest.posts if wants(subscriber.topics, p))
-        if not chosen:
-            continue
-        variant = posts_hash(chosen)[:16]
-        variants.setdefault(variant, chosen)
-        recipients.append(
-            QueuedRecipient(subscriber.id, subscriber.email, subscriber.name, variant)
-        )
+    recipients, variants = _recipients(store, digest)
+    if not recipients:
+        report.unclaimed = True
+        return report
+    check_unsubscribe_url(config)
+    key = unique_digest_key(store, digest.key)
+    digest = replace(digest, key=key, archive_url=archive_url(config, key))
+    report.digest = digest
     bodies = []
     for variant, chosen in variants.items():
         part = _variant_digest(digest, chosen, config, now)
@@ -127,13 +155,31 @@ def plan_and_queue(
     report.queued = len(recipients)
     if dry_run:
         return report
-    if recipients:
-        load_secret(config.delivery.secret_env)  # fail before queueing what cannot be signed
-    full = render_digest(digest, config)
+    load_secret(config.delivery.secret_env)  # fail before queueing what cannot be signed
+    return _queue_with_archive(config, store, digest, bodies, recipients, now, report)
+
+
+def _queue_with_archive(
+    config: Config,
+    store: Store,
+    digest: Digest,
+    bodies: list[QueuedBody],
+    recipients: list[QueuedRecipient],
+    now: datetime,
+    report: SendReport,
+) -> SendReport:
+    """Archive page, then the digest in the outbox (with the page's copy), then the index."""
+    key = digest.key
+    page = archive_page(render_digest(digest, config), config)
+    entry = archive_entry(digest)
+    write_archive_page(config.output_dir, key, page)
+    _crash_point("archive-page-written")
+    # The archive copy is kept with the digest, so a lost page can always be restored.
+    bodies.append(QueuedBody(ARCHIVE_VARIANT, digest.subject, page, entry_json(entry)))
     try:
         queue_digest(
             store,
-            key=unique_digest_key(store, digest.key),
+            key=key,
             posts_hash=posts_hash(digest.posts),
             since=digest.since,
             until=digest.until,
@@ -148,9 +194,78 @@ def plan_and_queue(
         report.notes.append("a digest of these posts was queued before; not queued again")
         report.queued = 0
         return report
-    write_archive(config.output_dir, digest, full, config)
+    _crash_point("digest-queued")
+    add_archive_entry(config.output_dir, entry, config)
     report.archived = True
     return report
+
+
+def _recipients(
+    store: Store, digest: Digest
+) -> tuple[list[QueuedRecipient], dict[str, tuple[Post, ...]]]:
+    """Every active subscriber who follows one of the digest's posts, and the distinct
+    sets of posts they follow (one rendered body each)."""
+    variants: dict[str, tuple[Post, ...]] = {}
+    recipients: list[QueuedRecipient] = []
+    for subscriber in list_subscribers(store, "active"):
+        chosen = tuple(p for p in digest.posts if wants(subscriber.topics, p))
+        if not chosen:
+            continue
+        variant = posts_hash(chosen)[:16]
+        variants.setdefault(variant, chosen)
+        recipients.append(
+            QueuedRecipient(subscriber.id, subscriber.email, subscriber.name, variant)
+        )
+    return recipients, variants
+
+
+def check_unsubscribe_url(config: Config) -> None:
+    """RFC 8058 one-click unsubscribe needs https. An explicit http URL is refused when the
+    config is loaded; one that defaults from an http site.url is refused here, when there
+    is somebody to send to (a feeds-only site on http is fine)."""
+    url = config.newsletter.unsubscribe_url
+    if secure_unsubscribe_url(url):
+        return
+    shown = str(config.path)
+    raise ConfigError(
+        shown,
+        [
+            Diagnostic(
+                shown,
+                None,
+                "error",
+                f"newsletter.unsubscribe_url: defaults to {url!r} (from site.url), but "
+                "one-click unsubscribe (RFC 8058) needs https",
+                "set newsletter.unsubscribe_url to an https:// address that reaches "
+                "`syndicate serve` (or make site.url https)",
+            )
+        ],
+    )
+
+
+def restore_archive(config: Config, store: Store) -> list[str]:
+    """Rewrite the archive page, and the index entry, of every recorded digest that lacks
+    them (a run killed between two steps, an output folder wiped). -> keys restored."""
+    out = config.output_dir
+    keys = archived_digest_keys(store)
+    if not keys:
+        return []
+    listed = {e.key for e in read_archive(out)}
+    restored = []
+    for key in keys:
+        page_missing = not archive_page_path(out, key).exists()
+        if not page_missing and key in listed:
+            continue
+        body = load_archive_body(store, key)
+        if body is None:
+            continue
+        if page_missing:
+            write_archive_page(out, key, body.html)
+        entry = entry_from_json(body.text)
+        if key not in listed and entry is not None:
+            add_archive_entry(out, entry, config)
+        restored.append(key)
+    return restored
 
 
 def next_digest(
@@ -160,11 +275,26 @@ def next_digest(
     now: datetime,
     since: datetime | None = None,
 ) -> Digest | None:
-    """The digest that is due: posts published since the last digest, never one that an
-    earlier digest already announced (what `send` queues and `digest --preview` shows)."""
+    """The digest that is due: posts that entered the feeds since the last digest, never
+    one that an earlier digest already announced (what `send` queues and `digest
+    --preview` shows). A post no run has published yet counts as entering the feeds at
+    `now`: `send` publishes it first; a preview shows what that would do."""
     announced = store.digested_sources()
     ready = [p for p in published(posts, now) if p.source not in announced]
-    return plan_digest(ready, store.published_at(), config, now, store.last_digest_at(), since)
+    entered = entered_feeds_at(ready, store.post_states(), now)
+    return plan_digest(ready, entered, config, now, store.last_digest_at(), since)
+
+
+def entered_feeds_at(
+    posts: Sequence[Post], states: Mapping[str, PostState], now: datetime
+) -> dict[str, datetime]:
+    """source -> when the post entered the feeds: as a run recorded it, else `now`."""
+    times = {}
+    for post in posts:
+        state = states.get(post.source)
+        first = state.first_published_at if state is not None else None
+        times[post.source] = first or now
+    return times
 
 
 def _variant_digest(
@@ -319,8 +449,11 @@ def send_newsletter(
     transport: Transport | None = None,
     progress: Progress | None = None,
 ) -> SendReport:
-    """Queue the due digest (if any), then deliver everything due in the outbox."""
+    """Restore lost archive pages, queue the due digest (if any), then deliver everything
+    due in the outbox."""
+    restored = [] if dry_run else restore_archive(config, store)
     planned = plan_and_queue(config, store, now, dry_run)
+    planned.notes[:0] = [f"restored the archive page of digest {key}" for key in restored]
     if dry_run:
         return planned
     delivered = deliver_outbox(config, store, now, transport, progress)
@@ -328,6 +461,7 @@ def send_newsletter(
     delivered.queued = planned.queued
     delivered.variants = planned.variants
     delivered.archived = planned.archived
+    delivered.unclaimed = planned.unclaimed
     delivered.notes = planned.notes + delivered.notes
     return delivered
 
@@ -368,9 +502,10 @@ def _dkim_signer(config: Config) -> Callable[[bytes], bytes] | None:
 
 
 def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
-    """Has a `schedule.newsletter` slot come since the last digest was queued?
+    """Has a `schedule.newsletter` slot come since the last digest was queued (or the
+    last slot was handled without one: nobody to send to)?
 
-    With no digest yet, a slot within the last week counts, so a new install sends its
+    With neither yet, a slot within the last week counts, so a new install sends its
     first digest at the first run after a slot rather than waiting a week.
     """
     expression = config.schedule.newsletter
@@ -381,16 +516,22 @@ def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
     from syndicate.config import cron_trigger_fields
 
     trigger = CronTrigger(**cron_trigger_fields(expression), timezone=config.site.tz)
-    start = store.last_digest_created_at() or now - timedelta(days=7)
+    handled = [t for t in (store.last_digest_created_at(), slot_handled_at(store)) if t]
+    start = max(handled) if handled else now - timedelta(days=7)
     slot = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
     return slot is not None and slot <= now
 
 
 def newsletter_job(config: Config, now: datetime, store: Store) -> HookResult:
     """After each publishing cycle: send the digest when its slot has come, and retry
-    deferred messages whose time has come."""
+    deferred messages whose time has come. Nothing at all when the newsletter is off."""
+    if not config.newsletter.enabled:
+        return HookResult()
     if newsletter_due(config, store, now):
         report = send_newsletter(config, store, now)
+        # The slot is spent even when nobody got a digest: the posts wait for the next
+        # slot, not for the next 15-minute cycle.
+        set_slot_handled_at(store, now)
     elif cancel_for_inactive(store) or due_rows(store, now):
         report = deliver_outbox(config, store, now)
     else:

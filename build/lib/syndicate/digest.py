@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from slugify import slugify
 
@@ -24,11 +25,13 @@ def plan_digest(
 ) -> Digest | None:
     """The next digest, or None when nothing new was published.
 
-    `posts` are the published posts; `published_at` maps a post's source to when a run
-    first published it (a post no run has seen yet counts from its own date). Posts
-    published after the previous digest (or `since`, or the first-digest look-back) and
-    not after `now` are taken, newest first, at most `newsletter.max_posts`, optionally
-    only those with one of the configured tags or categories.
+    `posts` are the published posts; `published_at` maps a post's source to when it
+    entered the feeds (the publication time, not the post's date: a back-dated post is
+    new when it appears; a post missing from the map counts from its own date). Posts
+    that entered the feeds after the previous digest (or `since`, or the first-digest
+    look-back) and not after `now` are taken, newest first, at most
+    `newsletter.max_posts`, optionally only those with one of the configured tags or
+    categories.
     """
     n = config.newsletter
     start = since or last_digest_at or now - timedelta(days=n.first_lookback_days)
@@ -60,8 +63,20 @@ def plan_digest(
         until=now,
         subject=subject,
         preheader=clean_subject(n.preheader.format(**fields)),
-        archive_url=f"{config.site.url}newsletter/{key}.html",
+        archive_url=archive_url(config, key),
     )
+
+
+def archive_url(config: Config, key: str) -> str:
+    """The digest's "view in browser" page in the web archive."""
+    return f"{config.site.url}newsletter/{key}.html"
+
+
+def is_svg(url: str) -> bool:
+    """An SVG image, which Gmail and Outlook do not display (by extension or data: type)."""
+    if url[:15].lower().startswith("data:image/svg"):
+        return True
+    return urlsplit(url).path.lower().endswith((".svg", ".svgz"))
 
 
 def clean_subject(text: str, limit: int = SUBJECT_MAX) -> str:

@@ -13,6 +13,7 @@ import ftfy
 from ftfy.badness import is_bad
 
 from syndicate.config import Config
+from syndicate.digest import is_svg
 from syndicate.errors import Diagnostic
 from syndicate.models import Post
 
@@ -36,13 +37,13 @@ _ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-f]+|[a-z]+);", re.IGNORECASE)
 def lint_post(post: Post, config: Config) -> list[Diagnostic]:
     """Every content warning for one post, in file order."""
     site_host = (urlsplit(config.site.url).hostname or "").lower()
-    found = list(_front_matter_warnings(post))
+    found = list(_front_matter_warnings(post, config))
     for line_no, line in _body_lines(post):
         found.extend(_line_warnings(post.source, line_no, line, site_host))
     return sorted(found, key=lambda d: d.line or 0)
 
 
-def _front_matter_warnings(post: Post) -> Iterator[Diagnostic]:
+def _front_matter_warnings(post: Post, config: Config) -> Iterator[Diagnostic]:
     def at(key: str) -> int:
         return post.key_lines.get(key, 1)
 
@@ -75,6 +76,16 @@ def _front_matter_warnings(post: Post) -> Iterator[Diagnostic]:
             )
         if is_bad(value):
             yield _mojibake(post.source, at(field), value)
+    if post.image and is_svg(post.image.url) and config.newsletter.enabled:
+        key = "image" if "image" in post.key_lines else "heroImage"
+        yield Diagnostic(
+            post.source,
+            at(key),
+            "warning",
+            f"featured image is an SVG ({_clip(post.image.url)}): left out of email digests "
+            "(Gmail and Outlook show no SVG)",
+            "use a PNG, JPEG or WebP version for the featured image",
+        )
     if post.image and not post.image.alt:
         key = "image" if "image" in post.key_lines else "heroImage"
         yield Diagnostic(

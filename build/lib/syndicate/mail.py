@@ -114,7 +114,9 @@ class MessageTemplate:
             CRLF + f"--{boundary}--".encode() + CRLF,
         ]
         self.unsubscribe_base = n.unsubscribe_url + ("&" if "?" in n.unsubscribe_url else "?")
-        self.mailto = f"mailto:{self.sender}?subject=unsubscribe"
+        # A mailto only where something reads it (RFC 8058 needs just the https URL).
+        mailbox = n.unsubscribe_mailto
+        self.mailto = f"mailto:{mailbox}?subject=unsubscribe" if mailbox else None
 
     def message_id(self, subscriber_id: int) -> str:
         """Stable per digest and recipient, so a resend after a crash can be de-duplicated."""
@@ -130,12 +132,17 @@ class MessageTemplate:
             self.head,
             address_header("To", name, email),
             f"Message-ID: {message_id}".encode() + CRLF,
-            f"List-Unsubscribe: <{unsubscribe}>,\r\n <{self.mailto}%20{token}>".encode() + CRLF,
+            self._list_unsubscribe(unsubscribe, token),
             self.tail_headers,
         ]
         for segment in self.body:
             parts.append(token_bytes if segment is _TOKEN else segment)
         return Prepared(self.sender, email, b"".join(parts), message_id)
+
+    def _list_unsubscribe(self, url: str, token: str) -> bytes:
+        if self.mailto is None:
+            return f"List-Unsubscribe: <{url}>".encode() + CRLF
+        return f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}%20{token}>".encode() + CRLF
 
 
 _TOKEN = b"\0token\0"  # marks where the token goes among the body segments

@@ -20,6 +20,7 @@ from syndicate.store import (
     _aware,
     bodies_table,
     digests_table,
+    meta_table,
     outbox_table,
     subscribers_table,
     to_utc,
@@ -339,3 +340,60 @@ def finish_digests(store: Store) -> None:
         conn.execute(
             sa.update(d).where(d.c.status == "queued", ~sa.exists(open_rows)).values(status="sent")
         )
+
+
+# --- the web archive's copy of each digest ------------------------------------------------
+
+ARCHIVE_VARIANT = "archive"  # the body row holding a digest's public archive page
+
+
+def archived_digest_keys(store: Store) -> list[str]:
+    """Keys of the digests whose archive page is kept in the database (so it can be
+    restored), oldest first."""
+    d, b = digests_table, bodies_table
+    query = (
+        sa.select(d.c.key)
+        .join(b, b.c.digest_id == d.c.id)
+        .where(b.c.variant == ARCHIVE_VARIANT)
+        .order_by(d.c.id)
+    )
+    with store.engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def load_archive_body(store: Store, key: str) -> QueuedBody | None:
+    """A digest's archive page (`html`) and its archive entry as JSON (`text`)."""
+    d, b = digests_table, bodies_table
+    query = (
+        sa.select(b)
+        .join(d, b.c.digest_id == d.c.id)
+        .where(d.c.key == key, b.c.variant == ARCHIVE_VARIANT)
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(query).first()
+    return QueuedBody(row.variant, row.subject, row.html, row.text) if row else None
+
+
+# --- when the scheduled digest was last considered -----------------------------------------
+
+NEWSLETTER_SLOT_KEY = "newsletter_slot_handled_at"
+
+
+def slot_handled_at(store: Store) -> datetime | None:
+    """When `run` last handled a `schedule.newsletter` slot, digest or not (a digest
+    nobody receives is not recorded, but its slot is spent all the same)."""
+    with store.engine.connect() as conn:
+        value = conn.execute(
+            sa.select(meta_table.c.value).where(meta_table.c.key == NEWSLETTER_SLOT_KEY)
+        ).scalar()
+    return datetime.fromisoformat(value) if value else None
+
+
+def set_slot_handled_at(store: Store, when: datetime) -> None:
+    value = to_utc(when).isoformat()  # type: ignore[union-attr]
+    with store.engine.begin() as conn:
+        updated = conn.execute(
+            sa.update(meta_table).where(meta_table.c.key == NEWSLETTER_SLOT_KEY).values(value=value)
+        )
+        if not updated.rowcount:
+            conn.execute(sa.insert(meta_table).values(key=NEWSLETTER_SLOT_KEY, value=value))

@@ -17,9 +17,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import css_inline
 import jinja2
 import nh3
+from markupsafe import Markup
 from mjml import mjml2html
 
 from syndicate.config import Config
+from syndicate.digest import is_svg
 from syndicate.errors import TemplateError
 from syndicate.markup import shorten
 from syndicate.models import Digest, Post, RenderedEmail
@@ -121,13 +123,14 @@ def digest_context(
 
 
 def site_context(config: Config, url: str | None = None) -> dict[str, Any]:
-    """What every template knows of the site (`url` overrides the link, e.g. with UTM)."""
+    """What every template knows of the site (`url` overrides the link, e.g. with UTM).
+    An SVG logo is left out (the title shows instead): Gmail and Outlook show no SVG."""
     site = config.site
     return {
         "title": site.title,
         "url": url or site.url,
         "host": urlsplit(site.url).hostname or site.url,
-        "logo": site.logo,
+        "logo": None if site.logo is None or is_svg(site.logo) else site.logo,
         "language": site.language,
     }
 
@@ -148,8 +151,9 @@ def _post_context(
 ) -> dict[str, Any]:
     post = render_post(post)  # the summary may come from the first paragraph
     local = post.date.astimezone(config.site.tz)
-    image = post.image if images else None
-    html = sanitize_html(post.html or "") if full else None
+    image = post.image if images and post.image and not is_svg(post.image.url) else None
+    # Marked safe only here, after nh3: the one place post HTML enters a template unescaped.
+    html = Markup(sanitize_html(post.html or "")) if full else None  # noqa: S704 - sanitised
     return {
         "title": post.title,
         "url": with_utm(post.url, utm, config.site.url),
@@ -173,9 +177,14 @@ def with_utm(url: str, utm: Mapping[str, str], site_url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+_IMG = re.compile(r"<img\b[^>]*?\bsrc=\"([^\"]*)\"[^>]*>")
+
+
 def sanitize_html(html: str) -> str:
-    """Post HTML made safe for an inbox: no script, iframe, event handlers or javascript:."""
-    return str(nh3.clean(html, url_schemes={"http", "https", "mailto"}))
+    """Post HTML made safe for an inbox: no script, iframe, event handlers or javascript:;
+    and no SVG images, which Gmail and Outlook do not display."""
+    clean = str(nh3.clean(html, url_schemes={"http", "https", "mailto"}))
+    return _IMG.sub(lambda m: "" if is_svg(m[1].replace("&amp;", "&")) else m[0], clean)
 
 
 def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:

@@ -40,7 +40,7 @@ def next_fire_times(config: Config, now: datetime) -> dict[str, datetime | None]
     times: dict[str, datetime | None] = {}
     for name, expression in (
         ("build", config.schedule.build),
-        ("newsletter", config.schedule.newsletter),
+        ("newsletter", config.schedule.newsletter if config.newsletter.enabled else None),
     ):
         if expression:
             times[name] = cron_trigger(expression, config).get_next_fire_time(None, now)
@@ -78,7 +78,7 @@ class Daemon:
             name="build",
             next_run_time=self.clock(),  # one cycle at start-up, then on schedule
         )
-        if self.config.schedule.newsletter:
+        if self.config.schedule.newsletter and self.config.newsletter.enabled:
             # The cycle's newsletter job sends the digest once its slot has come.
             self.scheduler.add_job(
                 self.cycle,
