@@ -46,8 +46,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# bench/compare.py: syndicate beside Debian's hugo (feeds only) on one generated corpus,
+# cold and the cron path; exit 1 when a target is missed. `make bench POSTS=1000` for a
+# quick run; BENCH_ARGS passes more options (e.g. --runs 1, --no-budget).
+POSTS ?= 10000
 bench: $(STAMP)
-	$(BIN)/python bench/build.py
+	@command -v hugo >/dev/null 2>&1 || { \
+	  echo "installing Debian's hugo for the benchmark"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hugo >/dev/null; }
+	$(BIN)/python bench/compare.py --posts $(POSTS) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) public state outbox .pytest_cache .mypy_cache .ruff_cache

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Time cold and warm `syndicate build` runs on generated corpora (by hand, not in tests).
 
-    python bench/build.py [--posts 1000 10000] [--runs 3] [--seed 1] [--keep]
+    python bench/build.py [--posts 1000 10000] [--runs 3] [--seed 1] [--profile P] [--keep]
                           [--budget-seconds-10k 15] [--timeout 900]
 
-For each size N: reuse the corpus in bench/.corpus/N if it is there (and was made with
-the same seed and generator version), else generate it with bench/generate.py (into
-bench/.corpus/N with --keep, else into a temporary folder that is deleted afterwards).
+For each size N: reuse the corpus in bench/.corpus/PROFILE-N if it is there (and was made
+with the same seed and generator version), else generate it with bench/generate.py (into
+bench/.corpus/PROFILE-N with --keep, else into a temporary folder that is deleted afterwards).
 Then, --runs times, a COLD build: the real CLI in a fresh child process
 (`sys.executable -m syndicate build ...`) into a fresh, empty output folder. The child's
 wall time comes from perf_counter around spawn..reap, its CPU time and peak RSS from
@@ -28,27 +28,28 @@ Exit 2 when a build fails or the corpus does not build cleanly.
 from __future__ import annotations
 
 import argparse
-import compileall
-import hashlib
-import io
 import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import generate  # noqa: E402 - the sibling script, found through the path above
+import generate  # the sibling scripts, found through the path above
+from harness import (
+    BENCH,
+    NOW,
+    Run,
+    corpus_for,
+    fingerprint,
+    prepare_code,
+    run_child,
+    snapshot,
+)
 
-NOW = "2026-01-01T00:00:00Z"
 FEED_NAMES = frozenset({"feed.xml", "atom.xml", "feed.json"})
 BUDGET_SIZE = 10_000
 
@@ -72,121 +73,13 @@ feeds:
 """
 
 
-@dataclass
-class Run:
-    seconds: float
-    cpu_seconds: float
-    max_rss_kib: int
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-REPO = BENCH.parent
-CODE_ENV: dict[str, str] = {}  # extra environment for the children (PYTHONPATH of a snapshot)
-
-
-def package_dir() -> Path:
-    """Where the syndicate package that sys.executable imports lives."""
-    found = subprocess.run(
-        [sys.executable, "-c", "import syndicate, os; print(os.path.dirname(syndicate.__file__))"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if found.returncode != 0:
-        raise SystemExit(
-            f"build.py: {sys.executable} cannot import syndicate; run it with the project's "
-            "virtualenv, e.g. .venv/bin/python bench/build.py"
-        )
-    return Path(found.stdout.strip())
-
-
-def fingerprint(package: Path) -> str:
-    """A short hash of the package's Python sources."""
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
-def prepare_code(code: str, scratch: Path) -> tuple[Path, str]:
-    """Fix the code under test. -> (package folder the children import, description)."""
-    live = package_dir()
-    if code == "live":
-        return live, f"live {live} (source {fingerprint(live)})"
-    root = scratch / "code"
-    root.mkdir()
-    if code == "snapshot":
-        shutil.copytree(live, root / "syndicate", ignore=shutil.ignore_patterns("__pycache__"))
-        templates = live.parent / "templates"
-        if templates.is_dir():
-            shutil.copytree(templates, root / "templates")
-        what = f"snapshot of {live}"
-    else:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", "--format=tar", code, "syndicate", "templates"],
-            capture_output=True, check=False,
-        )  # fmt: skip
-        if archive.returncode != 0:
-            raise SystemExit(f"build.py: git archive {code}: {archive.stderr.decode().strip()}")
-        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(root, filter="data")
-        what = f"git {code}"
-    compileall.compile_dir(root, quiet=1)  # no run pays for byte-compiling the copy
-    CODE_ENV["PYTHONPATH"] = os.pathsep.join(
-        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
-    return root / "syndicate", f"{what} (source {fingerprint(root / 'syndicate')})"
-
-
 def run_build(config: Path, content: Path, out: Path, cwd: Path, timeout: float) -> Run:
     """One `syndicate build` in its own child process, timed, with the child's rusage."""
     cmd = [
         sys.executable, "-m", "syndicate", "build",
         "--config", str(config), "--content", str(content), "--out", str(out), "--now", NOW,
     ]  # fmt: skip
-    env = {**os.environ, **CODE_ENV, "CI": "1"}  # CI: no progress bar
-    with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
-        start = time.perf_counter()
-        child = subprocess.Popen(cmd, cwd=cwd, stdout=so, stderr=se, env=env)
-        deadline = start + timeout
-        try:
-            while True:
-                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.perf_counter() > deadline:
-                    raise SystemExit(
-                        f"build.py: build timed out after {timeout:.0f}s: {' '.join(cmd)}"
-                    )
-                time.sleep(0.005)
-        except BaseException:  # timeout, Ctrl-C, SIGTERM: never leave the build running
-            child.kill()  # only the child this function started
-            os.wait4(child.pid, 0)
-            child.returncode = -9
-            raise
-        seconds = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped: keep Popen quiet
-        so.seek(0)
-        se.seek(0)
-        return Run(
-            seconds=seconds,
-            cpu_seconds=usage.ru_utime + usage.ru_stime,
-            max_rss_kib=usage.ru_maxrss,  # KiB on Linux
-            returncode=child.returncode,
-            stdout=so.read().decode(errors="replace"),
-            stderr=se.read().decode(errors="replace"),
-        )
-
-
-def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file under `folder` -> (inode, mtime_ns)."""
-    found = {}
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            path = Path(root) / name
-            st = path.stat()
-            found[str(path.relative_to(folder))] = (st.st_ino, st.st_mtime_ns)
-    return found
+    return run_child(cmd, cwd, timeout)
 
 
 def check(run: Run, label: str, posts: int) -> None:
@@ -199,26 +92,8 @@ def check(run: Run, label: str, posts: int) -> None:
         )
 
 
-def corpus_for(posts: int, seed: int, keep: bool, scratch: Path) -> tuple[Path, str]:
-    """The corpus folder for `posts` posts, reused when already generated. -> (path, how)."""
-    cached = BENCH / ".corpus" / str(posts)
-    info = generate.read_marker(cached)
-    want = {"generator_version": generate.GENERATOR_VERSION, "posts": posts, "seed": seed}
-    if info is not None and all(info.get(k) == v for k, v in want.items()):
-        return cached, "reused"
-    target = cached if keep else scratch / f"corpus-{posts}"
-    if target.exists():
-        if generate.read_marker(target) is None and any(target.iterdir()):
-            raise SystemExit(f"build.py: {target} exists and is not a generated corpus")
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    started = time.perf_counter()
-    generate.generate(target, posts, seed)
-    return target, f"generated in {time.perf_counter() - started:.1f}s"
-
-
 def bench_size(posts: int, args: argparse.Namespace, scratch: Path) -> dict[str, object]:
-    content, how = corpus_for(posts, args.seed, args.keep, scratch)
+    content, how = corpus_for(posts, args.seed, args.profile, args.keep, scratch)
     work = scratch / f"n{posts}"
     work.mkdir()
     config = work / "config.yaml"
@@ -303,9 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="cold builds per size (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
     parser.add_argument(
+        "--profile",
+        choices=sorted(generate.PROFILES),
+        default=generate.DEFAULT_PROFILE,
+        help=f"corpus profile (default {generate.DEFAULT_PROFILE}; classic: the first generator)",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
-        help="keep generated corpora in bench/.corpus/N and the last outputs in bench/out/N",
+        help="keep generated corpora in bench/.corpus/PROFILE-N, the last outputs in bench/out/N",
     )
     parser.add_argument(
         "--budget-seconds-10k",

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Generate a synthetic, realistic Markdown blog corpus for benchmarking syndicate.
 
-    python bench/generate.py OUT_DIR --posts N [--seed S] [--force]
+    python bench/generate.py OUT_DIR --posts N [--seed S] [--profile tag-rich|classic] [--force]
 
-Writes N posts of 4-8 KB each (UTF-8 bytes, front matter included) in the front-matter
-dialects real blogs use:
+Two profiles. `tag-rich` (the default, what real blogs look like): posts of 3-9 KB,
+150 tags Zipf-weighted (3-8 per post), 10 categories shared by the three dialects, so
+about 160 feeds. `classic` (the first generator, kept so older figures can be
+reproduced): posts of 4-8 KB, 60 tags (2-6 per post), per-dialect category names.
+Sizes are UTF-8 bytes, front matter included. The front-matter dialects real blogs use:
 
   ~50% Astro   YAML: title, description, pubDate: 2025-07-07, author, category,
                tags as a block list, image: {url, alt}     -> astro/<section>/<slug>.md
@@ -16,13 +19,12 @@ dialects real blogs use:
 Bodies have ##/### headings, prose paragraphs built from a word list, bullet and
 numbered lists, **bold**/_italic_/`code`, absolute and relative links, and sometimes an
 image, a fenced code block, a table or a blockquote. About 1% of titles repeat an
-earlier title on purpose (syndicate must de-duplicate the slugs). Tags come from a pool
-of 60 (with Astro-style lower-case-hyphen spellings that slug to the same feed), dates
-span 2015-2025.
+earlier title on purpose (syndicate must de-duplicate the slugs). Astro posts often
+spell tags lower-case-hyphen (they slug to the same feed); dates span 2015-2025.
 
 Deterministic: the same --posts and --seed give byte-identical files, and the corpus for
 N posts is a prefix of the corpus for M > N posts (each post has its own generator,
-seeded from one random.Random(seed) stream). Standard library only, no network.
+seeded from one random.Random(seed) stream), per profile. Standard library only, no network.
 """
 
 from __future__ import annotations
@@ -33,18 +35,22 @@ import random
 import re
 import shutil
 import sys
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 GENERATOR_VERSION = 1
 MARKER = ".bench-corpus.json"  # hidden: syndicate skips dot-files
-MIN_BYTES, MAX_BYTES = 4096, 8192
 
 # --- vocabulary ------------------------------------------------------------------------
 
 
 def _words(text: str) -> list[str]:
     return text.split()
+
+
+def _words_by_line(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 NOUNS = _words("""
@@ -217,6 +223,137 @@ ASTRO_CATEGORIES = [
 ]
 JEKYLL_CATEGORIES = ["blog", "engineering", "til", "news", "howto", "personal"]
 HUGO_CATEGORIES = ["Articles", "Notes", "Talks"]
+
+# The tag-rich profile: 90 more tags (letters, digits and spaces only, so every tool slugs
+# them alike), ranked after the 60 above, and one set of 10 categories for all dialects.
+MORE_TAGS = _words_by_line("""
+Java
+Kotlin
+Swift
+Ruby
+Elixir
+Haskell
+OCaml
+Zig
+Lua
+PHP
+Scala
+Clojure
+Julia
+Bash
+Django
+Flask
+FastAPI
+React
+Vue
+Svelte
+Angular
+Node
+Deno
+WebAssembly
+GraphQL
+REST APIs
+gRPC
+Redis
+Kafka
+MongoDB
+Elasticsearch
+ClickHouse
+Terraform
+Ansible
+Nix
+systemd
+Nginx
+Caddy
+Serverless
+Edge Computing
+CDN
+Caching
+Search
+Indexing
+Migrations
+Refactoring
+Code Review
+Pair Programming
+Debugging
+Profiling
+Benchmarks
+Memory Management
+Garbage Collection
+Async
+Threads
+Queues
+Event Sourcing
+Microservices
+Monoliths
+API Design
+Documentation
+Technical Writing
+Mentoring
+Hiring
+Remote Work
+Management
+Leadership
+Startups
+Freelancing
+Burnout
+Open Data
+Statistics
+Visualization
+Notebooks
+Embeddings
+Vector Databases
+Fine Tuning
+Prompt Engineering
+Computer Vision
+Robotics
+Embedded
+Electronics
+Keyboards
+Home Lab
+Self Hosting
+Email
+Newsletters
+Podcasts
+Typography
+Photography
+""")
+RICH_TAGS = TAG_POOL + MORE_TAGS
+assert len(RICH_TAGS) == 150
+RICH_CATEGORIES = [
+    "Engineering",
+    "Tutorials",
+    "Opinion",
+    "News",
+    "Tools",
+    "Career",
+    "Reviews",
+    "Notes",
+    "Talks",
+    "Research",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What a corpus looks like: post sizes, the tag pool and its skew, the categories."""
+
+    name: str
+    min_bytes: int
+    max_bytes: int
+    tags: tuple[str, ...]
+    tag_exponent: float  # weight of the tag of rank r is 1 / r**exponent (Zipf: 1)
+    tags_per_post: tuple[int, int]
+    categories: tuple[str, ...] | None  # None: each dialect has its own names (classic)
+
+
+PROFILES = {
+    "tag-rich": Profile(
+        "tag-rich", 3072, 9216, tuple(RICH_TAGS), 1.0, (3, 8), tuple(RICH_CATEGORIES)
+    ),
+    "classic": Profile("classic", 4096, 8192, tuple(TAG_POOL), 0.8, (2, 6), None),
+}
+DEFAULT_PROFILE = "tag-rich"
 AUTHORS = [
     "Ada Byron",
     "Grace Hopper",
@@ -322,6 +459,9 @@ def slugify(text: str) -> str:
     text = text.lower().replace("'", "").replace("’", "")
     text = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
     return text[:70].rstrip("-") or "post"
+
+
+assert len({slugify(t) for t in RICH_TAGS}) == len(RICH_TAGS)  # 150 distinct feeds
 
 
 def quoted(text: str) -> str:
@@ -517,7 +657,8 @@ class Writer:
 
 
 class Corpus:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, profile: Profile = PROFILES[DEFAULT_PROFILE]) -> None:
+        self.profile = profile
         self.master = random.Random(seed)  # noqa: S311 - test data, not secrets
         self.titles: list[str] = []
         self.title_set: set[str] = set()
@@ -556,11 +697,13 @@ class Corpus:
         raise RuntimeError("could not find a unique title")
 
     def tags(self, rng: random.Random) -> list[str]:
-        # Zipf-ish: a few tags are very common, every tag is used by some posts.
-        weights = [1 / (i + 1) ** 0.8 for i in range(len(TAG_POOL))]
+        # Zipf: a few tags are very common, every tag is used by some posts.
+        pool, exponent = self.profile.tags, self.profile.tag_exponent
+        weights = [1 / (i + 1) ** exponent for i in range(len(pool))]
+        lo, hi = self.profile.tags_per_post
         chosen: list[str] = []
-        while len(chosen) < rng.randint(2, 6):
-            tag = rng.choices(TAG_POOL, weights)[0]
+        while len(chosen) < rng.randint(lo, hi):  # a new bound each turn, as in classic
+            tag = rng.choices(pool, weights)[0]
             if tag not in chosen:
                 chosen.append(tag)
         return chosen
@@ -573,16 +716,22 @@ class Corpus:
         self.paths.add(candidate)
         return candidate
 
-    def post(self) -> tuple[str, str]:
-        """-> (relative path, file text) for the next post."""
+    def category(self, rng: random.Random, own: list[str]) -> str:
+        """A category: the profile's shared set, or the dialect's own names (classic)."""
+        return rng.choice(self.profile.categories or own)
+
+    def post(self, day: date | None = None) -> tuple[str, str]:
+        """-> (relative path, file text) for the next post (dated `day` if given)."""
         rng = random.Random(self.master.getrandbits(64))  # noqa: S311
         title = self.title(rng)
         slug = slugify(title)
-        day = date(2015, 1, 1) + timedelta(
+        drawn = date(2015, 1, 1) + timedelta(
             days=rng.randrange((date(2025, 12, 31) - date(2015, 1, 1)).days + 1)
         )
+        day = day or drawn
         tags = self.tags(rng)
-        target = rng.randint(MIN_BYTES + 150, MAX_BYTES - 700)
+        min_bytes, max_bytes = self.profile.min_bytes, self.profile.max_bytes
+        target = rng.randint(min_bytes + 150, max_bytes - 700)
         writer = Writer(rng, self.slugs[-500:])
         roll = rng.random()
         if roll < 0.5:
@@ -593,12 +742,12 @@ class Corpus:
             front, path = self.hugo(rng, title, slug, day, tags)
         budget = target - len(front.encode())
         text = front + "\n" + writer.body(budget)
-        while len(text.encode()) > MAX_BYTES:  # rare: trim whole trailing blocks
+        while len(text.encode()) > max_bytes:  # rare: trim whole trailing blocks
             text = text[: text.rstrip().rfind("\n\n")].rstrip() + "\n"
-        while len(text.encode()) < MIN_BYTES:
+        while len(text.encode()) < min_bytes:
             text += "\n" + writer.paragraph(1, 2) + "\n"
-        if len(text.encode()) > MAX_BYTES:
-            text = text.encode()[: MAX_BYTES - 1].decode(errors="ignore").rsplit(" ", 1)[0] + ".\n"
+        if len(text.encode()) > max_bytes:
+            text = text.encode()[: max_bytes - 1].decode(errors="ignore").rsplit(" ", 1)[0] + ".\n"
         if title not in self.title_set:
             self.title_set.add(title)
             self.titles.append(title)
@@ -620,7 +769,7 @@ class Corpus:
             lines.append(f"updatedDate: {(day + timedelta(days=rng.randint(1, 200))).isoformat()}")
         lines += [
             f"author: {quoted(rng.choice(AUTHORS))}",
-            f"category: {quoted(rng.choice(ASTRO_CATEGORIES))}",
+            f"category: {quoted(self.category(rng, ASTRO_CATEGORIES))}",
             "tags:",
             *(f"  - {quoted(t)}" for t in shown),
         ]
@@ -651,7 +800,7 @@ class Corpus:
             f"layout: {rng.choice(['post', 'post', 'default'])}",
             f"title: {quoted(title)}",
             f"date: {when}",
-            f"categories: {rng.choice(JEKYLL_CATEGORIES)}",
+            f"categories: {slugify(self.category(rng, JEKYLL_CATEGORIES))}",
             f"author: {quoted(rng.choice(AUTHORS))}",
             f"tags: [{', '.join(tags)}]",
             f"keywords: [{', '.join(keywords)}]",
@@ -676,15 +825,17 @@ class Corpus:
             f"date = {stamp}",
             f"description = {quoted(plain(Writer(rng, []).sentence()))}",
             f"tags = [{', '.join(quoted(t.lower()) for t in tags)}]",
-            f"categories = [{quoted(rng.choice(HUGO_CATEGORIES))}]",
+            f"categories = [{quoted(self.category(rng, HUGO_CATEGORIES))}]",
             "draft = false",
             "+++",
         ]
         return "\n".join(lines) + "\n", f"content/posts/{slug}.md"
 
 
-def generate(out: Path, posts: int, seed: int) -> dict[str, int]:
-    corpus = Corpus(seed)
+def generate(
+    out: Path, posts: int, seed: int, profile: str = DEFAULT_PROFILE
+) -> dict[str, int | str]:
+    corpus = Corpus(seed, PROFILES[profile])
     total = 0
     for _ in range(posts):
         rel, text = corpus.post()
@@ -693,8 +844,9 @@ def generate(out: Path, posts: int, seed: int) -> dict[str, int]:
         data = text.encode("utf-8")
         path.write_bytes(data)
         total += len(data)
-    info: dict[str, int] = {
+    info: dict[str, int | str] = {
         "generator_version": GENERATOR_VERSION,
+        "profile": profile,
         "posts": posts,
         "seed": seed,
         "bytes": total,
@@ -709,7 +861,10 @@ def read_marker(out: Path) -> dict[str, object] | None:
         info = json.loads((out / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return info if isinstance(info, dict) else None
+    if not isinstance(info, dict):
+        return None
+    info.setdefault("profile", "classic")  # written before profiles existed
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -717,6 +872,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--posts", type=int, required=True, help="number of posts to write")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=DEFAULT_PROFILE,
+        help=f"what the corpus looks like (default {DEFAULT_PROFILE}; see the module docstring)",
+    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -735,9 +896,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    info = generate(out, args.posts, args.seed)
+    info = generate(out, args.posts, args.seed, args.profile)
     print(
-        f"wrote {info['posts']} posts ({int(info['bytes']) / 2**20:.1f} MiB, "
+        f"wrote {info['posts']} {args.profile} posts ({int(info['bytes']) / 2**20:.1f} MiB, "
         f"{info['duplicate_titles']} duplicate titles, seed {info['seed']}) to {out}"
     )
     return 0
