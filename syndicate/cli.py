@@ -16,53 +16,22 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
-from syndicate.delivery import (
-    DeliveryStopped,
-    SendReport,
-    check_unsubscribe_url,
-    next_digest,
-    send_newsletter,
-    summary_lines,
-)
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
 from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
-from syndicate.mail import compose_preview
-from syndicate.mailstore import (
-    add_subscriber,
-    list_subscribers,
-    remove_subscriber,
-    update_subscriber,
-)
-from syndicate.markup import clean_line
-from syndicate.output import write_atomic
-from syndicate.pipeline import (
-    CycleReport,
-    build_site,
-    check_site,
-    lock_path,
-    open_state,
-    run_cycle,
-)
-from syndicate.posts import Progress, ReadOutcome, display_path, read_posts, scheduled
-from syndicate.render import TOKEN_PLACEHOLDER, render_digest
-from syndicate.schedule import Daemon, next_fire_times
-from syndicate.serve import serve_forever
-from syndicate.status import MailingStatus, mailing_status, recent_posts
-from syndicate.store import Store
-from syndicate.subscribers import (
-    STATUSES,
-    AddressError,
-    format_subscriber_csv,
-    normalize_address,
-    parse_subscriber_csv,
-    parse_topics,
-)
+from syndicate.models import SUBSCRIBER_STATUSES
+
+if TYPE_CHECKING:  # the heavy modules are imported where a command needs them
+    from syndicate.delivery import SendReport
+    from syndicate.pipeline import CycleReport
+    from syndicate.posts import Progress, ReadOutcome
+    from syndicate.status import MailingStatus
+    from syndicate.store import Store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 EX_SOFTWARE = 70  # sysexits.h: an internal error, never to be mistaken for content errors
@@ -181,6 +150,8 @@ def internal_error_line(exc: BaseException, limit: int = 300) -> str:
 
 @contextlib.contextmanager
 def opened_store(config: Config) -> Iterator[Store]:
+    from syndicate.pipeline import open_state
+
     store = open_state(config)
     try:
         yield store
@@ -191,6 +162,8 @@ def opened_store(config: Config) -> Iterator[Store]:
 @contextlib.contextmanager
 def locked_store(config: Config, lock_timeout: float | None) -> Iterator[Store]:
     """The run lock (one run at a time), then the state database."""
+    from syndicate.pipeline import lock_path
+
     timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
     with RunLock(lock_path(config), timeout), opened_store(config) as store:
         yield store
@@ -255,6 +228,9 @@ def build(
     A bad post is reported (path:line: error: ...) and skipped; the rest are written
     and the exit status is 1. With --strict nothing is written if any post is bad.
     """
+    from syndicate.pipeline import build_site
+    from syndicate.posts import display_path
+
     config, now = prepare(config_path, content, out, now_text)
     report = build_site(config, now, strict=strict, progress=progress_for())
     emit(report.diagnostics)
@@ -287,6 +263,8 @@ def check(
     links, missing descriptions, images without alt text. Exit 1 on errors, 0 on
     warnings only (1 with --strict).
     """
+    from syndicate.pipeline import check_site
+
     config, _ = prepare(config_path, content, out, now_text)
     catalog = check_site(config, progress=progress_for())
     emit(catalog.diagnostics)
@@ -323,6 +301,10 @@ def run(
     Without: an APScheduler daemon on schedule.build, plus a job at the exact date of
     every future post; SIGTERM or SIGINT stop it after the job in flight.
     """
+    from syndicate.pipeline import run_cycle
+    from syndicate.posts import display_path
+    from syndicate.schedule import Daemon
+
     config = load_config(config_path)
     if not once:
         if now_text:
@@ -379,6 +361,10 @@ def echo_cycle(report: CycleReport) -> None:
 @guarded
 def status(config_path: Path, now_text: str | None, debug: bool) -> None:
     """Posts (recent, scheduled), the mailing list and outbox, the last digest, runs, jobs."""
+    from syndicate.posts import read_posts, scheduled
+    from syndicate.schedule import next_fire_times
+    from syndicate.status import mailing_status, recent_posts
+
     config = load_config(config_path)
     now = parse_now(now_text, config)
     tz = config.site.tz
@@ -475,6 +461,12 @@ def digest(
     first one looks back newsletter.first_lookback_days), newest first; posts a run would
     publish now count as entering now, but nothing is published, recorded or sent.
     """
+    from syndicate.delivery import next_digest
+    from syndicate.mail import compose_preview
+    from syndicate.output import write_atomic
+    from syndicate.posts import display_path, read_posts
+    from syndicate.render import TOKEN_PLACEHOLDER, render_digest
+
     if not preview:
         raise click.UsageError(
             "use --preview to render the digest (sending is not part of this command)"
@@ -541,6 +533,10 @@ def subscribers_add(
     address: str, name: str, topics: tuple[str, ...], pending: bool, config_path: Path, debug: bool
 ) -> None:
     """Add ADDRESS (validated and normalised); an existing address is left as it is."""
+    from syndicate.mailstore import add_subscriber
+    from syndicate.markup import clean_line
+    from syndicate.subscribers import parse_topics
+
     config = load_config(config_path)
     email = checked_address(address, config.subscribers.allow_special_domains)
     with opened_store(config) as store:
@@ -563,6 +559,8 @@ def subscribers_add(
 @guarded
 def subscribers_remove(address: str, config_path: Path, debug: bool) -> None:
     """Delete ADDRESS and its delivery history."""
+    from syndicate.mailstore import remove_subscriber
+
     with open_store(config_path) as (_, store):
         if not remove_subscriber(store, address.strip()):
             raise SyndicateError(
@@ -572,12 +570,16 @@ def subscribers_remove(address: str, config_path: Path, debug: bool) -> None:
 
 
 @subscribers.command("list")
-@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option(
+    "--status", type=click.Choice(SUBSCRIBER_STATUSES), help="Only subscribers with this status."
+)
 @config_option
 @debug_option
 @guarded
 def subscribers_list(status: str | None, config_path: Path, debug: bool) -> None:
     """One line per subscriber: address, status, name, topics."""
+    from syndicate.mailstore import list_subscribers
+
     with open_store(config_path) as (_, store):
         found = list_subscribers(store, status)
     for s in found:
@@ -595,6 +597,9 @@ def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
     """Import FILE.csv (header email,name,topics,status). Bad rows are reported and skipped;
     importing the same file again changes nothing; unsubscribed and bounced addresses are
     never re-activated by an import."""
+    from syndicate.mailstore import add_subscriber, update_subscriber
+    from syndicate.subscribers import parse_subscriber_csv
+
     try:
         text = csv_file.read_text("utf-8-sig")
     except UnicodeDecodeError:
@@ -642,6 +647,10 @@ def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
 @guarded
 def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
     """Write every subscriber to FILE.csv ('-' for standard output)."""
+    from syndicate.mailstore import list_subscribers
+    from syndicate.output import write_atomic
+    from syndicate.subscribers import format_subscriber_csv
+
     with open_store(config_path) as (_, store):
         text = format_subscriber_csv(list_subscribers(store))
     if str(csv_file) == "-":
@@ -651,6 +660,8 @@ def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
 
 
 def checked_address(address: str, allow_special: bool) -> str:
+    from syndicate.subscribers import AddressError, normalize_address
+
     try:
         return normalize_address(address, allow_special)
     except AddressError as exc:
@@ -676,6 +687,15 @@ def send(
     its posts wait for the next one. Exit 1 if anything is left deferred or failed (or
     a post has errors), 2 if the newsletter is off.
     """
+    from syndicate.delivery import (
+        DeliveryStopped,
+        check_unsubscribe_url,
+        send_newsletter,
+        summary_lines,
+    )
+    from syndicate.mailstore import list_subscribers
+    from syndicate.pipeline import run_cycle
+
     config = load_config(config_path)
     require_newsletter(config)
     now = parse_now(now_text, config)
@@ -786,5 +806,7 @@ class ProgressReporter:
 def serve(config_path: Path, host: str | None, port: int | None, debug: bool) -> None:
     """Serve the output folder (feeds with ETag, Last-Modified, gzip) and the subscribe,
     confirm and one-click unsubscribe endpoints. Needs SYNDICATE_SECRET."""
+    from syndicate.serve import serve_forever
+
     config = load_config(config_path)
     serve_forever(config, host or config.serve.host, port or config.serve.port)

@@ -9,6 +9,9 @@ from typing import Any
 
 from syndicate.errors import Diagnostic, count_errors
 
+# A subscriber's status: the CLI offers these as choices without importing the mail code.
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced")
+
 
 @dataclass(frozen=True, slots=True)
 class Author:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 
 from syndicate.markup import clean_line
-from syndicate.models import Post, Subscriber
+from syndicate.models import SUBSCRIBER_STATUSES, Post, Subscriber
 
-STATUSES = ("pending", "active", "unsubscribed", "bounced")
+STATUSES = SUBSCRIBER_STATUSES
 CSV_HEADER = ("email", "name", "topics", "status")
 
 

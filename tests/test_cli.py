@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import syndicate.cli
+import syndicate.pipeline
 from syndicate.resources import CHECKOUT_TEMPLATES
 
 from .conftest import ROOT, Result, Site, isolated_seeds_config, post
@@ -88,7 +88,7 @@ def test_an_internal_error_exits_70_with_one_line(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("something inside broke\nacross two lines " + "x" * 2000)
 
-    monkeypatch.setattr(syndicate.cli, "build_site", broken)
+    monkeypatch.setattr(syndicate.pipeline, "build_site", broken)
     site.write_post("a.md", post("A"))
     result = invoke("build", "--config", site.config, cwd=site.root)
     assert result.exit_code == 70
@@ -171,3 +171,26 @@ def test_status_of_a_new_install(site: Site, invoke: Callable[..., Result]) -> N
     assert "subscribers: 0 active, 0 pending, 0 unsubscribed, 0 bounced" in result.stdout
     assert "outbox: empty" in result.stdout
     assert "last digest: none yet" in result.stdout
+
+
+HEAVY_MODULES = (
+    "sqlalchemy", "starlette", "uvicorn", "feedgen", "lxml", "jinja2", "mjml", "markdown",
+    "nh3", "apscheduler", "email_validator", "dkim", "frontmatter", "ftfy",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["send", "--help"]])
+def test_help_and_version_import_no_heavy_library(argv: list[str]) -> None:
+    """`--help` and `--version` answer in well under 0.15 s (bench/compare.py times it)
+    because the CLI imports the libraries a command needs only when it runs."""
+    probe = (
+        "import sys\n"
+        "from syndicate.cli import main\n"
+        f"sys.argv = ['syndicate', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/"
+    )
+    assert result.stdout.splitlines()[-1] == "[]", result.stdout
