@@ -647,6 +647,13 @@ def _check_archive(feeds: dict[str, Any], problems: _Problems) -> None:
             "needs rss or atom in feeds.formats (JSON Feed has no archived feeds)",
             "add rss and/or atom to feeds.formats, or set feeds.archive: false",
         )
+    if feeds["archive_page_size"] > feeds["limit"] and feeds["archive"]:
+        problems.add(
+            "feeds.archive_page_size",
+            f"must be at most feeds.limit ({feeds['limit']}), got {feeds['archive_page_size']}",
+            "the subscription feed must hold the whole newest archive page; lower the"
+            " page size or raise feeds.limit",
+        )
     if feeds["archive_per_tag"] and not feeds["archive"]:
         problems.add(
             "feeds.archive_per_tag",

@@ -10,6 +10,10 @@ The assignment is positional and computed from the posts alone, never from the s
 database (the feeds must stay rebuildable without it). The price: a post removed from,
 or back-dated into, page k shifts one post across each boundary after it, so pages
 k..N are rewritten. Editing a post in place (same date) rewrites only its page.
+
+`feeds.archive_page_size` is at most `feeds.limit` (config.py checks it): then a family
+with archives has more than one page, and the W3C validator warns about an archive page
+with neither a prev-archive nor a next-archive link ("Archive incomplete").
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ def with_archives(specs: list[FeedSpec], posts: Sequence[Post], config: Config) 
     """`specs` (from `plan_feeds`) plus their archive pages when `feeds.archive` is on.
 
     `posts` are the same published posts, newest first. The main feed always gets
-    archives, tag and category feeds with `feeds.archive_per_tag`. Each subscription
-    spec learns how many pages its family has (for its prev-archive link).
+    archives, tag and category feeds with `feeds.archive_per_tag`, once their history
+    outgrows `feeds.limit` (until then the subscription feed is the whole history). Each
+    subscription spec learns how many pages its family has (for its prev-archive link).
     """
     if not config.feeds.archive:
         return specs
@@ -41,13 +46,20 @@ def with_archives(specs: list[FeedSpec], posts: Sequence[Post], config: Config) 
     pages: list[FeedSpec] = []
     for spec in specs:
         history = histories.get(spec.path)
-        if history is None:
+        if history is None or len(history) <= config.feeds.limit:  # the feed holds it all
             planned.append(spec)
             continue
         family = paginate(oldest_first(history), size)
         planned.append(replace(spec, pages=len(family)))
+        newest = max(p.modified for p in history)
         pages.extend(
-            replace(spec, posts=members, page=number, pages=len(family))
+            replace(
+                spec,
+                posts=members,
+                page=number,
+                pages=len(family),
+                empty_date=None if members else newest,
+            )
             for number, members in enumerate(family, start=1)
         )
     return planned + pages

@@ -152,7 +152,7 @@ def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
         fg.author(_author_dict(site.author.name, site.author.email))
     else:
         fg.author({"name": site.title})
-    newest = last_modified(spec.posts)
+    newest = last_modified(spec.posts) if spec.posts else spec.empty_date or EMPTY_FEED_DATE
     fg.updated(newest)
     fg.lastBuildDate(newest)
     for post in spec.posts:

@@ -89,6 +89,9 @@ class FeedSpec:
     # archive page archive/<n>.xml; pages = how many archive pages the family has.
     page: int = 0
     pages: int = 0
+    # The date of a feed with no posts (an empty newest archive page: the family's newest
+    # change); None: 1970-01-01, which validators call implausible but nothing better exists.
+    empty_date: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
