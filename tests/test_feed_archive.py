@@ -10,6 +10,10 @@ from pathlib import Path
 import feedparser
 import pytest
 from lxml import etree
+from starlette.testclient import TestClient
+
+from syndicate.config import load_config
+from syndicate.serve import create_app
 
 from .conftest import FIXED_NOW, GOLDEN, SITE_CONFIG, Result, Site, post
 
@@ -298,3 +302,20 @@ def test_archive_pages_match_golden_files(
         f"{name} differs from {golden}; if the change is intended, run "
         "`pytest --update-golden` and review the diff"
     )
+
+
+def test_serve_gives_archive_pages_their_feed_types(
+    site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNDICATE_SECRET", "archive-test-secret-" + "x" * 32)
+    site.set_config(archive_config(size=2, limit=2))
+    write_posts(site, 3)
+    run_once(invoke, site)
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    with TestClient(create_app(load_config(site.config))) as client:
+        for name, kind in (("1.xml", "application/rss+xml"), ("2.atom", "application/atom+xml")):
+            response = client.get(f"/archive/{name}", headers={"Accept": "*/*"})
+            assert response.status_code == 200
+            assert response.headers["content-type"] == f"{kind}; charset=utf-8"
+            shown = client.get(f"/archive/{name}", headers={"Accept": browser})
+            assert shown.headers["content-type"] == "application/xml; charset=utf-8"
