@@ -61,6 +61,9 @@ class FeedsConfig:
     stylesheet: bool
     websub_hub: str | None = None
     allow_raw_html: bool = False  # True: post HTML reaches the feeds unsanitised
+    archive: bool = False  # RFC 5005 archived feeds: archive/<n>.xml and .atom
+    archive_page_size: int = 50
+    archive_per_tag: bool = False  # archives for tag and category feeds too
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,9 @@ SCHEMA: _Schema = {
         "stylesheet": _Key(bool, True),
         "websub_hub": _Key(str, None),
         "allow_raw_html": _Key(bool, False),
+        "archive": _Key(bool, False),
+        "archive_page_size": _Key(int, 50, low=1, high=1000),
+        "archive_per_tag": _Key(bool, False),
     },
     "state": {"url": _Key(str, "sqlite:///state/syndicate.db")},
     "newsletter": {
@@ -539,6 +545,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
     hub = feeds["websub_hub"]
     if hub is not None and not _is_absolute_http(hub):
         problems.add("feeds.websub_hub", f"must be an absolute http(s) URL, got {show_value(hub)}")
+    _check_archive(feeds, problems)
 
     schedule = v["schedule"]
     for key in ("build", "newsletter"):
@@ -605,6 +612,9 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             stylesheet=feeds["stylesheet"],
             websub_hub=hub,
             allow_raw_html=feeds["allow_raw_html"],
+            archive=feeds["archive"],
+            archive_page_size=feeds["archive_page_size"],
+            archive_per_tag=feeds["archive_per_tag"],
         ),
         state_url=state_url,
         schedule=ScheduleConfig(
@@ -634,6 +644,30 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
 
 
 SUBJECT_FIELDS = frozenset({"site", "count", "noun", "first_title", "date"})
+
+
+def _check_archive(feeds: dict[str, Any], problems: _Problems) -> None:
+    """RFC 5005 archives exist for RSS and Atom only (JSON Feed has no paging links), and
+    per-tag archives only on top of the main one: say so rather than write nothing."""
+    if feeds["archive"] and not {"rss", "atom"} & set(feeds["formats"]):
+        problems.add(
+            "feeds.archive",
+            "needs rss or atom in feeds.formats (JSON Feed has no archived feeds)",
+            "add rss and/or atom to feeds.formats, or set feeds.archive: false",
+        )
+    if feeds["archive_page_size"] > feeds["limit"] and feeds["archive"]:
+        problems.add(
+            "feeds.archive_page_size",
+            f"must be at most feeds.limit ({feeds['limit']}), got {feeds['archive_page_size']}",
+            "the subscription feed must hold the whole newest archive page; lower the"
+            " page size or raise feeds.limit",
+        )
+    if feeds["archive_per_tag"] and not feeds["archive"]:
+        problems.add(
+            "feeds.archive_per_tag",
+            "has no effect without feeds.archive: true",
+            "set feeds.archive: true as well, or remove feeds.archive_per_tag",
+        )
 
 
 def _newsletter(

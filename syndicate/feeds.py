@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 from xml.sax.saxutils import quoteattr
@@ -29,6 +30,10 @@ MEDIA_TYPES = {
     "atom": "application/atom+xml",
     "json": "application/feed+json",
 }
+# RFC 5005 archive pages: archive/<n>.xml (RSS) and archive/<n>.atom; JSON Feed has none.
+ARCHIVE_SUFFIXES = {"rss": "xml", "atom": "atom"}
+HISTORY_NS = "http://purl.org/syndication/history/1.0"
+ATOM_NS = "http://www.w3.org/2005/Atom"
 STYLESHEET = "feed.xsl"
 GENERATOR = "syndicate"
 # An empty feed still needs a date; a fixed one keeps it byte-stable.
@@ -73,16 +78,27 @@ def term_slug(term: str) -> str:
 
 def feed_url(config: Config, spec: FeedSpec, fmt: str) -> str:
     """The absolute URL where a feed file is served."""
-    folder = f"{spec.path}/" if spec.path else ""
-    return f"{config.site.url}{folder}{FILENAMES[fmt]}"
+    return config.site.url + feed_file(spec, fmt)
 
 
 def feed_file(spec: FeedSpec, fmt: str) -> str:
-    """The feed's path relative to the output folder."""
-    return f"{spec.path}/{FILENAMES[fmt]}" if spec.path else FILENAMES[fmt]
+    """The feed's path relative to the output folder (an archive page's for `spec.page`)."""
+    folder = f"{spec.path}/" if spec.path else ""
+    if spec.page:
+        return f"{folder}archive/{spec.page}.{ARCHIVE_SUFFIXES[fmt]}"
+    return folder + FILENAMES[fmt]
+
+
+def feed_formats(spec: FeedSpec, config: Config) -> tuple[str, ...]:
+    """The formats written for a spec: all configured ones, but no JSON archive pages."""
+    if spec.page:
+        return tuple(fmt for fmt in config.feeds.formats if fmt in ARCHIVE_SUFFIXES)
+    return config.feeds.formats
 
 
 def feed_title(config: Config, spec: FeedSpec) -> str:
+    if spec.page:
+        return f"{feed_title(config, replace(spec, page=0))} (archive, page {spec.page})"
     if spec.kind == "tag":
         return f"{config.site.title}: posts tagged “{spec.label}”"
     if spec.kind == "category":
@@ -117,6 +133,9 @@ def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
     fg.load_extension("media", atom=True, rss=True)
     fg.load_extension("dc", atom=False, rss=True)
     fg.register_extension("enclosures", BaseExtension, _AtomEnclosure, atom=True, rss=False)
+    if spec.page or spec.pages:
+        fg.register_extension("history", _History, BaseEntryExtension, atom=True, rss=True)
+        fg.history.set(history_links(spec, config, fmt), MEDIA_TYPES[fmt], bool(spec.page))
     self_url = feed_url(config, spec, fmt)
     fg.id(self_url)
     fg.title(feed_title(config, spec))
@@ -125,14 +144,15 @@ def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
     fg.generator(GENERATOR)
     # feedgen takes the RSS <channel><link> from the last link() call: self first, home last.
     fg.link(href=self_url, rel="self", type=MEDIA_TYPES[fmt])
-    if config.feeds.websub_hub and fmt == "atom":
-        fg.link(href=config.feeds.websub_hub, rel="hub")
+    hub = None if spec.page else config.feeds.websub_hub  # archive pages are static
+    if hub and fmt == "atom":
+        fg.link(href=hub, rel="hub")
     fg.link(href=site.url, rel="alternate", type="text/html")
     if site.author:
         fg.author(_author_dict(site.author.name, site.author.email))
     else:
         fg.author({"name": site.title})
-    newest = last_modified(spec.posts)
+    newest = last_modified(spec.posts) if spec.posts else spec.empty_date or EMPTY_FEED_DATE
     fg.updated(newest)
     fg.lastBuildDate(newest)
     for post in spec.posts:
@@ -140,8 +160,8 @@ def build_xml(spec: FeedSpec, config: Config, fmt: str) -> bytes:
     data: bytes = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
     if fmt == "rss":
         data = _hex_references(data)
-    if config.feeds.websub_hub and fmt == "rss":
-        data = _with_rss_hub(data, config.feeds.websub_hub)
+    if hub and fmt == "rss":
+        data = _with_rss_hub(data, hub)
     if config.feeds.stylesheet:
         data = _with_stylesheet(data, spec)
     return data
@@ -193,6 +213,56 @@ def _add_entry(fg: FeedGenerator, post: Post, config: Config, fmt: str) -> None:
         if post.image.type:
             media["type"] = post.image.type
         fe.media.content(media, group=None)
+
+
+def history_links(spec: FeedSpec, config: Config, fmt: str) -> list[tuple[str, str]]:
+    """RFC 5005 section 4 links, (rel, href): the subscription feed points at the newest
+    archive page; a page at the subscription feed (`current`) and its neighbours."""
+    if not spec.page:
+        return [("prev-archive", feed_url(config, replace(spec, page=spec.pages), fmt))]
+    links = [("current", feed_url(config, replace(spec, page=0), fmt))]
+    if spec.page > 1:
+        links.append(("prev-archive", feed_url(config, replace(spec, page=spec.page - 1), fmt)))
+    if spec.page < spec.pages:
+        links.append(("next-archive", feed_url(config, replace(spec, page=spec.page + 1), fmt)))
+    return links
+
+
+class _History(BaseExtension):  # type: ignore[misc]
+    """Feed History (RFC 5005): `<fh:archive/>` on archive pages and the `atom:link`s
+    between pages, placed right after the rel="self" link, in RSS and Atom alike."""
+
+    def __init__(self) -> None:
+        self.links: list[tuple[str, str]] = []
+        self.media_type = ""
+        self.archive = False
+
+    def set(self, links: list[tuple[str, str]], media_type: str, archive: bool) -> None:
+        self.links, self.media_type, self.archive = links, media_type, archive
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": HISTORY_NS} if self.archive else {}
+
+    def extend_rss(self, feed: etree._Element) -> etree._Element:
+        self._insert(feed.find("channel"), f"{{{ATOM_NS}}}link")
+        return feed
+
+    def extend_atom(self, feed: etree._Element) -> etree._Element:
+        self._insert(feed, "link")  # feedgen's Atom elements carry no namespace of their own
+        return feed
+
+    def _insert(self, parent: etree._Element | None, link_tag: str) -> None:
+        assert parent is not None
+        selfs = [el for el in parent.iterchildren(link_tag) if el.get("rel") == "self"]
+        at = parent.index(selfs[0]) + 1 if selfs else len(parent)
+        added = [
+            etree.Element(link_tag, href=href, rel=rel, type=self.media_type)
+            for rel, href in self.links
+        ]
+        if self.archive:
+            added.insert(0, etree.Element(f"{{{HISTORY_NS}}}archive"))
+        for offset, element in enumerate(added):
+            parent.insert(at + offset, element)
 
 
 class _AtomEnclosure(BaseEntryExtension):  # type: ignore[misc]
@@ -253,6 +323,7 @@ def _with_rss_hub(data: bytes, hub: str) -> bytes:
 def _with_stylesheet(data: bytes, spec: FeedSpec) -> bytes:
     """Insert the xml-stylesheet instruction so a browser shows a readable page."""
     depth = spec.path.count("/") + 1 if spec.path else 0
+    depth += 1 if spec.page else 0  # archive/<n>.xml
     href = "../" * depth + STYLESHEET
     declaration_end = data.index(b"?>") + 2
     pi = f'\n<?xml-stylesheet type="text/xsl" href="{href}"?>'.encode()

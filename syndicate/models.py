@@ -88,6 +88,13 @@ class FeedSpec:
     label: str  # "" for main, else the tag or category as written
     path: str  # output folder relative to the output dir: "" or "tags/<slug>"
     posts: tuple[Post, ...]
+    # RFC 5005 archives (feed_archive.py): page 0 is the subscription feed, n >= 1 the
+    # archive page archive/<n>.xml; pages = how many archive pages the family has.
+    page: int = 0
+    pages: int = 0
+    # The date of a feed with no posts (an empty newest archive page: the family's newest
+    # change); None: 1970-01-01, which validators call implausible but nothing better exists.
+    empty_date: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from syndicate import __version__
 from syndicate.config import Config
 from syndicate.delivery import newsletter_job
 from syndicate.errors import Diagnostic, SyndicateError, count_errors
-from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
+from syndicate.feed_archive import with_archives
+from syndicate.feeds import STYLESHEET, build_feed, feed_file, feed_formats, plan_feeds
 from syndicate.lint import lint_post
 from syndicate.models import Catalog, FeedSpec, HookResult, Post
 from syndicate.output import outputs_intact, write_outputs
@@ -102,7 +103,7 @@ def build_files(ready: list[Post], config: Config) -> tuple[dict[str, bytes], Re
     """Every output file (path relative to the output folder -> bytes) for these posts,
     and the posts that could not be rendered (left out of every feed)."""
     specs, failures = render_specs(ready, config)
-    jobs = [(spec, fmt) for spec in specs for fmt in config.feeds.formats]
+    jobs = [(spec, fmt) for spec in specs for fmt in feed_formats(spec, config)]
     built = parallel_map(functools.partial(_build_job, config=config), jobs, chunksize=4)
     files = {feed_file(spec, fmt): data for (spec, fmt), data in zip(jobs, built, strict=True)}
     if config.feeds.stylesheet and ({"rss", "atom"} & set(config.feeds.formats)):
@@ -123,7 +124,8 @@ def render_specs(ready: list[Post], config: Config) -> tuple[list[FeedSpec], Ren
     rendered: dict[str, Post] = {}
     failures: RenderFailures = {}
     while True:
-        specs = plan_feeds([p for p in ready if p.key not in failures], config)
+        kept = [p for p in ready if p.key not in failures]
+        specs = with_archives(plan_feeds(kept, config), kept, config)
         todo = list(
             {p.key: p for spec in specs for p in spec.posts if p.key not in rendered}.values()
         )

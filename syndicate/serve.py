@@ -508,15 +508,23 @@ def not_modified(request: Request, etag: str, mtime: float) -> bool:
     return False
 
 
+def _archive_page_type(path: Path) -> str | None:
+    """RFC 5005 archive pages (`archive/<n>.xml`, `archive/<n>.atom`) are feeds too."""
+    if path.parent.name != "archive" or not path.stem.isdigit():
+        return None
+    return {".xml": MEDIA_TYPES["rss"], ".atom": MEDIA_TYPES["atom"]}.get(path.suffix)
+
+
 def content_type(path: Path, accept: str) -> str:
     """Feeds carry their own types, except for a browser: it would download
     application/rss+xml, so it gets XML and renders it through the XSL stylesheet."""
-    feed_type = FEED_TYPES.get(path.name)
+    feed_type = FEED_TYPES.get(path.name) or _archive_page_type(path)
     if feed_type:
         browser = "text/html" in accept and feed_type.split(";")[0] not in accept
-        if browser and path.suffix == ".xml":
+        xml = path.suffix in (".xml", ".atom")
+        if browser and xml:
             return "application/xml; charset=utf-8"
-        return feed_type + ("; charset=utf-8" if path.suffix == ".xml" else "")
+        return feed_type + ("; charset=utf-8" if xml else "")
     return OTHER_TYPES.get(path.suffix, "application/octet-stream")
 
 
