@@ -45,9 +45,8 @@ def diff_publication(
             state = moved_from.pop(post.id)
             moved.add(state.source)
             updated.append(post)
-            states.append(
-                _state(post, now, first_published_at=state.first_published_at, updated_at=now)
-            )
+            first = state.first_published_at or now  # never None: _vanished_by_id keeps those
+            states.append(_state(post, now, first_published_at=first, updated_at=now))
         elif state is None or state.first_published_at is None:
             published.append(post)
             states.append(_state(post, now, first_published_at=now, updated_at=None))
