@@ -760,9 +760,22 @@ def _formats(pattern: str, **fields: str) -> bool:
     return True
 
 
+# Characters no URL may hold as they are (RFC 3986): whitespace and control characters
+# (urlsplit silently drops CR, LF and tab, so the URL checked is not the URL written into
+# headers and pages), quotes, angle brackets (they end List-Unsubscribe's <...>) and the
+# backslash (browsers read `http://evil.example\@localhost/` as host evil.example).
+_URL_FORBIDDEN = re.compile(r'[\x00-\x20\x7f<>"\\^`{|}]')
+
+
 def _is_absolute_http(url: str) -> bool:
+    if _URL_FORBIDDEN.search(url):
+        return False
     parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or too big
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
