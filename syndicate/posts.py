@@ -32,6 +32,7 @@ from syndicate.errors import Diagnostic, PostError, shown
 from syndicate.markup import (
     XML_FORBIDDEN,
     clean_line,
+    plain_text,
     render_markdown,
 )
 from syndicate.models import Author, Catalog, Image, Post
@@ -215,6 +216,16 @@ def render_post(post: Post, sanitize: bool = True) -> Post:
     return replace(
         post, html=rendered.html, xhtml=rendered.xhtml, summary=post.summary or rendered.lead
     )
+
+
+def summary_text(post: Post) -> str:
+    """The summary as plain text, for feeds and digests. A description is written in front
+    matter, where tags are removed (`<b>bold</b>` -> `bold`); a summary taken from the first
+    paragraph is already text (entities decoded), so it is not read as markup a second
+    time: a post about `&lt;b&gt;` keeps its `<b>`."""
+    if post.description:
+        return plain_text(post.description)
+    return clean_line(post.summary)  # filled by render_post, which callers run first
 
 
 def render_or_diagnose(post: Post, sanitize: bool = True) -> Post | Diagnostic:

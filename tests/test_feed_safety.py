@@ -131,6 +131,34 @@ def test_titles_and_summaries_are_plain_text_escaped_once(
     )
 
 
+def test_a_summary_from_the_first_paragraph_keeps_text_that_looks_like_markup(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """A post about HTML writes `&lt;b&gt;` to show `<b>`: the summary taken from its first
+    paragraph is text already, so it is not stripped of "tags" a second time; every feed
+    (and the digest) shows `<b>` as the author wrote it, escaped once."""
+    site.write_post(
+        "about-html.md",
+        post("About HTML", body="Wrap it in &lt;b&gt; tags, then <em>close</em> it: `</b>`."),
+    )
+    build(invoke, site)
+    wanted = "Wrap it in <b> tags, then close it: </b>."
+    for name in ("feed.xml", "atom.xml"):
+        entry = feedparser.parse((site.public / name).read_bytes()).entries[0]
+        shown = entry.summary
+        if name == "feed.xml":  # RSS <description> is HTML: what a reader shows is its text
+            shown = lxml.html.fragment_fromstring(shown, create_parent="div").text_content()
+        assert shown == wanted, name
+    item = json.loads((site.public / "feed.json").read_text("utf-8"))["items"][0]
+    assert item["summary"] == wanted
+    preview = invoke(
+        "digest", "--preview", "--now", FIXED_NOW, "--out", str(site.root / "p"), cwd=site.root
+    )
+    assert preview.exit_code == 0, preview.stderr
+    text = (site.root / "p" / "newsletter" / "preview.txt").read_text("utf-8")
+    assert wanted in " ".join(text.split())
+
+
 def test_allow_raw_html_opts_out(site: Site, invoke: Callable[..., Result]) -> None:
     hostile_site(site, "feeds:\n  allow_raw_html: true\n")
     build(invoke, site)
