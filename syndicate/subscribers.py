@@ -139,6 +139,8 @@ def _csv_records(text: str) -> Iterator[tuple[int, list[str] | str]]:
             start = offset + consumed + 1
             if "unexpected end of data" in str(exc):
                 yield start, "unterminated quote: the '\"' opened in this record is never closed"
+            elif "field limit" in str(exc):
+                yield start, f"a cell longer than {csv.field_size_limit():,} characters"
             else:
                 yield (
                     start,
@@ -169,6 +171,15 @@ def parse_subscriber_csv(
                 problems.append(CSVProblem(line, problem))
                 return rows, problems
             continue
+        if any(cell.strip() for cell in record[len(header) :]):
+            problems.append(
+                CSVProblem(
+                    line,
+                    f"{len(record)} cells but the header has {len(header)}: a cell that holds "
+                    'a comma must be quoted ("Smith, Ann")',
+                )
+            )
+            continue
         row = _csv_row(
             line, dict(zip(header, map(unescape_cell, record), strict=False)), allow_special
         )
@@ -194,6 +205,9 @@ def _header_problem(header: list[str]) -> str | None:
     unknown = [h for h in header if h not in CSV_HEADER]
     if unknown:
         return f"unknown column {unknown[0]!r} (columns: email,name,topics,status)"
+    twice = [h for h in CSV_HEADER if header.count(h) > 1]
+    if twice:
+        return f"column {twice[0]!r} appears twice in the header"
     return None
 
 
