@@ -7,13 +7,16 @@ we can repair (control characters, duplicate slugs) come back as warnings.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import hashlib
 import mimetypes
 import os
 import re
+import signal
 import stat
+import threading
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -228,13 +231,62 @@ def summary_text(post: Post) -> str:
     return clean_line(post.summary)  # filled by render_post, which callers run first
 
 
+# Python-Markdown and html5ever (nh3) slow down quadratically on some inputs: 16 KB of
+# "[ " takes 13 s, 100,000 nested <div> a minute; a larger file would hold the run lock
+# for hours. No real post takes a tenth of this. SYNDICATE_RENDER_SECONDS overrides it.
+RENDER_SECONDS = 20
+
+
+def render_seconds() -> int:
+    value = os.environ.get("SYNDICATE_RENDER_SECONDS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else RENDER_SECONDS
+
+
+class _RenderTimeoutError(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int) -> Iterator[None]:
+    """Raise _RenderTimeoutError in the block after `seconds` (wall clock). Python code is
+    interrupted at once; a call into a C/Rust parser when it returns. Signals exist only in
+    the main thread (cron runs and build workers); elsewhere (the daemon's job threads)
+    there is no limit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: object) -> None:
+        raise _RenderTimeoutError
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def render_or_diagnose(post: Post, sanitize: bool = True) -> Post | Diagnostic:
     """The rendered post, or why it cannot be rendered. Runs in the forked workers too, so
     any exception (deep recursion, a bug in a Markdown extension) is caught per post."""
     blank = post.body[: len(post.body) - len(post.body.lstrip())]
     line = post.body_line + blank.count("\n")  # where the body's text starts
+    limit = render_seconds()
     try:
-        return render_post(post, sanitize=sanitize)
+        with _time_limit(limit):
+            return render_post(post, sanitize=sanitize)
+    except _RenderTimeoutError:
+        return Diagnostic(
+            post.source,
+            line,
+            "error",
+            f"the body took more than {limit} s to render (input that makes the "
+            "Markdown or HTML parser slow down quadratically, such as thousands of unclosed "
+            "'[' or nested tags); the post is skipped",
+            "close the brackets or tags, or put such text in a code block",
+        )
     except RecursionError:
         return Diagnostic(
             post.source,

@@ -333,3 +333,31 @@ def test_posts_rendered_after_a_failure_come_out_right() -> None:
         assert html == '<p>A <a href="https://blog.syndicate.test/posts/x/">link</a> here.</p>', (
             depth
         )
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("markdown", "[ " * 12_000),  # Python-Markdown: quadratic in unclosed brackets
+        ("html", "<div>" * 150_000),  # html5ever (nh3): quadratic in nesting
+        ("html-self-closing", "<div/>" * 150_000),  # html: <div/> opens a div
+    ],
+)
+def test_a_post_that_renders_for_too_long_is_skipped_and_the_others_publish(
+    site: Site, monkeypatch: pytest.MonkeyPatch, kind: str, body: str
+) -> None:
+    """Some inputs make the parsers slow down quadratically (a 24 KB post of '[ ' took a
+    minute; a bigger one holds the run lock for hours). Past SYNDICATE_RENDER_SECONDS
+    (20 by default) the post is one diagnostic and the others publish. Deeply nested raw
+    HTML, which slows the Rust sanitiser where no time limit reaches, is refused by depth."""
+    monkeypatch.setenv("SYNDICATE_RENDER_SECONDS", "1")
+    site.write_post("good.md", post("Good"))
+    site.write_post("slow.md", post("Slow", "2025-05-02", body=body))
+    started = time.monotonic()
+    result = bounded_run("run", "--once", "-v", "--now", FIXED_NOW, cwd=site.root, timeout=30)
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 1, result.stderr
+    reason = "took more than 1 s to render" if kind == "markdown" else "cannot be rendered: it is"
+    assert result.stderr.startswith(f"posts/slow.md:6: error: the body {reason}"), result.stderr
+    assert "published: Good" in result.stdout and "Slow" not in result.stdout
+    assert feed_titles(site) == {"Good"}
