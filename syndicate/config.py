@@ -25,6 +25,7 @@ from syndicate.models import Author
 FEED_FORMATS = ("rss", "atom", "json")
 MAX_CONFIG_BYTES = 1024 * 1024  # a real config.yaml is a few KB
 MAX_ALIAS_VALUES = 10_000  # values that YAML aliases may add by expansion ("billion laughs")
+MAX_YAML_DEPTH = 100  # nesting of lists and mappings; real config and front matter use 2-4
 POST_URL_FIELDS = frozenset({"slug", "year", "month", "day"})
 
 
@@ -881,6 +882,7 @@ def load_yaml(text: str, loader: type[yaml.SafeLoader]) -> tuple[yaml.Node | Non
     """-> (node graph, value). Aliases are checked before anything is built from the graph:
     a few hundred bytes of nested aliases ("billion laughs") would otherwise expand to
     gigabytes in every walk over the value, and in any message that quotes it."""
+    check_yaml_depth(text, loader)
     parser = loader(text)
     try:
         node = parser.get_single_node()
@@ -888,6 +890,29 @@ def load_yaml(text: str, loader: type[yaml.SafeLoader]) -> tuple[yaml.Node | Non
             return None, None
         check_aliases(node, MAX_ALIAS_VALUES)
         return node, parser.construct_document(node)
+    finally:
+        parser.dispose()
+
+
+def check_yaml_depth(text: str, loader: type[yaml.SafeLoader]) -> None:
+    """Raise YAMLLimitError if collections nest deeper than MAX_YAML_DEPTH. Building the
+    node graph recurses once per level: libyaml's composer (CSafeLoader) overflows the C
+    stack and kills the process (`x: [[[[...` or `- - - - ...`, 60 KB is enough), the
+    Python one hits RecursionError. The event stream is flat, so it is counted first."""
+    parser = loader(text)
+    depth = 0
+    try:
+        while not parser.check_event(yaml.StreamEndEvent):
+            event = parser.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise YAMLLimitError(
+                        problem=f"values nested more than {MAX_YAML_DEPTH} levels deep",
+                        problem_mark=event.start_mark,
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
     finally:
         parser.dispose()
 

@@ -651,7 +651,9 @@ def _yaml_error(exc: yaml.YAMLError, source: str, open_line: int) -> PostError:
     line = open_line + mark.line if mark is not None else open_line
     message = f"{context}: {problem}" if context else problem
     hint = "quote values that contain ': ' or '#', and close every quote and bracket"
-    if isinstance(exc, YAMLLimitError):
+    if isinstance(exc, YAMLLimitError) and "nested" in message:
+        hint = "front matter is metadata: a few levels of lists and mappings at most"
+    elif isinstance(exc, YAMLLimitError):
         hint = "an alias (*name) may repeat a value, not multiply it: write the values out"
     return PostError(source, line, f"invalid YAML front matter: {message}", hint)
 

@@ -361,3 +361,30 @@ def test_a_post_that_renders_for_too_long_is_skipped_and_the_others_publish(
     assert result.stderr.startswith(f"posts/slow.md:6: error: the body {reason}"), result.stderr
     assert "published: Good" in result.stdout and "Slow" not in result.stdout
     assert feed_titles(site) == {"Good"}
+
+
+@pytest.mark.parametrize(
+    "nesting",
+    [
+        "x: " + "[" * 50_000 + "]" * 50_000,  # flow collections
+        "x:\n" + "- " * 30_000 + "a",  # block sequences on one line
+        "? " * 30_000 + "a",  # complex keys
+        "x: " + "{a: " * 20_000 + "1" + "}" * 20_000,
+    ],
+)
+def test_deeply_nested_front_matter_is_one_error_not_a_crash(site: Site, nesting: str) -> None:
+    """libyaml's composer recurses once per level: 60 KB of nesting (under the size cap,
+    no alias) overflowed the C stack and killed every run with SIGSEGV, no message at all.
+    Nesting is counted on the event stream first."""
+    site.write_post("good.md", post("Good"))
+    site.write_post("nested.md", f"---\ntitle: Nested\ndate: 2025-05-02\n{nesting}\n---\nx\n")
+    result = bounded_run("run", "--once", "-v", "--now", FIXED_NOW, cwd=site.root)
+    assert result.exit_code == 1, (result.exit_code, result.stderr[:500])
+    first, hint = result.stderr.splitlines()[:2]
+    assert first.startswith("posts/nested.md:")
+    assert first.endswith(
+        "error: invalid YAML front matter: values nested more than 100 levels deep"
+    )
+    assert hint == "  hint: front matter is metadata: a few levels of lists and mappings at most"
+    assert "published: Good" in result.stdout
+    assert feed_titles(site) == {"Good"}
