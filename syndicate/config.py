@@ -903,13 +903,13 @@ def check_yaml_depth(text: str, loader: type[yaml.SafeLoader]) -> None:
     depth = 0
     try:
         while not parser.check_event(yaml.StreamEndEvent):
-            event = parser.get_event()
+            event = parser.get_event()  # type: ignore[no-untyped-call]
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
                     raise YAMLLimitError(
                         problem=f"values nested more than {MAX_YAML_DEPTH} levels deep",
-                        problem_mark=event.start_mark,
+                        problem_mark=cast(yaml.Mark, event.start_mark),  # C or Python Mark
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
