@@ -546,12 +546,12 @@ def with_image_length(post: Post, config: Config) -> Post:
     if image is None or static is None or not image.url.startswith(config.site.url):
         return post
     relative = unquote(image.url[len(config.site.url) :].split("?")[0].split("#")[0])
-    candidate = (static / relative).resolve()
-    if not candidate.is_relative_to(static.resolve()):
-        return post
-    try:
+    try:  # ValueError: a %00 in the URL (a NUL byte no file name can hold)
+        candidate = (static / relative).resolve()
+        if not candidate.is_relative_to(static.resolve()):
+            return post
         info = candidate.stat()
-    except OSError:
+    except (OSError, ValueError):
         return post
     if not stat.S_ISREG(info.st_mode):
         return post

@@ -217,6 +217,23 @@ def test_enclosures_have_the_real_length_and_type(
     assert rss_entries["Escape"].enclosures == []
 
 
+@pytest.mark.parametrize(
+    "image",
+    ["/images/%00.png", "/images/cover%20image.png%00", "/images/" + "a" * 5000 + ".png"],
+)
+def test_an_image_url_no_file_can_match_still_publishes_the_post(
+    image_site: Site, invoke: Callable[..., Result], image: str
+) -> None:
+    """A NUL byte (%00) or a name too long for the file system in the image URL is simply
+    not a file under static_dir: the post publishes without an enclosure length (it was
+    "cannot be read: ValueError: embedded null byte", the post skipped)."""
+    image_site.write_post("odd.md", post("Odd", "2025-05-04", image=f"'{image}'"))
+    result = invoke("build", "--now", FIXED_NOW, cwd=image_site.root)
+    assert (result.exit_code, result.stderr) == (0, "")
+    entry = feedparser.parse((image_site.public / "feed.xml").read_bytes()).entries[0]
+    assert entry.title == "Odd" and not entry.get("enclosures")
+
+
 def test_a_resized_image_rebuilds_the_feeds(
     image_site: Site, invoke: Callable[..., Result]
 ) -> None:
