@@ -842,6 +842,17 @@ def state_url_error(url: str) -> tuple[str, str] | None:
         return f"is not a valid database URL ({reason})", STATE_URL_HINT
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
         return f"is not a valid database URL (port {parsed.port} is not 1-65535)", STATE_URL_HINT
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:")
+        or "memory" in str(parsed.query.get("mode", "")).lower()
+        or database.lower().startswith("file::memory:")
+    ):
+        return (
+            "is an in-memory database: it forgets between runs what was published and "
+            "sent, so every run would announce every post again",
+            STATE_URL_HINT,
+        )
     try:
         dialect = parsed.get_dialect()
     except NoSuchModuleError:

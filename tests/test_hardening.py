@@ -265,6 +265,10 @@ STATE_LINE = SITE_CONFIG.count("\n") + 2  # the line of "url:" under "state:"
         ("nosuchdb://syn:s3cret-pw@db.internal/syn", "unknown database 'nosuchdb'"),
         ("postgresql+asyncpg://syn:s3cret-pw@db/syn", "driver for 'postgresql+asyncpg'"),
         ("just garbage s3cret-pw", "is not a database URL"),
+        # in memory: every run would start empty and announce every post again
+        ("sqlite://", "is an in-memory database"),
+        ("sqlite:///:memory:", "is an in-memory database"),
+        ("sqlite:///state.db?mode=memory", "is an in-memory database"),
     ],
 )
 def test_unusable_state_url_is_a_config_error(
