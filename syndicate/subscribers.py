@@ -66,6 +66,20 @@ def address_key(address: str) -> str:
     return address.casefold()
 
 
+_DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+
+def inbox_key(address: str) -> str:
+    """The inbox an address delivers to, for rate limits: `ann+1@x`, `ann+2@x` and `ann@x`
+    reach one inbox (subaddressing, RFC 5233, on by default at Gmail, Outlook, Fastmail),
+    and Gmail ignores dots. Not an identity: subscribers stay keyed by `address_key`."""
+    local, _, domain = address_key(address).rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS_DOMAINS:
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"
+
+
 def parse_topics(raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Topics from `a, b` or a list; cleaned, de-duplicated case-insensitively, in order."""
     items = raw.replace(";", ",").split(",") if isinstance(raw, str) else list(raw)
