@@ -25,6 +25,7 @@ from syndicate.models import Author
 FEED_FORMATS = ("rss", "atom", "json")
 MAX_CONFIG_BYTES = 1024 * 1024  # a real config.yaml is a few KB
 MAX_ALIAS_VALUES = 10_000  # values that YAML aliases may add by expansion ("billion laughs")
+MAX_YAML_DEPTH = 100  # nesting of lists and mappings; real config and front matter use 2-4
 POST_URL_FIELDS = frozenset({"slug", "year", "month", "day"})
 
 
@@ -810,9 +811,22 @@ def _formats(pattern: str, **fields: str) -> bool:
     return True
 
 
+# Characters no URL may hold as they are (RFC 3986): whitespace and control characters
+# (urlsplit silently drops CR, LF and tab, so the URL checked is not the URL written into
+# headers and pages), quotes, angle brackets (they end List-Unsubscribe's <...>) and the
+# backslash (browsers read `http://evil.example\@localhost/` as host evil.example).
+_URL_FORBIDDEN = re.compile(r'[\x00-\x20\x7f<>"\\^`{|}]')
+
+
 def _is_absolute_http(url: str) -> bool:
+    if _URL_FORBIDDEN.search(url):
+        return False
     parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or too big
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -878,6 +892,17 @@ def state_url_error(url: str) -> tuple[str, str] | None:
         return f"is not a valid database URL ({reason})", STATE_URL_HINT
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
         return f"is not a valid database URL (port {parsed.port} is not 1-65535)", STATE_URL_HINT
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:")
+        or "memory" in str(parsed.query.get("mode", "")).lower()
+        or database.lower().startswith("file::memory:")
+    ):
+        return (
+            "is an in-memory database: it forgets between runs what was published and "
+            "sent, so every run would announce every post again",
+            STATE_URL_HINT,
+        )
     try:
         dialect = parsed.get_dialect()
     except NoSuchModuleError:
@@ -918,6 +943,7 @@ def load_yaml(text: str, loader: type[yaml.SafeLoader]) -> tuple[yaml.Node | Non
     """-> (node graph, value). Aliases are checked before anything is built from the graph:
     a few hundred bytes of nested aliases ("billion laughs") would otherwise expand to
     gigabytes in every walk over the value, and in any message that quotes it."""
+    check_yaml_depth(text, loader)
     parser = loader(text)
     try:
         node = parser.get_single_node()
@@ -925,6 +951,29 @@ def load_yaml(text: str, loader: type[yaml.SafeLoader]) -> tuple[yaml.Node | Non
             return None, None
         check_aliases(node, MAX_ALIAS_VALUES)
         return node, parser.construct_document(node)
+    finally:
+        parser.dispose()
+
+
+def check_yaml_depth(text: str, loader: type[yaml.SafeLoader]) -> None:
+    """Raise YAMLLimitError if collections nest deeper than MAX_YAML_DEPTH. Building the
+    node graph recurses once per level: libyaml's composer (CSafeLoader) overflows the C
+    stack and kills the process (`x: [[[[...` or `- - - - ...`, 60 KB is enough), the
+    Python one hits RecursionError. The event stream is flat, so it is counted first."""
+    parser = loader(text)
+    depth = 0
+    try:
+        while not parser.check_event(yaml.StreamEndEvent):
+            event = parser.get_event()  # type: ignore[no-untyped-call]
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise YAMLLimitError(
+                        problem=f"values nested more than {MAX_YAML_DEPTH} levels deep",
+                        problem_mark=cast(yaml.Mark, event.start_mark),  # C or Python Mark
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
     finally:
         parser.dispose()
 

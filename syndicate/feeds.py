@@ -23,6 +23,7 @@ from slugify import slugify
 from syndicate.config import Config
 from syndicate.markup import html_escape, plain_text
 from syndicate.models import FeedSpec, Image, Post
+from syndicate.posts import summary_text
 
 FILENAMES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
 MEDIA_TYPES = {
@@ -172,7 +173,7 @@ def _add_entry(fg: FeedGenerator, post: Post, config: Config, fmt: str) -> None:
     fe = fg.add_entry(order="append")
     fe.id(post.id)
     fe.title(plain_text(post.title))
-    summary = plain_text(post.summary)
+    summary = summary_text(post)
     fe.link(href=post.url, rel="alternate", type="text/html")
     fe.published(post.date)
     fe.updated(post.modified)
@@ -348,7 +349,7 @@ def build_json(spec: FeedSpec, config: Config) -> bytes:
     items = []
     for post in spec.posts:
         assert post.html is not None, "render posts before building feeds"
-        title, summary = plain_text(post.title), plain_text(post.summary)
+        title, summary = plain_text(post.title), summary_text(post)
         item: dict[str, object] = {"id": post.id, "url": post.url, "title": title}
         if config.feeds.full_content:
             item["content_html"] = post.html

@@ -78,6 +78,7 @@ def render_markdown(body: str, base_url: str, sanitize: bool = True) -> Rendered
         # post would come out as escaped text. Start again from a fresh instance.
         _md = _new_markdown()
         raise
+    check_nesting(html)
     if sanitize:
         html = sanitize_feed_html(html)
     html = strip_xml_forbidden(html)
@@ -126,6 +127,128 @@ def _absolute_srcset(srcset: str, base_url: str) -> str:
         parts[0] = _join(base_url, parts[0])
         candidates.append(" ".join(parts))
     return ", ".join(candidates)
+
+
+MAX_NESTING = 512
+_TAG_TOKEN = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)(?:[^>]*?(/))?[^>]*>")
+# Elements that never nest (void) or that HTML closes by itself (optional end tags):
+# a table of 10,000 unclosed <tr><td> is long, not deep.
+_FLAT_TAGS = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "source",
+        "track",
+        "wbr",
+        "p",
+        "li",
+        "dt",
+        "dd",
+        "tr",
+        "td",
+        "th",
+        "thead",
+        "tbody",
+        "tfoot",
+        "option",
+        "optgroup",
+        "colgroup",
+        "caption",
+        "rt",
+        "rp",
+        "html",
+        "head",
+        "body",
+    ]
+)
+_HTML_CONTAINERS = frozenset(
+    [
+        "div",
+        "span",
+        "a",
+        "b",
+        "i",
+        "u",
+        "s",
+        "em",
+        "strong",
+        "small",
+        "big",
+        "sub",
+        "sup",
+        "code",
+        "pre",
+        "blockquote",
+        "section",
+        "article",
+        "aside",
+        "nav",
+        "header",
+        "footer",
+        "main",
+        "figure",
+        "figcaption",
+        "details",
+        "summary",
+        "table",
+        "ul",
+        "ol",
+        "dl",
+        "font",
+        "center",
+        "label",
+        "form",
+        "button",
+        "select",
+        "textarea",
+        "object",
+        "iframe",
+        "video",
+        "audio",
+        "picture",
+        "q",
+        "cite",
+        "abbr",
+        "mark",
+        "del",
+        "ins",
+        "kbd",
+        "samp",
+        "var",
+        "time",
+        "nobr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+    ]
+)
+
+
+def check_nesting(html: str) -> None:
+    """RecursionError when raw HTML nests deeper than MAX_NESTING. html5ever (under nh3)
+    and lxml slow down quadratically with depth: 150,000 nested <div> (750 KB) keep nh3
+    busy for minutes, inside Rust where no time limit can stop it."""
+    depth = 0
+    for match in _TAG_TOKEN.finditer(html):
+        closing, name, self_closing = match.groups()
+        name = name.lower()
+        if name in _FLAT_TAGS or (self_closing and name not in _HTML_CONTAINERS):
+            continue  # `<path/>` closes itself in SVG; `<div/>` opens a div all the same
+        if closing:
+            depth = max(0, depth - 1)
+        elif (depth := depth + 1) > MAX_NESTING:
+            raise RecursionError(f"HTML nested more than {MAX_NESTING} levels deep")
 
 
 def sanitize_feed_html(html: str) -> str:

@@ -51,7 +51,12 @@ from syndicate.render import (
     template_environment,
 )
 from syndicate.store import Store
-from syndicate.subscribers import AddressError, address_key, normalize_address, parse_topics
+from syndicate.subscribers import (
+    AddressError,
+    inbox_key,
+    normalize_address,
+    parse_topics,
+)
 from syndicate.tokens import (
     ExpiredTokenError,
     TokenError,
@@ -279,7 +284,7 @@ def create_app(config: Config, store: Store | None = None) -> Starlette:
                     found = renew_pending(store, found.id, now) or found
             if found.status != "pending":
                 return
-            if confirmations.allow(address_key(found.email)) is not None:
+            if confirmations.allow(inbox_key(found.email)) is not None:
                 log.warning("confirmation not sent: too many requested for one address")
                 return
             token = sign_confirm_token(secret, found, now)

@@ -66,6 +66,20 @@ def address_key(address: str) -> str:
     return address.casefold()
 
 
+_DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+
+
+def inbox_key(address: str) -> str:
+    """The inbox an address delivers to, for rate limits: `ann+1@x`, `ann+2@x` and `ann@x`
+    reach one inbox (subaddressing, RFC 5233, on by default at Gmail, Outlook, Fastmail),
+    and Gmail ignores dots. Not an identity: subscribers stay keyed by `address_key`."""
+    local, _, domain = address_key(address).rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS_DOMAINS:
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"
+
+
 def parse_topics(raw: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """Topics from `a, b` or a list; cleaned, de-duplicated case-insensitively, in order."""
     items = raw.replace(";", ",").split(",") if isinstance(raw, str) else list(raw)
@@ -139,6 +153,8 @@ def _csv_records(text: str) -> Iterator[tuple[int, list[str] | str]]:
             start = offset + consumed + 1
             if "unexpected end of data" in str(exc):
                 yield start, "unterminated quote: the '\"' opened in this record is never closed"
+            elif "field limit" in str(exc):
+                yield start, f"a cell longer than {csv.field_size_limit():,} characters"
             else:
                 yield (
                     start,
@@ -169,6 +185,15 @@ def parse_subscriber_csv(
                 problems.append(CSVProblem(line, problem))
                 return rows, problems
             continue
+        if any(cell.strip() for cell in record[len(header) :]):
+            problems.append(
+                CSVProblem(
+                    line,
+                    f"{len(record)} cells but the header has {len(header)}: a cell that holds "
+                    'a comma must be quoted ("Smith, Ann")',
+                )
+            )
+            continue
         row = _csv_row(
             line, dict(zip(header, map(unescape_cell, record), strict=False)), allow_special
         )
@@ -194,6 +219,9 @@ def _header_problem(header: list[str]) -> str | None:
     unknown = [h for h in header if h not in CSV_HEADER]
     if unknown:
         return f"unknown column {unknown[0]!r} (columns: email,name,topics,status)"
+    twice = [h for h in CSV_HEADER if header.count(h) > 1]
+    if twice:
+        return f"column {twice[0]!r} appears twice in the header"
     return None
 
 

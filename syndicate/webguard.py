@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import unquote_plus
 
 import h11
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -159,12 +160,24 @@ class SecurityHeaders:
 
 _DIGITS = re.compile(r"[0-9]+")
 _TOKEN = re.compile(r"(token=)[^&\s\"']+")
+_PARAM = re.compile(r"([?&;])([^=&;\s\"'#?]+)=([^&;\s\"'#]*)")
+# A token's own shape, its dots percent-encoded or not: `12.unsubscribe.MAC`.
+_TOKEN_SHAPE = re.compile(r"[0-9]+(?:\.|%2e)(?:confirm|unsubscribe)(?:\.|%2e)[\w%.-]+", re.I)
 
 
 def redact(text: str) -> str:
     """`/confirm?token=12.confirm.…` -> `/confirm?token=[redacted]`: a token in a log file
-    is a working link for whoever reads the log."""
-    return _TOKEN.sub(r"\1[redacted]", text)
+    is a working link for whoever reads the log. The server decodes parameter names, so
+    `?%74oken=...` is a working link too: a parameter is redacted by its decoded name,
+    and anything shaped like a token wherever it is."""
+
+    def param(match: re.Match[str]) -> str:
+        if unquote_plus(match.group(2)).strip().lower() != "token":
+            return match.group(0)
+        return f"{match.group(1)}{match.group(2)}=[redacted]"
+
+    text = _TOKEN.sub(r"\1[redacted]", _PARAM.sub(param, text))
+    return _TOKEN_SHAPE.sub("[redacted]", text)
 
 
 class RedactTokens(logging.Filter):

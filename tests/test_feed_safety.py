@@ -131,6 +131,34 @@ def test_titles_and_summaries_are_plain_text_escaped_once(
     )
 
 
+def test_a_summary_from_the_first_paragraph_keeps_text_that_looks_like_markup(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """A post about HTML writes `&lt;b&gt;` to show `<b>`: the summary taken from its first
+    paragraph is text already, so it is not stripped of "tags" a second time; every feed
+    (and the digest) shows `<b>` as the author wrote it, escaped once."""
+    site.write_post(
+        "about-html.md",
+        post("About HTML", body="Wrap it in &lt;b&gt; tags, then <em>close</em> it: `</b>`."),
+    )
+    build(invoke, site)
+    wanted = "Wrap it in <b> tags, then close it: </b>."
+    for name in ("feed.xml", "atom.xml"):
+        entry = feedparser.parse((site.public / name).read_bytes()).entries[0]
+        shown = entry.summary
+        if name == "feed.xml":  # RSS <description> is HTML: what a reader shows is its text
+            shown = lxml.html.fragment_fromstring(shown, create_parent="div").text_content()
+        assert shown == wanted, name
+    item = json.loads((site.public / "feed.json").read_text("utf-8"))["items"][0]
+    assert item["summary"] == wanted
+    preview = invoke(
+        "digest", "--preview", "--now", FIXED_NOW, "--out", str(site.root / "p"), cwd=site.root
+    )
+    assert preview.exit_code == 0, preview.stderr
+    text = (site.root / "p" / "newsletter" / "preview.txt").read_text("utf-8")
+    assert wanted in " ".join(text.split())
+
+
 def test_allow_raw_html_opts_out(site: Site, invoke: Callable[..., Result]) -> None:
     hostile_site(site, "feeds:\n  allow_raw_html: true\n")
     build(invoke, site)
@@ -187,6 +215,23 @@ def test_enclosures_have_the_real_length_and_type(
     assert 'length="0"' not in (image_site.public / "feed.xml").read_text("utf-8")
     # a path that climbs out of static_dir is never measured
     assert rss_entries["Escape"].enclosures == []
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["/images/%00.png", "/images/cover%20image.png%00", "/images/" + "a" * 5000 + ".png"],
+)
+def test_an_image_url_no_file_can_match_still_publishes_the_post(
+    image_site: Site, invoke: Callable[..., Result], image: str
+) -> None:
+    """A NUL byte (%00) or a name too long for the file system in the image URL is simply
+    not a file under static_dir: the post publishes without an enclosure length (it was
+    "cannot be read: ValueError: embedded null byte", the post skipped)."""
+    image_site.write_post("odd.md", post("Odd", "2025-05-04", image=f"'{image}'"))
+    result = invoke("build", "--now", FIXED_NOW, cwd=image_site.root)
+    assert (result.exit_code, result.stderr) == (0, "")
+    entry = feedparser.parse((image_site.public / "feed.xml").read_bytes()).entries[0]
+    assert entry.title == "Odd" and not entry.get("enclosures")
 
 
 def test_a_resized_image_rebuilds_the_feeds(

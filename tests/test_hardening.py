@@ -265,6 +265,10 @@ STATE_LINE = SITE_CONFIG.count("\n") + 2  # the line of "url:" under "state:"
         ("nosuchdb://syn:s3cret-pw@db.internal/syn", "unknown database 'nosuchdb'"),
         ("postgresql+asyncpg://syn:s3cret-pw@db/syn", "driver for 'postgresql+asyncpg'"),
         ("just garbage s3cret-pw", "is not a database URL"),
+        # in memory: every run would start empty and announce every post again
+        ("sqlite://", "is an in-memory database"),
+        ("sqlite:///:memory:", "is an in-memory database"),
+        ("sqlite:///state.db?mode=memory", "is an in-memory database"),
     ],
 )
 def test_unusable_state_url_is_a_config_error(
@@ -333,3 +337,58 @@ def test_posts_rendered_after_a_failure_come_out_right() -> None:
         assert html == '<p>A <a href="https://blog.syndicate.test/posts/x/">link</a> here.</p>', (
             depth
         )
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("markdown", "[ " * 12_000),  # Python-Markdown: quadratic in unclosed brackets
+        ("html", "<div>" * 150_000),  # html5ever (nh3): quadratic in nesting
+        ("html-self-closing", "<div/>" * 150_000),  # html: <div/> opens a div
+    ],
+)
+def test_a_post_that_renders_for_too_long_is_skipped_and_the_others_publish(
+    site: Site, monkeypatch: pytest.MonkeyPatch, kind: str, body: str
+) -> None:
+    """Some inputs make the parsers slow down quadratically (a 24 KB post of '[ ' took a
+    minute; a bigger one holds the run lock for hours). Past SYNDICATE_RENDER_SECONDS
+    (20 by default) the post is one diagnostic and the others publish. Deeply nested raw
+    HTML, which slows the Rust sanitiser where no time limit reaches, is refused by depth."""
+    monkeypatch.setenv("SYNDICATE_RENDER_SECONDS", "1")
+    site.write_post("good.md", post("Good"))
+    site.write_post("slow.md", post("Slow", "2025-05-02", body=body))
+    started = time.monotonic()
+    result = bounded_run("run", "--once", "-v", "--now", FIXED_NOW, cwd=site.root, timeout=30)
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 1, result.stderr
+    reason = "took more than 1 s to render" if kind == "markdown" else "cannot be rendered: it is"
+    assert result.stderr.startswith(f"posts/slow.md:6: error: the body {reason}"), result.stderr
+    assert "published: Good" in result.stdout and "Slow" not in result.stdout
+    assert feed_titles(site) == {"Good"}
+
+
+@pytest.mark.parametrize(
+    "nesting",
+    [
+        "x: " + "[" * 50_000 + "]" * 50_000,  # flow collections
+        "x:\n" + "- " * 30_000 + "a",  # block sequences on one line
+        "? " * 30_000 + "a",  # complex keys
+        "x: " + "{a: " * 20_000 + "1" + "}" * 20_000,
+    ],
+)
+def test_deeply_nested_front_matter_is_one_error_not_a_crash(site: Site, nesting: str) -> None:
+    """libyaml's composer recurses once per level: 60 KB of nesting (under the size cap,
+    no alias) overflowed the C stack and killed every run with SIGSEGV, no message at all.
+    Nesting is counted on the event stream first."""
+    site.write_post("good.md", post("Good"))
+    site.write_post("nested.md", f"---\ntitle: Nested\ndate: 2025-05-02\n{nesting}\n---\nx\n")
+    result = bounded_run("run", "--once", "-v", "--now", FIXED_NOW, cwd=site.root)
+    assert result.exit_code == 1, (result.exit_code, result.stderr[:500])
+    first, hint = result.stderr.splitlines()[:2]
+    assert first.startswith("posts/nested.md:")
+    assert first.endswith(
+        "error: invalid YAML front matter: values nested more than 100 levels deep"
+    )
+    assert hint == "  hint: front matter is metadata: a few levels of lists and mappings at most"
+    assert "published: Good" in result.stdout
+    assert feed_titles(site) == {"Good"}

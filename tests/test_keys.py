@@ -203,3 +203,34 @@ def test_migration_on_postgresql(
     engine.dispose()
     assert keys == ["posts/one.md", "posts/sub/two.md"]
     assert sources == ["posts/sub/two.md\tposts/one.md"]
+
+
+@pytest.mark.parametrize("move", ["rename", "new-folder", "content-folder-moved"])
+def test_a_renamed_or_moved_post_is_not_announced_again(
+    newsletter_site: Site, invoke: Callable[..., Result], move: str
+) -> None:
+    """A file renamed or moved (same post, same id and URL), or a content folder moved
+    with content.paths following it, changes the key but not the post: it keeps its first
+    publication, so no `published:` and no second digest of it."""
+    site = newsletter_site
+    run_from(invoke, site.root, "config.yaml", FIRST)
+    assert len(outbox(site)) == 1
+    if move == "rename":
+        (site.posts / "one.md").rename(site.posts / "one-renamed.md")
+    elif move == "new-folder":
+        (site.posts / "2025").mkdir()
+        (site.posts / "one.md").rename(site.posts / "2025" / "one.md")
+    else:
+        site.posts.rename(site.root / "articles")
+        site.set_config(SITE_CONFIG.replace("paths: [posts]", "paths: [articles]"))
+    again = run_from(invoke, site.root, "config.yaml", NEXT_SLOT)
+    assert "published:" not in again.stdout and "withdrawn:" not in again.stdout, again.stdout
+    assert "digest" not in again.stdout
+    assert len(outbox(site)) == 1 and len(digests(site)) == 1
+    # and a post that really is new is still announced, once
+    (site.root / ("articles" if move == "content-folder-moved" else "posts")).joinpath(
+        "three.md"
+    ).write_text(post("Three", "2025-09-10"), "utf-8")
+    later = run_from(invoke, site.root, "config.yaml", "2025-09-15T09:00:00Z")
+    assert later.stdout.count("published:") == 1, later.stdout
+    assert len(digests(site)) == 2 and digests(site)[-1].endswith("three.md")

@@ -373,6 +373,29 @@ def test_an_http_unsubscribe_url_is_a_config_error_off_loopback(
     ]
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://:8443/unsubscribe",  # no host at all
+        "https://news.example.org:99999/unsubscribe",  # no such port
+        "http://evil.example\\\\@localhost/unsubscribe",  # browsers: host evil.example
+        "https://news.example.org/u\\r\\nBcc: victim@example.org",  # header injection
+        "https://news.example.org/u>, <https://evil.example/",  # ends List-Unsubscribe's <>
+        "https://news.example.org/un subscribe",
+    ],
+)
+def test_a_malformed_unsubscribe_url_is_a_config_error(
+    site: Site, invoke: Callable[..., Result], url: str
+) -> None:
+    """What urlsplit accepts is not always a URL: no host, a bad port, a backslash, line
+    breaks (urlsplit drops them silently), spaces or angle brackets are refused at once."""
+    site.set_config(SITE_CONFIG + FROM + f'  unsubscribe_url: "{url}"\n')
+    result = cli(invoke, site.config, "build")
+    assert result.exit_code == 2, result.stderr
+    assert "error: newsletter.unsubscribe_url: must be an absolute http(s) URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_an_http_site_url_needs_an_https_unsubscribe_url_once_there_is_a_reader(
     site: Site, invoke: Callable[..., Result]
 ) -> None:

@@ -620,6 +620,26 @@ def test_confirmation_emails_are_limited_per_address(
     assert len(outbox(site)) == 2
 
 
+def test_the_confirmation_limit_counts_subaddresses_as_one_inbox(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """`ann+1@`, `ann+2@` ... are new subscribers but one inbox (subaddressing; Gmail also
+    ignores dots): the per-address limit holds for the inbox, or a flood walks around it."""
+    config = served_site(site, invoke, extra="  confirmations_per_hour: 1\n")
+    rounds = [
+        ["flood+1@example.org", "flood+2@example.org", "other@example.org"],
+        ["f.lood@gmail.com", "fl.ood+x@gmail.com", "flood@gmail.com"],
+    ]
+    for emails in rounds:  # a new app each round: three requests fit subscribe_per_minute
+        with TestClient(create_app(config), raise_server_exceptions=False) as test_client:
+            answers = {
+                test_client.post("/subscribe", data={"email": e}).status_code for e in emails
+            }
+        assert answers == {202}
+    sent = sorted(m["To"] for m in outbox(site))
+    assert sent == ["f.lood@gmail.com", "flood+1@example.org", "other@example.org"]
+
+
 # --- special-use domains (issue 9.12) -----------------------------------------------------------
 
 

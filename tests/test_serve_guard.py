@@ -119,6 +119,28 @@ def test_the_access_log_never_holds_a_token(site: Site, invoke: Callable[..., Re
     assert secret_part not in log
 
 
+def test_a_token_under_an_encoded_name_is_redacted_too(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """The server decodes parameter names (`?%74oken=` is `?token=`, a working link), so
+    the log redacts by the decoded name, and whatever is shaped like a token anywhere."""
+    served_site(site, invoke)
+    secret_part = "RW5jb2RlZC10b2tlbi1tYWM"  # noqa: S105 - a made-up token's MAC
+    with running(site) as server:
+        for path in (
+            f"unsubscribe?%74oken=1.unsubscribe.{secret_part}",
+            f"unsubscribe?t%6Fken=1.unsubscribe.{secret_part}",
+            f"unsubscribe?a=1;TOKEN=1.unsubscribe.{secret_part}",
+            f"unsubscribe?token%3D1.unsubscribe.{secret_part}",
+            f"confirm?x=1%2Econfirm%2E9999999999%2E{secret_part}",
+            f"unsubscribe/1.unsubscribe.{secret_part}",
+        ):
+            assert httpx.get(server.base + path, timeout=5).status_code in (400, 404)
+    log = server.text()
+    assert "GET /unsubscribe?%74oken=[redacted] HTTP/1.1" in log, log
+    assert secret_part not in log, log
+
+
 def connect_all(
     source: tuple[str, int], target: tuple[str, int], count: int
 ) -> list[socket.socket]:

@@ -137,3 +137,36 @@ def test_errors_in_multi_line_records_name_the_line_where_the_record_starts(
     listed = invoke("subscribers", "list", "--config", site.config).stdout
     assert "good@example.org\tactive\tTwo lines" in listed
     assert "bad@example.org" in listed
+
+
+def test_a_row_with_more_cells_than_the_header_is_refused_not_shifted(
+    site: Site, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    """An unquoted comma in a name (`Smith, John`) makes one cell two: every cell after it
+    would land in the wrong column (John as a topic) with exit 0. Such a row is an error;
+    empty trailing cells (spreadsheets add them) are fine. A header naming a column twice
+    is an error too, rather than one of the two values silently winning."""
+    csv_file = tmp_path / "shifted.csv"
+    csv_file.write_text(
+        "email,name,topics,status\n"
+        "smith@example.org,Smith, John,,active\n"  # line 2: five cells
+        "trailing@example.org,T,,active,,,\n"  # line 3: empty extra cells only
+        "ok@example.org,Ok,,active\n",
+        "utf-8",
+    )
+    result = invoke("subscribers", "import", csv_file, "--config", site.config)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"{csv_file}:2: error: 5 cells but the header has 4: a cell that holds a comma must "
+        'be quoted ("Smith, Ann")'
+    ), result.stderr
+    listed = invoke("subscribers", "list", "--config", site.config).stdout
+    assert "smith@example.org" not in listed
+    assert "trailing@example.org" in listed and "ok@example.org" in listed
+
+    twice = tmp_path / "twice.csv"
+    twice.write_text("email,name,email\na@example.org,A,b@example.org\n", "utf-8")
+    result = invoke("subscribers", "import", twice, "--config", site.config)
+    assert result.exit_code == 1
+    assert f"{twice}:1: error: column 'email' appears twice in the header" in result.stderr
+    assert "b@example.org" not in invoke("subscribers", "list", "--config", site.config).stdout
