@@ -305,12 +305,21 @@ def next_digest(
 def entered_feeds_at(
     posts: Sequence[Post], states: Mapping[str, PostState], now: datetime
 ) -> dict[str, datetime]:
-    """key -> when the post entered the feeds: as a run recorded it, else `now`."""
+    """key -> when the post entered the feeds: as a run recorded it, else `now`.
+
+    A file renamed since the last run has no state under its new key yet; the run
+    will keep its first publication (matched by id, see publication.py), so a preview
+    or dry run must count it from then too, not as new."""
+    by_id: dict[str, datetime] = {}
+    for known in states.values():
+        first = known.first_published_at
+        if first is not None and (known.post_id not in by_id or first < by_id[known.post_id]):
+            by_id[known.post_id] = first
     times = {}
     for post in posts:
         state = states.get(post.key)
-        first = state.first_published_at if state is not None else None
-        times[post.key] = first or now
+        entered = state.first_published_at if state is not None else by_id.get(post.id)
+        times[post.key] = entered or now
     return times
 
 

@@ -223,6 +223,10 @@ def test_a_renamed_or_moved_post_is_not_announced_again(
     else:
         site.posts.rename(site.root / "articles")
         site.set_config(SITE_CONFIG.replace("paths: [posts]", "paths: [articles]"))
+    # A preview before the run that notices the move must not count the post as new either.
+    preview = invoke("digest", "--preview", "--now", NEXT_SLOT, cwd=site.root)
+    assert preview.exit_code == 0, preview.stderr
+    assert "preview.html" not in preview.stdout and "no digest" in preview.stderr
     again = run_from(invoke, site.root, "config.yaml", NEXT_SLOT)
     assert "published:" not in again.stdout and "withdrawn:" not in again.stdout, again.stdout
     assert "digest" not in again.stdout
