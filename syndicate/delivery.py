@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from syndicate.archive import (
     add_archive_entry,
@@ -67,6 +68,7 @@ from syndicate.mailstore import (
 from syndicate.models import Digest, HookResult, Post
 from syndicate.posts import published, read_posts, render_or_diagnose
 from syndicate.render import render_digest
+from syndicate.sender import can_fork, delivery_lock_path, run_in_sender, wait_for_orphans
 from syndicate.store import PostState, Store
 from syndicate.subscribers import wants
 from syndicate.tokens import load_secret, sign_token
@@ -341,8 +343,14 @@ def deliver_outbox(
     progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> SendReport:
-    """Send every due outbox row over `connections` parallel, reused connections."""
+    """Send every due outbox row over `connections` parallel, reused connections, in a
+    forked sender process that outlives a killed run just long enough to finish the
+    transactions in flight (syndicate/sender.py)."""
     report = SendReport()
+    lock = _delivery_lock(config)
+    # A sender of a killed run may still be finishing rows it left `sending`: wait for it
+    # (bounded: it only reads answers and commits) before treating them as in doubt.
+    wait_for_orphans(lock, 2 * config.delivery.smtp.timeout + 10)
     cancel_for_inactive(store)
     rows = due_rows(store, now)
     if not rows:
@@ -350,7 +358,81 @@ def deliver_outbox(
         report.waiting, report.next_retry = waiting_rows(store)
         return report
     secret = load_secret(config.delivery.secret_env)
-    transport = transport or make_transport(config)
+    batch = _Batch(
+        config=config,
+        store=store,
+        rows=rows,
+        transport=transport or make_transport(config),
+        secret=secret,
+        now=now,
+        clock=clock or (lambda: now),
+    )
+    if can_fork() and not _in_memory(store):
+        try:
+            report, stopped = run_in_sender(
+                lambda stop, relay: _send_rows(batch, report, stop, _relay_progress(relay)),
+                lambda total: progress(1, total) if progress else None,
+                lock,
+                2 * config.delivery.smtp.timeout + 10,
+                # The sender must not share the parent's database connections: a fresh pool.
+                lambda: store.engine.dispose(close=False),
+            )
+        except RuntimeError as exc:  # the sender died: its rows in flight stay in doubt
+            stopped = (f"delivery stopped: {exc}", None, None)
+    else:
+        report, stopped = _send_rows(batch, report, lambda: False, progress)
+    finish_digests(store)
+    report.waiting, report.next_retry = waiting_rows(store)
+    if stopped is not None:
+        raise DeliveryStopped(DeliveryError(*stopped), report)
+    return report
+
+
+def _delivery_lock(config: Config) -> Path:
+    from syndicate.pipeline import lock_path  # pipeline imports this module
+
+    return delivery_lock_path(lock_path(config))
+
+
+def _in_memory(store: Store) -> bool:
+    """An in-memory SQLite database cannot be shared with a forked process."""
+    url = store.engine.url
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _relay_progress(relay: Callable[[object], None]) -> Progress:
+    return lambda _done, total: relay(total)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The rows one delivery works through, and what it needs to send them."""
+
+    config: Config
+    store: Store
+    rows: list[OutboxRow]
+    transport: Transport
+    secret: bytes
+    now: datetime
+    clock: Callable[[], datetime]
+
+
+def _send_rows(
+    batch: _Batch,
+    report: SendReport,
+    parent_gone: Callable[[], bool],
+    progress: Progress | None,
+) -> tuple[SendReport, tuple[str, str | None, int | None] | None]:
+    """The connections' threads over the rows; no new transaction once `parent_gone()`.
+    -> the report, and the error that stopped delivery (message, hint, SMTP code)."""
+    config, store, rows, transport, now = (
+        batch.config,
+        batch.store,
+        batch.rows,
+        batch.transport,
+        batch.now,
+    )
+    secret, clock = batch.secret, batch.clock
     bodies = load_bodies(store, (r.body_id for r in rows))
     templates = {
         body_id: MessageTemplate(
@@ -379,7 +461,6 @@ def deliver_outbox(
             return claim_row(store, row.id, row.attempts + 1)
 
     fatal: list[DeliveryError] = []
-    clock = clock or (lambda: now)
 
     def prepare(row: OutboxRow, connection: Connection) -> Prepared:
         token = sign_token(secret, row.subscriber_id, row.email, "unsubscribe")
@@ -448,12 +529,14 @@ def deliver_outbox(
     def worker() -> None:
         connection: Connection | None = None
         try:
-            while not fatal:
+            while not fatal and not parent_gone():
                 try:
                     row = work.get_nowait()
                 except queue.Empty:
                     break
                 limiter.wait()
+                if parent_gone():  # the run was killed: start nothing new
+                    break
                 connection = send_row(row, connection)
         except DeliveryError as exc:
             fatal.append(exc)
@@ -471,11 +554,9 @@ def deliver_outbox(
         thread.start()
     for thread in threads:
         thread.join()
-    finish_digests(store)
-    report.waiting, report.next_retry = waiting_rows(store)
     if fatal:
-        raise DeliveryStopped(fatal[0], report)
-    return report
+        return report, (fatal[0].message, fatal[0].hint, fatal[0].smtp_code)
+    return report, None
 
 
 def send_newsletter(
