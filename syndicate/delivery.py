@@ -367,14 +367,14 @@ def deliver_outbox(
         now=now,
         clock=clock or (lambda: now),
     )
-    if can_fork() and not _in_memory(store):
+    if can_fork() and store.prepare_fork():
         try:
             report, stopped = run_in_sender(
                 lambda stop, relay: _send_rows(batch, report, stop, _relay_progress(relay)),
                 lambda total: progress(1, total) if progress else None,
                 lock,
                 2 * config.delivery.smtp.timeout + 10,
-                # The sender must not share the parent's database connections: a fresh pool.
+                # Nothing to inherit (prepare_fork closed them), but never share a pool.
                 lambda: store.engine.dispose(close=False),
             )
         except RuntimeError as exc:  # the sender died: its rows in flight stay in doubt
@@ -392,12 +392,6 @@ def _delivery_lock(config: Config) -> Path:
     from syndicate.pipeline import lock_path  # pipeline imports this module
 
     return delivery_lock_path(lock_path(config))
-
-
-def _in_memory(store: Store) -> bool:
-    """An in-memory SQLite database cannot be shared with a forked process."""
-    url = store.engine.url
-    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
 def _relay_progress(relay: Callable[[object], None]) -> Progress:

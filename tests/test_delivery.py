@@ -563,6 +563,48 @@ def test_kill_9_of_the_run_lets_its_sender_finish_the_message_and_the_rerun_wait
 
 
 @pytest.mark.slow
+def test_ctrl_c_stops_the_send_and_the_sender_records_what_it_finished(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """SIGINT to the whole process group (Ctrl-C): the run exits ("interrupted", 130) while
+    its sender finishes the messages in flight and records them `sent`, even though the run
+    closed its own database connections meanwhile; the rerun sends the rest, nobody twice."""
+    handler = SinkHandler(slow=0.1)
+    addresses = [f"c{n:02d}@example.org" for n in range(40)]
+    with Sink(handler) as sink:
+        mail_site(site, sink.port)  # two connections
+        subscribe(invoke, site, *addresses)
+        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
+        args = [sys.executable, "-m", "syndicate", "send", "--now", NOW]
+        victim = subprocess.Popen(
+            args,
+            cwd=site.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while len(handler.received) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.killpg(victim.pid, signal.SIGINT)
+        _out, err = victim.communicate(timeout=60)
+        assert victim.returncode == 130 and "interrupted" in err
+        wait_for_group_gone(victim.pid)
+        accepted = {item.recipients[0] for item in handler.received}
+        assert len(accepted) < len(addresses)  # stopped mid-send
+        rows = dict(db(site).execute("select email, status from outbox").fetchall())
+        assert {rows[address] for address in accepted} == {"sent"}  # finished and recorded
+        assert "sending" not in rows.values()
+        rerun = subprocess.run(
+            args, cwd=site.root, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert rerun.returncode == 0, rerun.stderr
+        assert sink.handler.by_recipient() == dict.fromkeys(addresses, 1)
+
+
+@pytest.mark.slow
 def test_repeated_kill_9_of_the_run_unthrottled_loses_nothing_and_repeats_almost_nothing(
     tmp_path: Path,
 ) -> None:
