@@ -2,14 +2,15 @@
 
 Crash safety. Each row is claimed (`sending`, committed) just before its SMTP transaction,
 in the statement that checks its subscriber is still active, and marked `sent` right after
-the server's 250. A run killed in between leaves it `sending`; the next run sends it
-again, with the same Message-ID, so nothing is ever lost. The resend is a duplicate only
-if the server had accepted the message: the kill came after our final dot left (a server
-accepts what it fully received, whether or not we live to read its 250) and before the
-`sent` commit. bench/kill.py measures it: the 250-to-commit part is ~0.5 ms, the rest is
-the server's own time to answer. At most one message per connection is in doubt, and none
-while the rate limiter waits (a row is claimed after the wait): at the default 10 messages
-a second, 0 or 1 duplicate in 10 kills; unthrottled against a local server, about one per kill.
+the server's 250. The transactions run in a forked sender process (sender.py): when the
+run is killed, the sender finishes the transactions in flight and records their outcome,
+and the next run waits for it (the delivery lock) before it resends anything, so a kill of
+the run repeats nothing (bench/kill.py: 0 duplicates in 10 kills, unthrottled). When the
+sender dies too (the process group killed), rows it left `sending` are sent again by the
+next run, with the same Message-ID, so nothing is ever lost; the resend is a duplicate
+only if the server had accepted the message (our final dot had left, the `sent` commit
+had not happened): at most one per connection, about one per kill unthrottled against a
+local server, and none while the rate limiter waits (a row is claimed after the wait).
 """
 
 from __future__ import annotations
