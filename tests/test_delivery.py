@@ -569,7 +569,7 @@ def test_ctrl_c_stops_the_send_and_the_sender_records_what_it_finished(
     """SIGINT to the whole process group (Ctrl-C): the run exits ("interrupted", 130) while
     its sender finishes the messages in flight and records them `sent`, even though the run
     closed its own database connections meanwhile; the rerun sends the rest, nobody twice."""
-    handler = SinkHandler(slow=0.1)
+    handler = SinkHandler(slow=0.2)  # 4 s for all: the run's exit (~0.5 s) stops it midway
     addresses = [f"c{n:02d}@example.org" for n in range(40)]
     with Sink(handler) as sink:
         mail_site(site, sink.port)  # two connections
