@@ -6,7 +6,10 @@ restarted after each kill and finally left to finish. Prints one line per kill a
 totals (expected, delivered, lost, duplicated).
 
     .venv/bin/python bench/kill.py [--messages 1000] [--kills 10] [--connections 4]
-        [--seed N] [--rate 0]
+        [--seed N] [--rate 0] [--group]
+
+By default only the `send` pid is killed (what cron, a user or a test sees); its forked
+sender finishes the transactions in flight. --group kills the whole process group.
 """
 
 from __future__ import annotations
@@ -32,11 +35,14 @@ def main() -> int:
     parser.add_argument(
         "--rate", type=float, default=0, help="rate_per_second (default 0: unlimited, worst case)"
     )
+    parser.add_argument(
+        "--group", action="store_true", help="kill the process group (the run and its sender)"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="syndicate-kill-bench-"))
     try:
         outcome = run_scenario(
-            folder, args.messages, args.kills, args.connections, args.seed, args.rate
+            folder, args.messages, args.kills, args.connections, args.seed, args.rate, args.group
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -2,14 +2,15 @@
 
 Crash safety. Each row is claimed (`sending`, committed) just before its SMTP transaction,
 in the statement that checks its subscriber is still active, and marked `sent` right after
-the server's 250. A run killed in between leaves it `sending`; the next run sends it
-again, with the same Message-ID, so nothing is ever lost. The resend is a duplicate only
-if the server had accepted the message: the kill came after our final dot left (a server
-accepts what it fully received, whether or not we live to read its 250) and before the
-`sent` commit. bench/kill.py measures it: the 250-to-commit part is ~0.5 ms, the rest is
-the server's own time to answer. At most one message per connection is in doubt, and none
-while the rate limiter waits (a row is claimed after the wait): at the default 10 messages
-a second, 0 or 1 duplicate in 10 kills; unthrottled against a local server, about one per kill.
+the server's 250. The transactions run in a forked sender process (sender.py): when the
+run is killed, the sender finishes the transactions in flight and records their outcome,
+and the next run waits for it (the delivery lock) before it resends anything, so a kill of
+the run repeats nothing (bench/kill.py: 0 duplicates in 10 kills, unthrottled). When the
+sender dies too (the process group killed), rows it left `sending` are sent again by the
+next run, with the same Message-ID, so nothing is ever lost; the resend is a duplicate
+only if the server had accepted the message (our final dot had left, the `sent` commit
+had not happened): at most one per connection, about one per kill unthrottled against a
+local server, and none while the rate limiter waits (a row is claimed after the wait).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from syndicate.archive import (
     add_archive_entry,
@@ -67,6 +69,7 @@ from syndicate.mailstore import (
 from syndicate.models import Digest, HookResult, Post
 from syndicate.posts import published, read_posts, render_or_diagnose
 from syndicate.render import render_digest
+from syndicate.sender import can_fork, delivery_lock_path, run_in_sender, wait_for_orphans
 from syndicate.store import PostState, Store
 from syndicate.subscribers import wants
 from syndicate.tokens import load_secret, sign_token
@@ -350,8 +353,14 @@ def deliver_outbox(
     progress: Progress | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> SendReport:
-    """Send every due outbox row over `connections` parallel, reused connections."""
+    """Send every due outbox row over `connections` parallel, reused connections, in a
+    forked sender process that outlives a killed run just long enough to finish the
+    transactions in flight (syndicate/sender.py)."""
     report = SendReport()
+    lock = _delivery_lock(config)
+    # A sender of a killed run may still be finishing rows it left `sending`: wait for it
+    # (bounded: it only reads answers and commits) before treating them as in doubt.
+    wait_for_orphans(lock, 2 * config.delivery.smtp.timeout + 10)
     cancel_for_inactive(store)
     rows = due_rows(store, now)
     if not rows:
@@ -359,7 +368,75 @@ def deliver_outbox(
         report.waiting, report.next_retry = waiting_rows(store)
         return report
     secret = load_secret(config.delivery.secret_env)
-    transport = transport or make_transport(config)
+    batch = _Batch(
+        config=config,
+        store=store,
+        rows=rows,
+        transport=transport or make_transport(config),
+        secret=secret,
+        now=now,
+        clock=clock or (lambda: now),
+    )
+    if can_fork() and store.prepare_fork():
+        try:
+            report, stopped = run_in_sender(
+                lambda stop, relay: _send_rows(batch, report, stop, _relay_progress(relay)),
+                lambda total: progress(1, total) if progress else None,
+                lock,
+                2 * config.delivery.smtp.timeout + 10,
+                # Nothing to inherit (prepare_fork closed them), but never share a pool.
+                lambda: store.engine.dispose(close=False),
+            )
+        except RuntimeError as exc:  # the sender died: its rows in flight stay in doubt
+            stopped = (f"delivery stopped: {exc}", None, None)
+    else:
+        report, stopped = _send_rows(batch, report, lambda: False, progress)
+    finish_digests(store)
+    report.waiting, report.next_retry = waiting_rows(store)
+    if stopped is not None:
+        raise DeliveryStopped(DeliveryError(*stopped), report)
+    return report
+
+
+def _delivery_lock(config: Config) -> Path:
+    from syndicate.pipeline import lock_path  # pipeline imports this module
+
+    return delivery_lock_path(lock_path(config))
+
+
+def _relay_progress(relay: Callable[[object], None]) -> Progress:
+    return lambda _done, total: relay(total)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The rows one delivery works through, and what it needs to send them."""
+
+    config: Config
+    store: Store
+    rows: list[OutboxRow]
+    transport: Transport
+    secret: bytes
+    now: datetime
+    clock: Callable[[], datetime]
+
+
+def _send_rows(
+    batch: _Batch,
+    report: SendReport,
+    parent_gone: Callable[[], bool],
+    progress: Progress | None,
+) -> tuple[SendReport, tuple[str, str | None, int | None] | None]:
+    """The connections' threads over the rows; no new transaction once `parent_gone()`.
+    -> the report, and the error that stopped delivery (message, hint, SMTP code)."""
+    config, store, rows, transport, now = (
+        batch.config,
+        batch.store,
+        batch.rows,
+        batch.transport,
+        batch.now,
+    )
+    secret, clock = batch.secret, batch.clock
     bodies = load_bodies(store, (r.body_id for r in rows))
     templates = {
         body_id: MessageTemplate(
@@ -388,7 +465,6 @@ def deliver_outbox(
             return claim_row(store, row.id, row.attempts + 1)
 
     fatal: list[DeliveryError] = []
-    clock = clock or (lambda: now)
 
     def prepare(row: OutboxRow, connection: Connection) -> Prepared:
         token = sign_token(secret, row.subscriber_id, row.email, "unsubscribe")
@@ -457,12 +533,14 @@ def deliver_outbox(
     def worker() -> None:
         connection: Connection | None = None
         try:
-            while not fatal:
+            while not fatal and not parent_gone():
                 try:
                     row = work.get_nowait()
                 except queue.Empty:
                     break
                 limiter.wait()
+                if parent_gone():  # the run was killed: start nothing new
+                    break
                 connection = send_row(row, connection)
         except DeliveryError as exc:
             fatal.append(exc)
@@ -480,11 +558,9 @@ def deliver_outbox(
         thread.start()
     for thread in threads:
         thread.join()
-    finish_digests(store)
-    report.waiting, report.next_retry = waiting_rows(store)
     if fatal:
-        raise DeliveryStopped(fatal[0], report)
-    return report
+        return report, (fatal[0].message, fatal[0].hint, fatal[0].smtp_code)
+    return report, None
 
 
 def send_newsletter(

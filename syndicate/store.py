@@ -7,6 +7,7 @@ a post is announced as new exactly once, and so the newsletter knows what is new
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -184,6 +185,9 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
+_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()  # every Store of this process
+
+
 class Store:
     """The state database, created and migrated on first use."""
 
@@ -197,6 +201,7 @@ class Store:
             if path is not None:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             self._migrate()
+            _open_stores.add(self)
         except (SQLAlchemyError, OSError) as exc:
             raise StateError(
                 f"cannot open the state database {safe_url(url)}: "
@@ -233,6 +238,24 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def prepare_fork(self) -> bool:
+        """Close our connections so a forked child opens its own. -> whether a child may
+        use the database: for SQLite, only if no other Store of this process has it open
+        (the web server's, in the daemon). SQLite's lock bookkeeping is per process and a
+        child inherits it: its connections beside the parent's on the same file would not
+        really hold their locks, and the parent closing the last of its own could
+        checkpoint and delete the WAL under the child."""
+        self.engine.dispose()
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite":
+            return True
+        if url.database in (None, "", ":memory:"):
+            return False
+        return not any(
+            other is not self and other.url == self.url and _has_connections(other.engine)
+            for other in list(_open_stores)
+        )
 
     # --- posts ---------------------------------------------------------------------
 
@@ -437,6 +460,13 @@ def to_utc(value: datetime | None) -> datetime | None:
 def _aware(value: datetime) -> datetime:
     """SQLite returns naive datetimes; everything we store is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _has_connections(engine: Engine) -> bool:
+    pool = engine.pool
+    if isinstance(pool, sa.pool.QueuePool):
+        return pool.checkedin() + pool.checkedout() > 0
+    return True  # another kind of pool: assume so
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

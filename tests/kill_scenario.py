@@ -120,6 +120,27 @@ class Outcome:
     runs: int
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc (Linux)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def wait_for_group_gone(pgid: int, timeout: float = 60) -> None:
+    """Until every process of the group has exited (an orphaned sender finishing included)."""
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not group_members(pgid), f"process group {pgid} still running after {timeout}s"
+
+
 def read_log(log: Path) -> list[tuple[str, str]]:
     if not log.exists():
         return []
@@ -137,10 +158,13 @@ def run_scenario(
     connections: int = 4,
     seed: int | None = None,
     rate: float = 0,
+    group: bool = False,
 ) -> Outcome:
-    """Send to `messages` subscribers, kill -9 the sender `kills` times at random moments,
-    restart it each time, then let it finish. `rate`: delivery.smtp.rate_per_second
-    (0 = as fast as the sink takes them, the worst case for duplicates)."""
+    """Send to `messages` subscribers, kill -9 `syndicate send` `kills` times at random
+    moments, restart it at once each time, then let it finish. `rate`:
+    delivery.smtp.rate_per_second (0 = as fast as the sink takes them, the worst case for
+    duplicates). `group`: kill the whole process group (the run and its forked sender),
+    else only the pid that was started (what cron or a user sees)."""
     rng = random.Random(seed)  # noqa: S311 - kill moments, not secrets
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -165,15 +189,27 @@ def run_scenario(
             runs += 1
             started = time.monotonic()
             victim = subprocess.Popen(
-                args, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                args,
+                cwd=folder,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
             while counter.value < target and victim.poll() is None:
                 time.sleep(0.0005)
             time.sleep(rng.uniform(0, 0.02))
             before = len(read_log(log))
             killed_at = time.time()
-            victim.send_signal(signal.SIGKILL)
+            if group:
+                os.killpg(victim.pid, signal.SIGKILL)
+            else:
+                victim.send_signal(signal.SIGKILL)
             victim.wait()
+            if group:
+                wait_for_group_gone(victim.pid)
+            # Rows `sending` just after the kill; after a kill of the run alone, its sender
+            # may still be finishing them (and the next run, started now, waits for it).
             with sqlite3.connect(folder / "state" / "syndicate.db") as db:
                 (in_doubt,) = db.execute(
                     "select count(*) from outbox where status = 'sending'"
