@@ -5,24 +5,29 @@ load config -> read posts -> published(now) -> plan feeds -> render -> build -> 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from syndicate import __version__
+from syndicate.cache import PostCache, code_fingerprint
 from syndicate.config import Config
 from syndicate.delivery import newsletter_job
 from syndicate.errors import Diagnostic, SyndicateError, count_errors
 from syndicate.feeds import STYLESHEET, build_feed, feed_file, plan_feeds
 from syndicate.lint import lint_post
 from syndicate.models import Catalog, FeedSpec, HookResult, Post
-from syndicate.output import outputs_intact, write_outputs
+from syndicate.output import current_feeds, outputs_intact, write_outputs
 from syndicate.posts import (
     Progress,
     legacy_key_mapper,
+    load_bodies,
+    parse_environment,
     published,
     read_posts,
     render_or_diagnose,
@@ -59,12 +64,13 @@ def build_site(
 
     With `strict`, any error aborts the build before a single file is written.
     """
-    catalog = read_posts(config, progress)
-    ready = published(catalog.posts, now)
-    held_back = len(catalog.posts) - len(ready)
-    if strict and catalog.errors:
-        return BuildReport(0, held_back, catalog.diagnostics, (), (), config.output_dir, True)
-    written, removed, failures = update_feeds(ready, config)
+    with open_cache(config) as cache:
+        catalog = read_posts(config, progress, cache)
+        ready = published(catalog.posts, now)
+        held_back = len(catalog.posts) - len(ready)
+        if strict and catalog.errors:
+            return BuildReport(0, held_back, catalog.diagnostics, (), (), config.output_dir, True)
+        written, removed, failures = update_feeds(ready, config, cache=cache)
     return BuildReport(
         published=len(ready) - len(failures),
         held_back=held_back,
@@ -79,11 +85,14 @@ RenderFailures = dict[str, Diagnostic]  # post key -> why it could not be render
 
 
 def update_feeds(
-    ready: list[Post], config: Config, force: bool = False
+    ready: list[Post], config: Config, force: bool = False, cache: PostCache | None = None
 ) -> tuple[list[str], list[str], RenderFailures]:
     """Build and write the feeds unless the output folder already holds exactly what these
     inputs make (or `force`). -> (files written, files removed, posts left out because
     they could not be rendered).
+
+    Only the feeds whose inputs changed since the last build are built again (see
+    `feed_fingerprint`); the others are left as they are on disk.
 
     With a post left out, the fingerprint written is that of the posts that made it, so
     the next run does not take the output as current: it tries again and reports again.
@@ -91,23 +100,37 @@ def update_feeds(
     fingerprint = inputs_fingerprint(config, ready)
     if not force and outputs_intact(config.output_dir, fingerprint):
         return [], [], {}
-    files, failures = build_files(ready, config)
+    previous = current_feeds(config.output_dir)
+    files, failures, kept, feeds = build_files(ready, config, cache, previous)
     if failures:
         fingerprint = inputs_fingerprint(config, [p for p in ready if p.key not in failures])
-    written, removed = write_outputs(config.output_dir, files, fingerprint)
+    written, removed = write_outputs(config.output_dir, files, fingerprint, kept, feeds)
     return written, removed, failures
 
 
-def build_files(ready: list[Post], config: Config) -> tuple[dict[str, bytes], RenderFailures]:
+def build_files(
+    ready: list[Post],
+    config: Config,
+    cache: PostCache | None = None,
+    previous: Mapping[str, str] | None = None,
+) -> tuple[dict[str, bytes], RenderFailures, list[str], dict[str, str]]:
     """Every output file (path relative to the output folder -> bytes) for these posts,
-    and the posts that could not be rendered (left out of every feed)."""
-    specs, failures = render_specs(ready, config)
-    jobs = [(spec, fmt) for spec in specs for fmt in config.feeds.formats]
+    the posts that could not be rendered (left out of every feed), the feed files kept
+    as they are (their fingerprint is in `previous`: file -> fingerprint of the feeds
+    on disk, intact) and the fingerprint of every feed."""
+    specs, failures, feeds = render_specs(ready, config, cache, previous or {})
+    jobs = [
+        (spec, fmt)
+        for spec in specs
+        for fmt in config.feeds.formats
+        if (previous or {}).get(feed_file(spec, fmt)) != feeds[feed_file(spec, fmt)]
+    ]
+    kept = sorted(set(feeds) - {feed_file(spec, fmt) for spec, fmt in jobs})
     built = parallel_map(functools.partial(_build_job, config=config), jobs, chunksize=4)
     files = {feed_file(spec, fmt): data for (spec, fmt), data in zip(jobs, built, strict=True)}
     if config.feeds.stylesheet and ({"rss", "atom"} & set(config.feeds.formats)):
         files[STYLESHEET] = read_template(STYLESHEET)
-    return files, failures
+    return files, failures, kept, feeds
 
 
 def _build_job(job: tuple[FeedSpec, str], config: Config) -> bytes:
@@ -115,33 +138,119 @@ def _build_job(job: tuple[FeedSpec, str], config: Config) -> bytes:
     return build_feed(spec, config, fmt)
 
 
-def render_specs(ready: list[Post], config: Config) -> tuple[list[FeedSpec], RenderFailures]:
-    """Plan the feeds and render each post that appears in one, once, however many feeds
-    it is in. A post that cannot be rendered is left out and the feeds planned again (so
-    the next post moves up), until every planned post is rendered."""
-    render = functools.partial(render_or_diagnose, sanitize=not config.feeds.allow_raw_html)
+def render_specs(
+    ready: list[Post],
+    config: Config,
+    cache: PostCache | None = None,
+    previous: Mapping[str, str] | None = None,
+) -> tuple[list[FeedSpec], RenderFailures, dict[str, str]]:
+    """Plan the feeds and render each post that appears in a feed to be built, once,
+    however many feeds it is in. A post that cannot be rendered is left out and the
+    feeds planned again (so the next post moves up), until every planned post is
+    rendered. -> (specs, failures, feed file -> fingerprint).
+
+    A feed whose fingerprint is in `previous` is on disk as it would be built: its posts
+    rendered fine then, so they need no rendering now (their entries stay unrendered)."""
     rendered: dict[str, Post] = {}
     failures: RenderFailures = {}
+    env = feeds_environment(config)
     while True:
         specs = plan_feeds([p for p in ready if p.key not in failures], config)
-        todo = list(
-            {p.key: p for spec in specs for p in spec.posts if p.key not in rendered}.values()
-        )
+        feeds = {
+            feed_file(spec, fmt): feed_fingerprint(env, spec, fmt)
+            for spec in specs
+            for fmt in config.feeds.formats
+        }
+        todo = {
+            p.key: p
+            for spec in specs
+            if any(
+                (previous or {}).get(feed_file(spec, f)) != feeds[feed_file(spec, f)]
+                for f in config.feeds.formats
+            )
+            for p in spec.posts
+            if p.key not in rendered
+        }
         if not todo:
             break
-        for post, result in zip(todo, parallel_map(render, todo), strict=True):
+        for key, result in render_posts(list(todo.values()), config, cache).items():
             if isinstance(result, Diagnostic):
-                failures[post.key] = result
+                failures[key] = result
             else:
-                rendered[post.key] = result
-    specs = [replace(spec, posts=tuple(rendered[p.key] for p in spec.posts)) for spec in specs]
-    return specs, failures
+                rendered[key] = result
+    specs = [
+        replace(spec, posts=tuple(rendered.get(p.key, p) for p in spec.posts)) for spec in specs
+    ]
+    return specs, failures, feeds
+
+
+def render_posts(
+    posts: list[Post], config: Config, cache: PostCache | None
+) -> dict[str, Post | Diagnostic]:
+    """key -> the rendered post, or why it cannot be rendered: from the cache when the
+    post's source, content, URL and the sanitising are those it was rendered with."""
+    sanitize = not config.feeds.allow_raw_html
+    wanted = {p.key: render_fingerprint(p, sanitize) for p in posts}
+    found = cache.rendered(wanted) if cache is not None else {}
+    todo = [p for p in posts if p.key not in found]
+    bodies = load_bodies(todo, config, cache)
+    todo = [replace(p, body=bodies[p.key]) if p.key in bodies else p for p in todo]
+    fresh = parallel_map(functools.partial(_render_parts, sanitize=sanitize), todo)
+    if cache is not None:
+        cache.save_rendered(
+            (p.key, wanted[p.key], parts) for p, parts in zip(todo, fresh, strict=True)
+        )
+    found.update({p.key: parts for p, parts in zip(todo, fresh, strict=True)})
+    results: dict[str, Post | Diagnostic] = {}
+    for post in posts:
+        parts = found[post.key]
+        if isinstance(parts, Diagnostic):
+            results[post.key] = parts
+        else:
+            html, xhtml, summary = parts
+            results[post.key] = replace(post, html=html, xhtml=xhtml, summary=summary)
+    return results
+
+
+def _render_parts(post: Post, sanitize: bool) -> tuple[str, str, str] | Diagnostic:
+    """What rendering adds to a post; a worker sends back only this, not the whole post."""
+    result = render_or_diagnose(post, sanitize)
+    if isinstance(result, Diagnostic):
+        return result
+    return result.html or "", result.xhtml or "", result.summary
+
+
+def render_fingerprint(post: Post, sanitize: bool) -> str:
+    """What a post's rendering depends on besides the code (in the cache's environment)."""
+    text = f"{post.source}\0{post.content_hash}\0{post.url}\0{sanitize}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def feeds_environment(config: Config) -> str:
+    """What every feed depends on besides its posts: config, stylesheet, the code."""
+    digest = hashlib.sha256(f"{__version__}\0{code_fingerprint()}".encode())
+    digest.update(repr(replace(config, path=Path())).encode())
+    if config.feeds.stylesheet:
+        digest.update(read_template(STYLESHEET))
+    return digest.hexdigest()
+
+
+def feed_fingerprint(env: str, spec: FeedSpec, fmt: str) -> str:
+    """Everything one feed file is made from: equal fingerprints, identical bytes."""
+    digest = hashlib.sha256(f"{env}\0{fmt}\0{spec.kind}\0{spec.key}\0{spec.label}".encode())
+    digest.update(f"\0{spec.path}".encode())
+    for post in spec.posts:
+        digest.update(
+            f"\0{post.key}\0{post.content_hash}\0{post.url}\0{post.id}\0{post.slug}".encode()
+        )
+        digest.update(f"\0{post.image!r}".encode())
+    return digest.hexdigest()
 
 
 def check_site(config: Config, progress: Progress | None = None) -> Catalog:
     """Every build diagnostic (bodies that cannot be rendered included) plus the content
     warnings of `lint_post`; writes nothing."""
-    catalog = read_posts(config, progress)
+    catalog = read_posts(config, progress)  # no cache: lint reads every body
     diagnostics = list(catalog.diagnostics)
     render = functools.partial(render_or_diagnose, sanitize=not config.feeds.allow_raw_html)
     for post, rendered in zip(catalog.posts, parallel_map(render, catalog.posts), strict=True):
@@ -191,11 +300,12 @@ def run_cycle(
     store.mark_interrupted(now)
     run_id = store.start_run(kind, now)
     try:
-        catalog = read_posts(config)
-        ready = published(catalog.posts, now)
-        known = store.post_states()
-        changes = diff_publication(ready, known, now)
-        written, removed, failures = update_feeds(ready, config, force=changes.any)
+        with open_cache(config) as cache:
+            catalog = read_posts(config, cache=cache)
+            ready = published(catalog.posts, now)
+            known = store.post_states()
+            changes = diff_publication(ready, known, now)
+            written, removed, failures = update_feeds(ready, config, changes.any, cache)
         if failures:  # left out of the feeds: not published either
             ready = [p for p in ready if p.key not in failures]
             changes = diff_publication(ready, known, now)
@@ -279,6 +389,27 @@ def open_state(config: Config) -> Store:
         store.close()
         raise
     return store
+
+
+@contextlib.contextmanager
+def open_cache(config: Config) -> Iterator[PostCache]:
+    """The per-post cache for this run (see syndicate.cache), closed at the end."""
+    cache = PostCache(cache_path(config), code_fingerprint() + parse_environment(config))
+    try:
+        yield cache
+    finally:
+        cache.close()
+
+
+def cache_path(config: Config) -> Path | None:
+    """Beside the SQLite state database (`state.db` -> `state.db.cache`), else beside
+    config.yaml; None (no cache) when SYNDICATE_NO_CACHE is set."""
+    if os.environ.get("SYNDICATE_NO_CACHE"):
+        return None
+    db = sqlite_path(config.state_url)
+    if db is not None:
+        return db.with_name(db.name + ".cache")
+    return config.path.resolve().parent / ".syndicate-cache.sqlite"
 
 
 def lock_path(config: Config) -> Path:
