@@ -622,7 +622,7 @@ def _relative_to(root: Path, display: bool = False) -> Callable[[Path], str]:
             prefix = os.path.relpath(folder or ".", root)
             folders[folder] = prefix
         if display and prefix.startswith(".."):
-            return display_path(path)
+            return printable(str(path))  # as display_path shows a path outside the cwd
         rel = name if prefix == "." else f"{prefix}{os.sep}{name}"
         return printable(rel.replace(os.sep, "/") if not display else rel)
 
