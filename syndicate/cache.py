@@ -107,6 +107,7 @@ class PostCache:
     def _open(self, path: Path) -> sqlite3.Connection | None:
         for attempt in range(2):
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(path, timeout=5, isolation_level=None)
                 try:
                     self._prepare(db)
@@ -114,6 +115,10 @@ class PostCache:
                     db.close()
                     raise
                 return db
+            except sqlite3.OperationalError as exc:
+                if attempt or "locked" in str(exc) or "busy" in str(exc) or not path.exists():
+                    return None  # in use by another command, or cannot be created: go without
+                _remove(path)
             except (sqlite3.Error, OSError, ValueError):
                 if attempt:
                     return None

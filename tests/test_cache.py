@@ -291,3 +291,30 @@ def test_a_post_whose_slug_moves_is_rendered_against_its_new_url(
     assert "https://blog.syndicate.test/posts/hello/" in feed
     assert "https://blog.syndicate.test/posts/hello-2/" not in feed
     assert "https://blog.syndicate.test/posts/hello/notes/" in feed
+
+
+def test_cached_future_post_becomes_due_without_its_file_changing(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """What is cached is the post, not whether it is due: time alone publishes it."""
+    site.write_post("soon.md", post("Soon", "2025-06-01T09:00:00Z"))
+    site.write_post("now.md", post("Now", "2025-05-01"))
+    early = invoke("run", "--once", "--config", site.config, "--now", "2025-05-15T00:00:00Z")
+    assert "Soon" not in (site.public / "feed.xml").read_text() and early.exit_code == 0
+    late = invoke("run", "--once", "--config", site.config, "--now", "2025-06-02T00:00:00Z")
+    assert late.exit_code == 0 and "published: Soon" in late.stdout
+    assert "Soon" in (site.public / "feed.xml").read_text()
+
+
+def test_odd_files_reported_at_every_run(site: Site, invoke: Callable[..., Result]) -> None:
+    """A FIFO is never cached (nor read: no blocking); a file name that is not UTF-8 is
+    cached with its warning, which comes back on every run."""
+    site.write_post("good.md", post("Good"))
+    os.mkfifo(site.posts / "pipe.md")
+    (site.posts / os.fsdecode(b"caf\xe9.md")).write_text(post("Cafe"), encoding="utf-8")
+    runs = [invoke("run", "--once", "--config", site.config, cwd=site.root) for _ in range(3)]
+    for result in runs:
+        assert result.exit_code == 1
+        assert "pipe.md: error: is a named pipe (FIFO)" in result.stderr
+        assert "caf\\xe9.md: warning: the file name is not valid UTF-8" in result.stderr
+    assert "Cafe" in (site.public / "feed.xml").read_text()
