@@ -229,11 +229,12 @@ class PostCache:
 
     def save_rendered(self, entries: Iterable[tuple[str, str, Any]]) -> None:
         """Store (key, fingerprint, render result) entries."""
-        rows = [(key, fp, pickle.dumps(result, 5)) for key, fp, result in entries]
+        rows = ((key, fp, pickle.dumps(result, 5)) for key, fp, result in entries)
         self._write("INSERT OR REPLACE INTO rendered VALUES (?,?,?)", rows)
 
-    def _write(self, sql: str, rows: list[Any]) -> None:
-        if self._db is None or not rows:
+    def _write(self, sql: str, rows: Iterable[Any]) -> None:
+        """One transaction; `rows` may be a generator, so big records are made one by one."""
+        if self._db is None or (isinstance(rows, list) and not rows):
             return
         try:
             with self._db:
