@@ -28,7 +28,7 @@ from typing import Any
 
 from syndicate import __version__
 
-SCHEMA = 1
+SCHEMA = 2
 RACY_NS = 2_000_000_000
 _MARKER = "syndicate-post-cache"
 _CODE = ("posts.py", "models.py", "markup.py", "cache.py", "errors.py", "feeds.py")
@@ -141,7 +141,7 @@ class PostCache:
         db.execute(
             "CREATE TABLE IF NOT EXISTS reads (key TEXT PRIMARY KEY, source TEXT, "
             "mtime INTEGER, ctime INTEGER, size INTEGER, ino INTEGER, dev INTEGER, "
-            "content_hash TEXT, record BLOB, read_at INTEGER, body TEXT)"
+            "content_hash TEXT, record BLOB, read_at INTEGER, body BLOB)"
         )
         db.execute(
             "CREATE TABLE IF NOT EXISTS rendered (key TEXT PRIMARY KEY, fingerprint TEXT, "
@@ -179,8 +179,10 @@ class PostCache:
 
     def save_reads(self, entries: Iterable[tuple[str, CachedRead, str]]) -> None:
         """Store (key, parse, body) entries, replacing older ones."""
+        # The body as UTF-8 bytes made here and freed after the write: binding a str would
+        # make Python keep a UTF-8 copy inside every (non-ASCII) body for the whole run.
         rows = [
-            (key, e.source, *e.stamp, e.content_hash, e.record, e.read_at, body)
+            (key, e.source, *e.stamp, e.content_hash, e.record, e.read_at, body.encode())
             for key, e, body in entries
         ]
         self._write("INSERT OR REPLACE INTO reads VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
@@ -205,7 +207,7 @@ class PostCache:
             for key in keys:
                 row = self._db.execute("SELECT body FROM reads WHERE key = ?", (key,)).fetchone()
                 if row is not None:
-                    found[key] = row[0]
+                    found[key] = bytes(row[0]).decode()
         except sqlite3.Error:
             self._fail()
         return found

@@ -335,9 +335,9 @@ def read_posts(
 ) -> Catalog:
     """Read and parse every content file; a bad file becomes a diagnostic, never a crash.
 
-    With a `cache`, a file whose stamp is unchanged is not read at all: its Post and
-    diagnostics come from the cache, *without its body* (`body == ""`; `load_bodies`
-    fetches the bodies of the posts that must be rendered). Slugs are made unique after,
+    With a `cache`, posts come *without their body* (`body == ""`; `load_bodies` fetches
+    the bodies of the posts that must be rendered), and a file whose stamp is unchanged
+    is not read at all: its Post and diagnostics come from the cache. Slugs are made unique after,
     over all posts, since a new post can change another post's slug."""
     diagnostics: list[Diagnostic] = []
     missing = [p for p in config.content.paths if not p.exists()]
@@ -459,6 +459,7 @@ def _cached_as_read(
             if len(batch) >= 500:
                 cache.save_reads(batch)
                 batch = []
+            outcome = (bodiless, found)  # the cache has the body: 10,000 of them add up
         yield outcome
     if cache is not None and batch:
         cache.save_reads(batch)
