@@ -194,13 +194,15 @@ def render_posts(
     found = cache.rendered(wanted) if cache is not None else {}
     todo = [p for p in posts if p.key not in found]
     bodies = load_bodies(todo, config, cache)
-    todo = [replace(p, body=bodies[p.key]) if p.key in bodies else p for p in todo]
+    lost = {p.key: _changed_meanwhile(p) for p in todo if p.body == "" and p.key not in bodies}
+    todo = [replace(p, body=bodies.get(p.key, p.body)) for p in todo if p.key not in lost]
     fresh = parallel_map(functools.partial(_render_parts, sanitize=sanitize), todo)
     if cache is not None:
         cache.save_rendered(
             (p.key, wanted[p.key], parts) for p, parts in zip(todo, fresh, strict=True)
         )
     found.update({p.key: parts for p, parts in zip(todo, fresh, strict=True)})
+    found.update(lost)
     results: dict[str, Post | Diagnostic] = {}
     for post in posts:
         parts = found[post.key]
@@ -210,6 +212,18 @@ def render_posts(
             html, xhtml, summary = parts
             results[post.key] = replace(post, html=html, xhtml=xhtml, summary=summary)
     return results
+
+
+def _changed_meanwhile(post: Post) -> Diagnostic:
+    """A post whose body is neither in the cache nor in its file any more (edited during
+    the run, with the cache unusable): never rendered from nothing."""
+    return Diagnostic(
+        post.source,
+        None,
+        "error",
+        "the file changed while it was being published; the post is skipped",
+        "run again: the next run publishes the new version",
+    )
 
 
 def _render_parts(post: Post, sanitize: bool) -> tuple[str, str, str] | Diagnostic:

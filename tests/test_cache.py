@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from syndicate import resources
+from syndicate.errors import Diagnostic
 from syndicate.output import MANIFEST
 
 from .conftest import SITE_CONFIG, Result, Site, post
@@ -318,3 +319,27 @@ def test_odd_files_reported_at_every_run(site: Site, invoke: Callable[..., Resul
         assert "pipe.md: error: is a named pipe (FIFO)" in result.stderr
         assert "caf\\xe9.md: warning: the file name is not valid UTF-8" in result.stderr
     assert "Cafe" in (site.public / "feed.xml").read_text()
+
+
+def test_a_body_that_is_gone_is_never_rendered_from_nothing(site: Site) -> None:
+    """Posts come from the cache without their body; if the cache fails before the body is
+    fetched and the file has changed meanwhile, the post is skipped with an error (and
+    nothing is cached for it), never rendered as an empty post."""
+    from syndicate.config import load_config
+    from syndicate.pipeline import open_cache, render_posts
+    from syndicate.posts import read_posts
+
+    site.write_post("a.md", post("A", body="The real body."))
+    config = load_config(site.config)
+    with open_cache(config) as cache:
+        catalog = read_posts(config, cache=cache)
+        assert [p.body for p in catalog.posts] == [""]
+        site.write_post("a.md", post("A", body="Edited meanwhile."))
+        cache.close()  # as after an SQLite error: switched off for the rest of the run
+        result = render_posts(list(catalog.posts), config, cache)
+    assert isinstance(result["posts/a.md"], Diagnostic)
+    assert "changed while it was being published" in result["posts/a.md"].message
+    with open_cache(config) as cache:
+        post_a = read_posts(config, cache=cache).posts[0]
+        rendered = render_posts([post_a], config, cache)["posts/a.md"]
+    assert not isinstance(rendered, Diagnostic) and "Edited meanwhile." in (rendered.html or "")
