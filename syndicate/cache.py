@@ -177,12 +177,11 @@ class PostCache:
             for row in rows
         }
 
-    def save_reads(self, entries: Iterable[tuple[str, CachedRead, str]]) -> None:
-        """Store (key, parse, body) entries, replacing older ones."""
-        # The body as UTF-8 bytes made here and freed after the write: binding a str would
-        # make Python keep a UTF-8 copy inside every (non-ASCII) body for the whole run.
+    def save_reads(self, entries: Iterable[tuple[str, CachedRead, bytes]]) -> None:
+        """Store (key, parse, body as UTF-8) entries, replacing older ones. Bytes, since
+        binding a str makes Python keep a UTF-8 copy inside every non-ASCII body."""
         rows = [
-            (key, e.source, *e.stamp, e.content_hash, e.record, e.read_at, body.encode())
+            (key, e.source, *e.stamp, e.content_hash, e.record, e.read_at, body)
             for key, e, body in entries
         ]
         self._write("INSERT OR REPLACE INTO reads VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)

@@ -357,7 +357,9 @@ def read_posts(
     if cache is not None and cache.enabled:
         todo = _from_cache(sources, outcomes, config, cache)
     parsed = parallel_imap(
-        functools.partial(_read_for_cache, config=config), [sources[i] for i in todo], 64
+        functools.partial(_read_for_cache, config=config, for_cache=bool(cache and cache.enabled)),
+        [sources[i] for i in todo],
+        64,
     )
     fresh = _cached_as_read(parsed, [sources[i] for i in todo], config, cache)
     results = _merge(outcomes, todo, fresh)
@@ -427,40 +429,49 @@ def _hash_file(path: Path) -> str:
         return ""
 
 
-def _read_for_cache(path: Path, config: Config) -> tuple[ReadOutcome, Stamp | None, bool]:
+# What a worker hands back for one file: (outcome, stamp, read_at, record, body, hash).
+# With the cache on, a cacheable outcome comes back already pickled without its body
+# (`record`) and the body as UTF-8 bytes, so the parent neither unpickles a body it will
+# not keep nor pickles the post again; else `outcome` is the plain ReadOutcome.
+_FreshRead = tuple[ReadOutcome | None, Stamp | None, int, bytes, bytes, str]
+
+
+def _read_for_cache(path: Path, config: Config, for_cache: bool) -> _FreshRead:
     """`read_post` without the image length (it depends on another file), with the stamp
-    taken before reading and whether the outcome may be cached."""
+    and the clock taken before reading."""
+    read_at = time_ns()
     stamp = file_stamp(path)
     outcome, cacheable = _read_post(path, config)
-    return outcome, stamp, cacheable
+    if not (for_cache and cacheable and stamp is not None):
+        return outcome, None, read_at, b"", b"", ""
+    post, found = outcome
+    record = pickle.dumps((replace(post, body="") if post else None, found), 5)
+    if post is None:
+        return None, stamp, read_at, record, b"", ""
+    return None, stamp, read_at, record, post.body.encode(), post.content_hash
 
 
 def _cached_as_read(
-    parsed: Iterator[tuple[ReadOutcome, Stamp | None, bool]],
+    parsed: Iterator[_FreshRead],
     sources: list[Path],
     config: Config,
     cache: PostCache | None,
 ) -> Iterator[ReadOutcome]:
     """Pass the fresh outcomes on, storing the cacheable ones (in batches)."""
-    batch: list[tuple[str, CachedRead, str]] = []
-    for path, (outcome, stamp, cacheable) in zip(sources, parsed, strict=True):
-        post, found = outcome
-        if cache is not None and cache.enabled and cacheable and stamp is not None:
-            bodiless = replace(post, body="") if post is not None else None
-            record = pickle.dumps((bodiless, found), 5)
-            entry = CachedRead(
-                display_path(path),
-                stamp,
-                post.content_hash if post is not None else "",
-                record,
-                time_ns(),
-            )
-            batch.append((post_key(path, config), entry, post.body if post is not None else ""))
-            if len(batch) >= 500:
-                cache.save_reads(batch)
-                batch = []
-            outcome = (bodiless, found)  # the cache has the body: 10,000 of them add up
-        yield outcome
+    batch: list[tuple[str, CachedRead, bytes]] = []
+    for path, (outcome, stamp, read_at, record, body, content_hash) in zip(
+        sources, parsed, strict=True
+    ):
+        if outcome is not None or stamp is None:
+            yield outcome or (None, [])
+            continue
+        entry = CachedRead(display_path(path), stamp, content_hash, record, read_at)
+        batch.append((post_key(path, config), entry, body))
+        if cache is not None and len(batch) >= 500:
+            cache.save_reads(batch)
+            batch = []
+        post, found = entry.outcome()  # without its body: the cache has it
+        yield post, list(found)
     if cache is not None and batch:
         cache.save_reads(batch)
 
