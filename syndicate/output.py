@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
 
 def write_outputs(
     out_dir: Path,
-    files: Mapping[str, bytes],
+    files: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
     fingerprint: str = "",
     kept: Collection[str] = (),
     feeds: Mapping[str, str] | None = None,
@@ -63,15 +63,22 @@ def write_outputs(
     """Write every file (relative path -> bytes); remove files a previous build wrote that
     this one no longer produces (a tag nobody uses any more). -> (written, removed).
     The `kept` files are left as a previous build wrote them (their inputs are the same).
+    `files` may be a stream of (path, bytes): each is written as it comes and let go, so
+    80 MB of feeds are never all in memory at once.
 
     The manifest, written last, records each file's hash and stat, the `fingerprint` of
     all the inputs and each feed's own fingerprint (`feeds`), so `outputs_intact` and
     `current_feeds` can tell later whether the folder still holds what this build wrote.
     """
     sweep_temporary_files(out_dir)
-    written = [name for name, data in sorted(files.items()) if write_atomic(out_dir / name, data)]
+    written: list[str] = []
+    hashes: dict[str, str] = {}
+    for name, data in sorted(files.items()) if isinstance(files, Mapping) else files:
+        if write_atomic(out_dir / name, data):
+            written.append(name)
+        hashes[name] = _sha256(data)
+    written.sort()
     previous = read_manifest(out_dir)
-    hashes = {name: _sha256(data) for name, data in files.items()}
     hashes.update({name: previous["files"][name] for name in kept})
     removed = []
     for name in sorted(set(previous.get("files", {})) - set(hashes)):

@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from syndicate.publication import Changes, diff_publication
 from syndicate.resources import read_template
 from syndicate.store import Store, sqlite_path
 from syndicate.websub import ping_hub
-from syndicate.workers import parallel_map
+from syndicate.workers import parallel_imap, parallel_map
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +114,9 @@ def build_files(
     config: Config,
     cache: PostCache | None = None,
     previous: Mapping[str, str] | None = None,
-) -> tuple[dict[str, bytes], RenderFailures, list[str], dict[str, str]]:
-    """Every output file (path relative to the output folder -> bytes) for these posts,
+) -> tuple[Iterable[tuple[str, bytes]], RenderFailures, list[str], dict[str, str]]:
+    """Every output file (a stream of (path relative to the output folder, bytes), each
+    feed built as it is asked for, so they are never all in memory) for these posts,
     the posts that could not be rendered (left out of every feed), the feed files kept
     as they are (their fingerprint is in `previous`: file -> fingerprint of the feeds
     on disk, intact) and the fingerprint of every feed."""
@@ -126,11 +128,12 @@ def build_files(
         if (previous or {}).get(feed_file(spec, fmt)) != feeds[feed_file(spec, fmt)]
     ]
     kept = sorted(set(feeds) - {feed_file(spec, fmt) for spec, fmt in jobs})
-    built = parallel_map(functools.partial(_build_job, config=config), jobs, chunksize=4)
-    files = {feed_file(spec, fmt): data for (spec, fmt), data in zip(jobs, built, strict=True)}
+    built = parallel_imap(functools.partial(_build_job, config=config), jobs, chunksize=4)
+    files: dict[str, bytes] = {}
     if config.feeds.stylesheet and ({"rss", "atom"} & set(config.feeds.formats)):
         files[STYLESHEET] = read_template(STYLESHEET)
-    return files, failures, kept, feeds
+    stream = ((feed_file(spec, fmt), data) for (spec, fmt), data in zip(jobs, built, strict=True))
+    return itertools.chain(files.items(), stream), failures, kept, feeds
 
 
 def _build_job(job: tuple[FeedSpec, str], config: Config) -> bytes:
