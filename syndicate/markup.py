@@ -93,9 +93,17 @@ def render_markdown(body: str, base_url: str, sanitize: bool = True) -> Rendered
     return Rendered(html, _xhtml_of(root), lead)
 
 
+# Only the elements that carry a URL, found by libxml2 (walking every element in Python
+# cost ~0.6 ms of a post's ~7 ms render).
+_WITH_URLS = etree.XPath(
+    "descendant-or-self::*[" + " or ".join(f"@{a}" for a in (*_URL_ATTRS, "srcset")) + "]"
+)
+
+
 def _absolutize_tree(root: lxml.html.HtmlElement, base_url: str) -> None:
-    for element in root.iter():
-        if not isinstance(element.tag, str):
+    found = _WITH_URLS(root)
+    for element in found if isinstance(found, list) else ():
+        if not isinstance(element, etree._Element):
             continue
         for attr in _URL_ATTRS:
             value = element.get(attr)

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,20 +54,34 @@ def write_atomic(path: Path, data: bytes) -> bool:
 
 
 def write_outputs(
-    out_dir: Path, files: Mapping[str, bytes], fingerprint: str = ""
+    out_dir: Path,
+    files: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
+    fingerprint: str = "",
+    kept: Collection[str] = (),
+    feeds: Mapping[str, str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Write every file (relative path -> bytes); remove files a previous build wrote that
     this one no longer produces (a tag nobody uses any more). -> (written, removed).
+    The `kept` files are left as a previous build wrote them (their inputs are the same).
+    `files` may be a stream of (path, bytes): each is written as it comes and let go, so
+    80 MB of feeds are never all in memory at once.
 
-    The manifest, written last, records each file's hash and the `fingerprint` of the
-    inputs that are not posts (config, templates), so `outputs_intact` can tell later
-    whether the folder still holds exactly what this build wrote.
+    The manifest, written last, records each file's hash and stat, the `fingerprint` of
+    all the inputs and each feed's own fingerprint (`feeds`), so `outputs_intact` and
+    `current_feeds` can tell later whether the folder still holds what this build wrote.
     """
     sweep_temporary_files(out_dir)
-    written = [name for name, data in sorted(files.items()) if write_atomic(out_dir / name, data)]
+    written: list[str] = []
+    hashes: dict[str, str] = {}
+    for name, data in sorted(files.items()) if isinstance(files, Mapping) else files:
+        if write_atomic(out_dir / name, data):
+            written.append(name)
+        hashes[name] = _sha256(data)
+    written.sort()
     previous = read_manifest(out_dir)
+    hashes.update({name: previous["files"][name] for name in kept})
     removed = []
-    for name in sorted(set(previous.get("files", {})) - set(files)):
+    for name in sorted(set(previous.get("files", {})) - set(hashes)):
         target = out_dir / name
         if _inside(out_dir, target) and target.is_file():
             target.unlink()
@@ -75,7 +89,9 @@ def write_outputs(
             _remove_empty_parents(out_dir, target.parent)
     manifest = {
         "fingerprint": fingerprint,
-        "files": {name: _sha256(data) for name, data in sorted(files.items())},
+        "files": dict(sorted(hashes.items())),
+        "stats": {name: _stat(out_dir / name) for name in sorted(hashes)},
+        "feeds": dict(sorted((feeds or {}).items())),
     }
     write_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return written, removed
@@ -91,18 +107,44 @@ def sweep_temporary_files(out_dir: Path) -> None:
 
 
 def outputs_intact(out_dir: Path, fingerprint: str) -> bool:
-    """True when every file of the last build is there, unchanged, built from these inputs."""
+    """True when every file of the last build is there, unchanged, built from these inputs.
+
+    Unchanged: the same size, mtime and inode as just after it was written (reading and
+    hashing 80 MB of feeds would cost more than the rest of a run that changes nothing)."""
     manifest = read_manifest(out_dir)
     files = manifest.get("files")
     if manifest.get("fingerprint") != fingerprint or not isinstance(files, dict) or not files:
         return False
-    for name, digest in files.items():
-        try:
-            if _sha256((out_dir / name).read_bytes()) != digest:
-                return False
-        except OSError:
-            return False
-    return True
+    return len(_intact(out_dir, manifest)) == len(files)
+
+
+def current_feeds(out_dir: Path) -> dict[str, str]:
+    """file -> fingerprint of the feeds the last build wrote that are still intact."""
+    manifest = read_manifest(out_dir)
+    feeds = manifest.get("feeds")
+    if not isinstance(feeds, dict):
+        return {}
+    intact = _intact(out_dir, manifest)
+    return {name: fp for name, fp in feeds.items() if name in intact and isinstance(fp, str)}
+
+
+def _intact(out_dir: Path, manifest: Mapping[str, Any]) -> set[str]:
+    stats = manifest.get("stats")
+    if not isinstance(stats, dict):
+        return set()
+    return {
+        name
+        for name in manifest["files"]
+        if isinstance(stats.get(name), list) and _stat(out_dir / name) == stats[name]
+    }
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns, info.st_ino]
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any]:

@@ -5,14 +5,18 @@ load config -> read posts -> published(now) -> plan feeds -> render -> build -> 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+import itertools
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from syndicate import __version__
+from syndicate.cache import PostCache, code_fingerprint
 from syndicate.config import Config
 from syndicate.delivery import newsletter_job
 from syndicate.errors import Diagnostic, SyndicateError, count_errors
@@ -20,10 +24,12 @@ from syndicate.feed_archive import with_archives
 from syndicate.feeds import STYLESHEET, build_feed, feed_file, feed_formats, plan_feeds
 from syndicate.lint import lint_post
 from syndicate.models import Catalog, FeedSpec, HookResult, Post
-from syndicate.output import outputs_intact, write_outputs
+from syndicate.output import current_feeds, outputs_intact, write_outputs
 from syndicate.posts import (
     Progress,
     legacy_key_mapper,
+    load_bodies,
+    parse_environment,
     published,
     read_posts,
     render_or_diagnose,
@@ -33,7 +39,7 @@ from syndicate.publication import Changes, diff_publication
 from syndicate.resources import read_template
 from syndicate.store import Store, sqlite_path
 from syndicate.websub import ping_hub
-from syndicate.workers import parallel_map
+from syndicate.workers import parallel_imap, parallel_map
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +66,13 @@ def build_site(
 
     With `strict`, any error aborts the build before a single file is written.
     """
-    catalog = read_posts(config, progress)
-    ready = published(catalog.posts, now)
-    held_back = len(catalog.posts) - len(ready)
-    if strict and catalog.errors:
-        return BuildReport(0, held_back, catalog.diagnostics, (), (), config.output_dir, True)
-    written, removed, failures = update_feeds(ready, config)
+    with open_cache(config) as cache:
+        catalog = read_posts(config, progress, cache)
+        ready = published(catalog.posts, now)
+        held_back = len(catalog.posts) - len(ready)
+        if strict and catalog.errors:
+            return BuildReport(0, held_back, catalog.diagnostics, (), (), config.output_dir, True)
+        written, removed, failures = update_feeds(ready, config, cache=cache)
     return BuildReport(
         published=len(ready) - len(failures),
         held_back=held_back,
@@ -80,11 +87,14 @@ RenderFailures = dict[str, Diagnostic]  # post key -> why it could not be render
 
 
 def update_feeds(
-    ready: list[Post], config: Config, force: bool = False
+    ready: list[Post], config: Config, force: bool = False, cache: PostCache | None = None
 ) -> tuple[list[str], list[str], RenderFailures]:
     """Build and write the feeds unless the output folder already holds exactly what these
     inputs make (or `force`). -> (files written, files removed, posts left out because
     they could not be rendered).
+
+    Only the feeds whose inputs changed since the last build are built again (see
+    `feed_fingerprint`); the others are left as they are on disk.
 
     With a post left out, the fingerprint written is that of the posts that made it, so
     the next run does not take the output as current: it tries again and reports again.
@@ -92,23 +102,39 @@ def update_feeds(
     fingerprint = inputs_fingerprint(config, ready)
     if not force and outputs_intact(config.output_dir, fingerprint):
         return [], [], {}
-    files, failures = build_files(ready, config)
+    previous = current_feeds(config.output_dir)
+    files, failures, kept, feeds = build_files(ready, config, cache, previous)
     if failures:
         fingerprint = inputs_fingerprint(config, [p for p in ready if p.key not in failures])
-    written, removed = write_outputs(config.output_dir, files, fingerprint)
+    written, removed = write_outputs(config.output_dir, files, fingerprint, kept, feeds)
     return written, removed, failures
 
 
-def build_files(ready: list[Post], config: Config) -> tuple[dict[str, bytes], RenderFailures]:
-    """Every output file (path relative to the output folder -> bytes) for these posts,
-    and the posts that could not be rendered (left out of every feed)."""
-    specs, failures = render_specs(ready, config)
-    jobs = [(spec, fmt) for spec in specs for fmt in feed_formats(spec, config)]
-    built = parallel_map(functools.partial(_build_job, config=config), jobs, chunksize=4)
-    files = {feed_file(spec, fmt): data for (spec, fmt), data in zip(jobs, built, strict=True)}
+def build_files(
+    ready: list[Post],
+    config: Config,
+    cache: PostCache | None = None,
+    previous: Mapping[str, str] | None = None,
+) -> tuple[Iterable[tuple[str, bytes]], RenderFailures, list[str], dict[str, str]]:
+    """Every output file (a stream of (path relative to the output folder, bytes), each
+    feed built as it is asked for, so they are never all in memory) for these posts,
+    the posts that could not be rendered (left out of every feed), the feed files kept
+    as they are (their fingerprint is in `previous`: file -> fingerprint of the feeds
+    on disk, intact) and the fingerprint of every feed."""
+    specs, failures, feeds = render_specs(ready, config, cache, previous or {})
+    jobs = [
+        (spec, fmt)
+        for spec in specs
+        for fmt in feed_formats(spec, config)
+        if (previous or {}).get(feed_file(spec, fmt)) != feeds[feed_file(spec, fmt)]
+    ]
+    kept = sorted(set(feeds) - {feed_file(spec, fmt) for spec, fmt in jobs})
+    built = parallel_imap(functools.partial(_build_job, config=config), jobs, chunksize=4)
+    files: dict[str, bytes] = {}
     if config.feeds.stylesheet and ({"rss", "atom"} & set(config.feeds.formats)):
         files[STYLESHEET] = read_template(STYLESHEET)
-    return files, failures
+    stream = ((feed_file(spec, fmt), data) for (spec, fmt), data in zip(jobs, built, strict=True))
+    return itertools.chain(files.items(), stream), failures, kept, feeds
 
 
 def _build_job(job: tuple[FeedSpec, str], config: Config) -> bytes:
@@ -116,34 +142,135 @@ def _build_job(job: tuple[FeedSpec, str], config: Config) -> bytes:
     return build_feed(spec, config, fmt)
 
 
-def render_specs(ready: list[Post], config: Config) -> tuple[list[FeedSpec], RenderFailures]:
-    """Plan the feeds and render each post that appears in one, once, however many feeds
-    it is in. A post that cannot be rendered is left out and the feeds planned again (so
-    the next post moves up), until every planned post is rendered."""
-    render = functools.partial(render_or_diagnose, sanitize=not config.feeds.allow_raw_html)
+def render_specs(
+    ready: list[Post],
+    config: Config,
+    cache: PostCache | None = None,
+    previous: Mapping[str, str] | None = None,
+) -> tuple[list[FeedSpec], RenderFailures, dict[str, str]]:
+    """Plan the feeds and render each post that appears in a feed to be built, once,
+    however many feeds it is in. A post that cannot be rendered is left out and the
+    feeds planned again (so the next post moves up), until every planned post is
+    rendered. -> (specs, failures, feed file -> fingerprint).
+
+    A feed whose fingerprint is in `previous` is on disk as it would be built: its posts
+    rendered fine then, so they need no rendering now (their entries stay unrendered)."""
     rendered: dict[str, Post] = {}
     failures: RenderFailures = {}
+    env = feeds_environment(config)
     while True:
         kept = [p for p in ready if p.key not in failures]
         specs = with_archives(plan_feeds(kept, config), kept, config)
-        todo = list(
-            {p.key: p for spec in specs for p in spec.posts if p.key not in rendered}.values()
-        )
+        feeds = {
+            feed_file(spec, fmt): feed_fingerprint(env, spec, fmt)
+            for spec in specs
+            for fmt in feed_formats(spec, config)
+        }
+        todo = {
+            p.key: p
+            for spec in specs
+            if any(
+                (previous or {}).get(feed_file(spec, f)) != feeds[feed_file(spec, f)]
+                for f in feed_formats(spec, config)
+            )
+            for p in spec.posts
+            if p.key not in rendered
+        }
         if not todo:
             break
-        for post, result in zip(todo, parallel_map(render, todo), strict=True):
+        for key, result in render_posts(list(todo.values()), config, cache).items():
             if isinstance(result, Diagnostic):
-                failures[post.key] = result
+                failures[key] = result
             else:
-                rendered[post.key] = result
-    specs = [replace(spec, posts=tuple(rendered[p.key] for p in spec.posts)) for spec in specs]
-    return specs, failures
+                rendered[key] = result
+    specs = [
+        replace(spec, posts=tuple(rendered.get(p.key, p) for p in spec.posts)) for spec in specs
+    ]
+    return specs, failures, feeds
+
+
+def render_posts(
+    posts: list[Post], config: Config, cache: PostCache | None
+) -> dict[str, Post | Diagnostic]:
+    """key -> the rendered post, or why it cannot be rendered: from the cache when the
+    post's source, content, URL and the sanitising are those it was rendered with."""
+    sanitize = not config.feeds.allow_raw_html
+    wanted = {p.key: render_fingerprint(p, sanitize) for p in posts}
+    found = cache.rendered(wanted) if cache is not None else {}
+    todo = [p for p in posts if p.key not in found]
+    bodies = load_bodies(todo, config, cache)
+    lost = {p.key: _changed_meanwhile(p) for p in todo if p.body == "" and p.key not in bodies}
+    todo = [replace(p, body=bodies.get(p.key, p.body)) for p in todo if p.key not in lost]
+    fresh = parallel_map(functools.partial(_render_parts, sanitize=sanitize), todo)
+    if cache is not None:
+        cache.save_rendered(
+            (p.key, wanted[p.key], parts) for p, parts in zip(todo, fresh, strict=True)
+        )
+    found.update({p.key: parts for p, parts in zip(todo, fresh, strict=True)})
+    found.update(lost)
+    results: dict[str, Post | Diagnostic] = {}
+    for post in posts:
+        parts = found[post.key]
+        if isinstance(parts, Diagnostic):
+            results[post.key] = parts
+        else:
+            html, xhtml, summary = parts
+            results[post.key] = replace(post, html=html, xhtml=xhtml, summary=summary)
+    return results
+
+
+def _changed_meanwhile(post: Post) -> Diagnostic:
+    """A post whose body is neither in the cache nor in its file any more (edited during
+    the run, with the cache unusable): never rendered from nothing."""
+    return Diagnostic(
+        post.source,
+        None,
+        "error",
+        "the file changed while it was being published; the post is skipped",
+        "run again: the next run publishes the new version",
+    )
+
+
+def _render_parts(post: Post, sanitize: bool) -> tuple[str, str, str] | Diagnostic:
+    """What rendering adds to a post; a worker sends back only this, not the whole post."""
+    result = render_or_diagnose(post, sanitize)
+    if isinstance(result, Diagnostic):
+        return result
+    return result.html or "", result.xhtml or "", result.summary
+
+
+def render_fingerprint(post: Post, sanitize: bool) -> str:
+    """What a post's rendering depends on besides the code (in the cache's environment)."""
+    text = f"{post.source}\0{post.content_hash}\0{post.url}\0{sanitize}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def feeds_environment(config: Config) -> str:
+    """What every feed depends on besides its posts: config, stylesheet, the code."""
+    digest = hashlib.sha256(f"{__version__}\0{code_fingerprint()}".encode())
+    digest.update(repr(replace(config, path=Path())).encode())
+    if config.feeds.stylesheet:
+        digest.update(read_template(STYLESHEET))
+    return digest.hexdigest()
+
+
+def feed_fingerprint(env: str, spec: FeedSpec, fmt: str) -> str:
+    """Everything one feed file is made from: equal fingerprints, identical bytes."""
+    digest = hashlib.sha256(f"{env}\0{fmt}\0{spec.kind}\0{spec.key}\0{spec.label}".encode())
+    # An archive page links its neighbours; an empty one is dated by the family's newest.
+    digest.update(f"\0{spec.path}\0{spec.page}\0{spec.pages}\0{spec.empty_date}".encode())
+    for post in spec.posts:
+        digest.update(
+            f"\0{post.key}\0{post.content_hash}\0{post.url}\0{post.id}\0{post.slug}".encode()
+        )
+        digest.update(f"\0{post.image!r}".encode())
+    return digest.hexdigest()
 
 
 def check_site(config: Config, progress: Progress | None = None) -> Catalog:
     """Every build diagnostic (bodies that cannot be rendered included) plus the content
     warnings of `lint_post`; writes nothing."""
-    catalog = read_posts(config, progress)
+    catalog = read_posts(config, progress)  # no cache: lint reads every body
     diagnostics = list(catalog.diagnostics)
     render = functools.partial(render_or_diagnose, sanitize=not config.feeds.allow_raw_html)
     for post, rendered in zip(catalog.posts, parallel_map(render, catalog.posts), strict=True):
@@ -193,11 +320,12 @@ def run_cycle(
     store.mark_interrupted(now)
     run_id = store.start_run(kind, now)
     try:
-        catalog = read_posts(config)
-        ready = published(catalog.posts, now)
-        known = store.post_states()
-        changes = diff_publication(ready, known, now)
-        written, removed, failures = update_feeds(ready, config, force=changes.any)
+        with open_cache(config) as cache:
+            catalog = read_posts(config, cache=cache)
+            ready = published(catalog.posts, now)
+            known = store.post_states()
+            changes = diff_publication(ready, known, now)
+            written, removed, failures = update_feeds(ready, config, changes.any, cache)
         if failures:  # left out of the feeds: not published either
             ready = [p for p in ready if p.key not in failures]
             changes = diff_publication(ready, known, now)
@@ -281,6 +409,27 @@ def open_state(config: Config) -> Store:
         store.close()
         raise
     return store
+
+
+@contextlib.contextmanager
+def open_cache(config: Config) -> Iterator[PostCache]:
+    """The per-post cache for this run (see syndicate.cache), closed at the end."""
+    cache = PostCache(cache_path(config), code_fingerprint() + parse_environment(config))
+    try:
+        yield cache
+    finally:
+        cache.close()
+
+
+def cache_path(config: Config) -> Path | None:
+    """Beside the SQLite state database (`state.db` -> `state.db.cache`), else beside
+    config.yaml; None (no cache) when SYNDICATE_NO_CACHE is set."""
+    if os.environ.get("SYNDICATE_NO_CACHE"):
+        return None
+    db = sqlite_path(config.state_url)
+    if db is not None:
+        return db.with_name(db.name + ".cache")
+    return config.path.resolve().parent / ".syndicate-cache.sqlite"
 
 
 def lock_path(config: Config) -> Path:

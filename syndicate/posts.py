@@ -13,6 +13,7 @@ import functools
 import hashlib
 import mimetypes
 import os
+import pickle
 import re
 import signal
 import stat
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, tzinfo
 from pathlib import Path
+from time import time_ns
 from typing import Any
 from urllib.parse import unquote, urljoin
 
@@ -30,6 +32,7 @@ from dateutil import parser as date_parser
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 from slugify import slugify
 
+from syndicate.cache import CachedRead, PostCache, Stamp, file_stamp
 from syndicate.config import Config, YAMLLimitError, load_yaml
 from syndicate.errors import Diagnostic, PostError, shown
 from syndicate.markup import (
@@ -209,6 +212,14 @@ def parse_post(
     return post, warnings
 
 
+def parse_environment(config: Config) -> str:
+    """Everything outside a file that `read_post` reads to make its Post (keep in step with
+    `parse_post`): a cached parse made under another environment is not used."""
+    site = config.site
+    root = config.path.resolve().parent
+    return repr((site.tz, site.url, site.author, config.content.post_url, str(root)))
+
+
 def render_post(post: Post, sanitize: bool = True) -> Post:
     """The post with its HTML rendered (links absolute against its URL; raw HTML sanitised
     unless `sanitize` is False), its XHTML, and a summary from its first paragraph when
@@ -363,17 +374,18 @@ def find_sources(config: Config) -> list[Path]:
     Hidden files and folders (".git", ".obsidian") are skipped.
     """
     found: set[Path] = set()
+    # fnmatch.fnmatch, compiled once: one regex for all the patterns
+    wanted = re.compile("|".join(fnmatch.translate(p) for p in config.content.patterns) or "(?!)")
     for root in config.content.paths:
         if root.exists() and not root.is_dir():
             found.add(root)  # a file named on its own; read_post says if it is not a regular one
             continue
         for folder, dirs, files in os.walk(root):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            base = Path(folder)
             for name in files:
-                if not name.startswith(".") and any(
-                    fnmatch.fnmatch(name, pattern) for pattern in config.content.patterns
-                ):
-                    found.add(Path(folder) / name)
+                if not name.startswith(".") and wanted.match(os.path.normcase(name)):
+                    found.add(base / name)
     return sorted(found)
 
 
@@ -381,10 +393,16 @@ ReadOutcome = tuple[Post | None, list[Diagnostic]]
 Progress = Callable[[Iterator[ReadOutcome], int], Iterator[ReadOutcome]]
 
 
-def read_posts(config: Config, progress: Progress | None = None) -> Catalog:
-    """Read and parse every content file; a bad file becomes a diagnostic, never a crash."""
+def read_posts(
+    config: Config, progress: Progress | None = None, cache: PostCache | None = None
+) -> Catalog:
+    """Read and parse every content file; a bad file becomes a diagnostic, never a crash.
+
+    With a `cache`, posts come *without their body* (`body == ""`; `load_bodies` fetches
+    the bodies of the posts that must be rendered), and a file whose stamp is unchanged
+    is not read at all: its Post and diagnostics come from the cache. Slugs are made unique after,
+    over all posts, since a new post can change another post's slug."""
     diagnostics: list[Diagnostic] = []
-    posts: list[Post] = []
     missing = [p for p in config.content.paths if not p.exists()]
     for path in missing:
         diagnostics.append(
@@ -397,16 +415,151 @@ def read_posts(config: Config, progress: Progress | None = None) -> Catalog:
             )
         )
     sources = find_sources(config)
-    outcomes = parallel_imap(functools.partial(read_post, config=config), sources, 64)
+    outcomes: list[ReadOutcome | None] = [None] * len(sources)
+    todo = list(range(len(sources)))
+    if cache is not None and cache.enabled:
+        todo = _from_cache(sources, outcomes, config, cache)
+    parsed = parallel_imap(
+        functools.partial(_read_for_cache, config=config, for_cache=bool(cache and cache.enabled)),
+        [sources[i] for i in todo],
+        64,
+    )
+    fresh = _cached_as_read(parsed, [sources[i] for i in todo], config, cache)
+    results = _merge(outcomes, todo, fresh)
     if progress is not None:
-        outcomes = progress(outcomes, len(sources))
-    for post, found in outcomes:
+        results = progress(results, len(sources))
+    posts: list[Post] = []
+    for post, found in results:
         if post is not None:
-            posts.append(post)
+            posts.append(with_image_length(post, config))
         diagnostics.extend(found)
     posts, slug_warnings = assign_unique_slugs(posts, config)
     diagnostics.extend(slug_warnings)
     return Catalog(posts=tuple(posts), diagnostics=tuple(diagnostics))
+
+
+def _merge(
+    outcomes: list[ReadOutcome | None], todo: list[int], fresh: Iterator[ReadOutcome]
+) -> Iterator[ReadOutcome]:
+    """Cached and freshly read outcomes, in the order of the files."""
+    pending = set(todo)
+    for index, outcome in enumerate(outcomes):
+        yield next(fresh) if index in pending else outcome or (None, [])
+    yield from fresh  # nothing left, but lets it store its last batch
+
+
+def _from_cache(
+    sources: list[Path], outcomes: list[ReadOutcome | None], config: Config, cache: PostCache
+) -> list[int]:
+    """Fill `outcomes` from the cache where a file is unchanged; -> indexes left to read.
+
+    Unchanged: the same stamp, read as the same display path, and (for an entry read in
+    the same clock tick as the file was written, or a stamp that differs only by time)
+    the same content hash."""
+    entries = cache.reads()
+    todo: list[int] = []
+    restamped: list[tuple[str, Stamp, int]] = []
+    key_of = _relative_to(config.path.resolve().parent)
+    source_of = _relative_to(Path.cwd(), display=True)
+    for index, path in enumerate(sources):
+        key = key_of(path)
+        entry = entries.pop(key, None)
+        stamp = file_stamp(path)
+        if entry is None or stamp is None or entry.source != source_of(path):
+            todo.append(index)
+            continue
+        if stamp != entry.stamp or entry.racy:
+            now = time_ns()
+            if stamp[2] != entry.stamp[2] or _hash_file(path) != entry.content_hash:
+                todo.append(index)
+                continue
+            restamped.append((key, stamp, now))
+        try:
+            post, found = entry.outcome()
+        except Exception:  # a broken entry is a miss, never a crash
+            todo.append(index)
+            continue
+        outcomes[index] = (post, list(found))
+    cache.restamp(restamped)
+    cache.forget_reads(entries)  # files that are gone
+    return todo
+
+
+def _hash_file(path: Path) -> str:
+    try:
+        return _digest(read_regular_file(path))
+    except PostError:
+        return ""
+
+
+# What a worker hands back for one file: (outcome, stamp, read_at, record, body, hash).
+# With the cache on, a cacheable outcome comes back already pickled without its body
+# (`record`) and the body as UTF-8 bytes, so the parent neither unpickles a body it will
+# not keep nor pickles the post again; else `outcome` is the plain ReadOutcome.
+_FreshRead = tuple[ReadOutcome | None, Stamp | None, int, bytes, bytes, str]
+
+
+def _read_for_cache(path: Path, config: Config, for_cache: bool) -> _FreshRead:
+    """`read_post` without the image length (it depends on another file), with the stamp
+    and the clock taken before reading."""
+    read_at = time_ns()
+    stamp = file_stamp(path)
+    outcome, cacheable = _read_post(path, config)
+    if not (for_cache and cacheable and stamp is not None):
+        return outcome, None, read_at, b"", b"", ""
+    post, found = outcome
+    record = pickle.dumps((replace(post, body="") if post else None, found), 5)
+    if post is None:
+        return None, stamp, read_at, record, b"", ""
+    return None, stamp, read_at, record, post.body.encode(), post.content_hash
+
+
+def _cached_as_read(
+    parsed: Iterator[_FreshRead],
+    sources: list[Path],
+    config: Config,
+    cache: PostCache | None,
+) -> Iterator[ReadOutcome]:
+    """Pass the fresh outcomes on, storing the cacheable ones (in batches)."""
+    batch: list[tuple[str, CachedRead, bytes]] = []
+    for path, (outcome, stamp, read_at, record, body, content_hash) in zip(
+        sources, parsed, strict=True
+    ):
+        if outcome is not None or stamp is None:
+            yield outcome or (None, [])
+            continue
+        entry = CachedRead(display_path(path), stamp, content_hash, record, read_at)
+        batch.append((post_key(path, config), entry, body))
+        if cache is not None and len(batch) >= 500:
+            cache.save_reads(batch)
+            batch = []
+        post, found = entry.outcome()  # without its body: the cache has it
+        yield post, list(found)
+    if cache is not None and batch:
+        cache.save_reads(batch)
+
+
+def load_bodies(posts: Iterable[Post], config: Config, cache: PostCache | None) -> dict[str, str]:
+    """key -> Markdown body, for posts that came from the cache without theirs.
+
+    From the cache, else (the cache failed in between) read from the file again, if
+    it still has the content the post was parsed from."""
+    wanted = [p for p in posts if p.body == ""]
+    found = cache.bodies(p.key for p in wanted) if cache is not None else {}
+    for post in wanted:
+        if post.key in found:
+            continue
+        try:
+            data = read_regular_file(Path(post.source))
+        except PostError:
+            continue
+        if _digest(data) == post.content_hash:
+            try:
+                again, _ = parse_post(data, post.source, config, post.key)
+            except PostError:
+                continue
+            found[post.key] = again.body
+    return found
 
 
 def read_post(path: Path, config: Config) -> ReadOutcome:
@@ -414,9 +567,18 @@ def read_post(path: Path, config: Config) -> ReadOutcome:
 
     Whatever goes wrong with this one file (a FIFO, a dangling link, a bug deep in a
     parser) is one diagnostic about it; the other posts are not affected."""
+    (post, found), _ = _read_post(path, config)
+    return (with_image_length(post, config) if post is not None else None), found
+
+
+def _read_post(path: Path, config: Config) -> tuple[ReadOutcome, bool]:
+    """-> (outcome, cacheable): outcomes of unexpected exceptions are not cached."""
     source = display_path(path)
     try:
         data = read_regular_file(path)
+    except PostError as exc:  # the file system's doing: asked again every run
+        return (None, [exc.diagnostic()]), False
+    try:
         post, found = parse_post(data, source, config, post_key(path, config))
         if printable(str(path)) != str(path):
             found.append(
@@ -428,15 +590,15 @@ def read_post(path: Path, config: Config) -> ReadOutcome:
                     "rename the file, e.g. with convmv -f latin1 -t utf-8",
                 )
             )
-        return with_image_length(post, config), found
+        return (post, found), True
     except PostError as exc:
-        return None, [exc.diagnostic()]
+        return (None, [exc.diagnostic()]), True
     except RecursionError:
         message = "cannot be read: it is nested too deeply (front matter or lists)"
-        return None, [Diagnostic(source, None, "error", message, "flatten the nesting")]
+        return (None, [Diagnostic(source, None, "error", message, "flatten the nesting")]), True
     except Exception as exc:  # one bad file never stops the others
         message = f"cannot be read: {type(exc).__name__}: {shown(str(exc))}"
-        return None, [Diagnostic(source, None, "error", message)]
+        return (None, [Diagnostic(source, None, "error", message)]), False
 
 
 _KINDS = {
@@ -521,6 +683,25 @@ def legacy_key_mapper(config: Config) -> Callable[[str], str | None]:
         return keys.get(here)
 
     return mapper
+
+
+def _relative_to(root: Path, display: bool = False) -> Callable[[Path], str]:
+    """A fast `post_key` (or, with `display`, `display_path`) for many paths: one
+    relpath() per folder instead of a resolve() and a relpath() per file."""
+    folders: dict[str, str] = {}
+
+    def relative(path: Path) -> str:
+        folder, name = os.path.split(path)
+        prefix = folders.get(folder)
+        if prefix is None:
+            prefix = os.path.relpath(folder or ".", root)
+            folders[folder] = prefix
+        if display and prefix.startswith(".."):
+            return printable(str(path))  # as display_path shows a path outside the cwd
+        rel = name if prefix == "." else f"{prefix}{os.sep}{name}"
+        return printable(rel.replace(os.sep, "/") if not display else rel)
+
+    return relative
 
 
 def display_path(path: Path) -> str:
