@@ -736,19 +736,11 @@ def send(
 def require_newsletter(config: Config) -> None:
     """`send` and `digest` refuse to work when newsletter.enabled is false (exit 2)."""
     if not config.newsletter.enabled:
-        shown = str(config.path)
-        raise ConfigError(
-            shown,
-            [
-                Diagnostic(
-                    shown,
-                    None,
-                    "error",
-                    "the newsletter is off (newsletter.enabled: false): no digest is "
-                    "planned, previewed or sent",
-                    "set newsletter.enabled: true to send digests",
-                )
-            ],
+        raise ConfigError.one(
+            str(config.path),
+            "the newsletter is off (newsletter.enabled: false): no digest is "
+            "planned, previewed or sent",
+            "set newsletter.enabled: true to send digests",
         )
 
 

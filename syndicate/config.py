@@ -306,36 +306,20 @@ def load_config(path: Path | str) -> Config:
         with path.open("rb") as file:
             data = file.read(MAX_CONFIG_BYTES + 1)
         if len(data) > MAX_CONFIG_BYTES:
-            raise ConfigError(
+            raise ConfigError.one(
                 shown,
-                [
-                    Diagnostic(
-                        shown,
-                        None,
-                        "error",
-                        f"config file is larger than {MAX_CONFIG_BYTES // 1024} KB",
-                        "a config.yaml is a few KB: check that --config names the right file",
-                    )
-                ],
+                f"config file is larger than {MAX_CONFIG_BYTES // 1024} KB",
+                "a config.yaml is a few KB: check that --config names the right file",
             )
         text = data.decode("utf-8-sig")
     except FileNotFoundError:
-        raise ConfigError(
+        raise ConfigError.one(
             shown,
-            [
-                Diagnostic(
-                    shown,
-                    None,
-                    "error",
-                    "config file not found",
-                    "pass --config PATH, or run from the folder that holds config.yaml",
-                )
-            ],
+            "config file not found",
+            "pass --config PATH, or run from the folder that holds config.yaml",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            shown, [Diagnostic(shown, None, "error", f"cannot read: {exc}")]
-        ) from None
+        raise ConfigError.one(shown, f"cannot read: {exc}") from None
     return parse_config(text, path)
 
 
@@ -345,9 +329,7 @@ def parse_config(text: str, path: Path) -> Config:
     try:
         node, raw = load_yaml(text, yaml.SafeLoader)
     except RecursionError:
-        raise ConfigError(
-            shown, [Diagnostic(shown, None, "error", "invalid YAML: nested too deeply")]
-        ) from None
+        raise ConfigError.one(shown, "invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

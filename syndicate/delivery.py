@@ -37,7 +37,7 @@ from syndicate.archive import (
 )
 from syndicate.config import Config, secure_unsubscribe_url
 from syndicate.digest import archive_url, plan_digest
-from syndicate.errors import ConfigError, Diagnostic
+from syndicate.errors import ConfigError
 from syndicate.mail import MessageTemplate, Prepared, ascii_address, dkim_signer
 from syndicate.mailstore import (
     ARCHIVE_VARIANT,
@@ -234,20 +234,12 @@ def check_unsubscribe_url(config: Config) -> None:
     url = config.newsletter.unsubscribe_url
     if secure_unsubscribe_url(url):
         return
-    shown = str(config.path)
-    raise ConfigError(
-        shown,
-        [
-            Diagnostic(
-                shown,
-                None,
-                "error",
-                f"newsletter.unsubscribe_url: defaults to {url!r} (from site.url), but "
-                "one-click unsubscribe (RFC 8058) needs https",
-                "set newsletter.unsubscribe_url to an https:// address that reaches "
-                "`syndicate serve` (or make site.url https)",
-            )
-        ],
+    raise ConfigError.one(
+        str(config.path),
+        f"newsletter.unsubscribe_url: defaults to {url!r} (from site.url), but "
+        "one-click unsubscribe (RFC 8058) needs https",
+        "set newsletter.unsubscribe_url to an https:// address that reaches "
+        "`syndicate serve` (or make site.url https)",
     )
 
 

@@ -85,6 +85,11 @@ class ConfigError(SyndicateError):
         self.path = path
         self.problems = problems
 
+    @classmethod
+    def one(cls, path: str, message: str, hint: str | None = None) -> ConfigError:
+        """The config as a whole is at fault (no key line): one error about `path`."""
+        return cls(path, [Diagnostic(path, None, "error", message, hint)])
+
     def diagnostics(self) -> list[Diagnostic]:
         return list(self.problems)
 
