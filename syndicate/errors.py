@@ -42,6 +42,9 @@ class Diagnostic:
     severity: Severity
     message: str
     hint: str | None = None
+    # True when the verdict depends on the moment, not the input (a render time limit hit
+    # on a busy machine): such a result is never cached, the next run tries again.
+    transient: bool = False
 
     def __post_init__(self) -> None:
         # Every message passes here: however it was built, it is never unbounded.

@@ -204,7 +204,9 @@ def render_posts(
     fresh = parallel_map(functools.partial(_render_parts, sanitize=sanitize), todo)
     if cache is not None:
         cache.save_rendered(
-            (p.key, wanted[p.key], parts) for p, parts in zip(todo, fresh, strict=True)
+            (p.key, wanted[p.key], parts)
+            for p, parts in zip(todo, fresh, strict=True)
+            if not (isinstance(parts, Diagnostic) and parts.transient)  # retried next run
         )
     found.update({p.key: parts for p, parts in zip(todo, fresh, strict=True)})
     found.update(lost)

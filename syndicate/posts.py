@@ -297,6 +297,7 @@ def render_or_diagnose(post: Post, sanitize: bool = True) -> Post | Diagnostic:
             "Markdown or HTML parser slow down quadratically, such as thousands of unclosed "
             "'[' or nested tags); the post is skipped",
             "close the brackets or tags, or put such text in a code block",
+            transient=True,
         )
     except RecursionError:
         return Diagnostic(

@@ -350,3 +350,23 @@ def test_a_body_that_is_gone_is_never_rendered_from_nothing(site: Site) -> None:
         post_a = read_posts(config, cache=cache).posts[0]
         rendered = render_posts([post_a], config, cache)["posts/a.md"]
     assert not isinstance(rendered, Diagnostic) and "Edited meanwhile." in (rendered.html or "")
+
+
+def test_a_render_time_out_is_not_cached_the_next_run_tries_again(
+    site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The time limit is wall-clock: a post that timed out once on a busy machine (or under
+    a lower SYNDICATE_RENDER_SECONDS) must be rendered again next run, as a cold build
+    would, never left out for good by a cached verdict."""
+    monkeypatch.setenv("SYNDICATE_RENDER_SECONDS", "1")
+    site.write_post("good.md", post("Good"))
+    site.write_post("slow.md", post("Slow", "2025-05-02", body="[ " * 12_000))
+    first = invoke("run", "--once", "--config", site.config, cwd=site.root)
+    assert first.exit_code == 1
+    assert "posts/slow.md" in first.stderr and "took more than 1 s" in first.stderr
+    with sqlite3.connect(site.root / "state" / "syndicate.db.cache") as db:
+        cached = {row[0] for row in db.execute("SELECT key FROM rendered")}
+    assert "posts/slow.md" not in cached  # a transient verdict: retried next run
+    assert "posts/good.md" in cached
+    second = invoke("run", "--once", "--config", site.config, cwd=site.root)
+    assert "posts/slow.md" in second.stderr and "took more than 1 s" in second.stderr
