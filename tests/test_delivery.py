@@ -422,6 +422,40 @@ def test_dry_run_sends_and_queues_nothing(site: Site, invoke: Callable[..., Resu
 # --- crash safety -------------------------------------------------------------------------
 
 
+SEND_ARGS = [sys.executable, "-m", "syndicate", "send", "--now", NOW]
+
+
+def send_env() -> dict[str, str]:
+    return {**os.environ, "SYNDICATE_SECRET": SECRET}
+
+
+def start_send(site: Site) -> subprocess.Popen[str]:
+    """`syndicate send` as a real process in its own process group, so a test can kill
+    the run alone (its pid) or together with its forked sender (the group)."""
+    return subprocess.Popen(
+        SEND_ARGS,
+        cwd=site.root,
+        env=send_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def rerun_send(site: Site) -> subprocess.CompletedProcess[str]:
+    """The next `send` after a kill, run to the end."""
+    return subprocess.run(
+        SEND_ARGS,
+        cwd=site.root,
+        env=send_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 @pytest.mark.slow
 def test_kill_9_mid_send_then_rerun_delivers_each_exactly_once(
     site: Site, invoke: Callable[..., Result]
@@ -436,16 +470,7 @@ def test_kill_9_mid_send_then_rerun_delivers_each_exactly_once(
         mail_site(site, sink.port)
         site.set_config(site.config.read_text().replace("connections: 2", "connections: 1"))
         subscribe(invoke, site, *addresses)
-        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
-        args = [sys.executable, "-m", "syndicate", "send", "--now", NOW]
-        victim = subprocess.Popen(
-            args,
-            cwd=site.root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        victim = start_send(site)
         assert handler.paused.wait(60), "the sender never reached message 5"
         os.killpg(victim.pid, signal.SIGKILL)  # mid-DATA of message 5: the run and its sender
         victim.wait()
@@ -455,9 +480,7 @@ def test_kill_9_mid_send_then_rerun_delivers_each_exactly_once(
             db(site).execute("select count(*) from outbox where status = 'sending'").fetchone()
         )
         assert in_doubt is not None and in_doubt[0] >= 1
-        rerun = subprocess.run(
-            args, cwd=site.root, env=env, capture_output=True, text=True, timeout=120, check=False
-        )
+        rerun = rerun_send(site)
         assert rerun.returncode == 0, rerun.stderr
         assert sink.handler.by_recipient() == dict.fromkeys(addresses, 1)
     assert db(site).execute("select status, count(*) from outbox group by status").fetchall() == [
@@ -479,16 +502,7 @@ def test_kill_9_after_the_servers_250_before_the_commit_resends_once_with_the_sa
     with Sink(handler) as sink:
         mail_site(site, sink.port)  # two connections
         subscribe(invoke, site, *addresses)
-        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
-        args = [sys.executable, "-m", "syndicate", "send", "--now", NOW]
-        victim = subprocess.Popen(
-            args,
-            cwd=site.root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        victim = start_send(site)
         assert handler.paused.wait(60), "the sender never reached message 5"
         blocker = sqlite3.connect(site.root / "state" / "syndicate.db", isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")  # every commit of the sender now waits
@@ -506,9 +520,7 @@ def test_kill_9_after_the_servers_250_before_the_commit_resends_once_with_the_sa
         in_doubt = db(site).execute("select email from outbox where status = 'sending'").fetchall()
         held = handler.received[accepted].recipients[0]
         assert (held,) in in_doubt  # accepted by the server, not recorded as sent
-        rerun = subprocess.run(
-            args, cwd=site.root, env=env, capture_output=True, text=True, timeout=120, check=False
-        )
+        rerun = rerun_send(site)
         assert rerun.returncode == 0, rerun.stderr
         counts = sink.handler.by_recipient()
         copies: dict[str, set[str]] = {}
@@ -533,23 +545,12 @@ def test_kill_9_of_the_run_lets_its_sender_finish_the_message_and_the_rerun_wait
     with Sink(handler) as sink:
         mail_site(site, sink.port)  # two connections
         subscribe(invoke, site, *addresses)
-        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
-        args = [sys.executable, "-m", "syndicate", "send", "--now", NOW]
-        victim = subprocess.Popen(
-            args,
-            cwd=site.root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        victim = start_send(site)
         assert handler.paused.wait(60), "the sender never reached message 5"
         victim.send_signal(signal.SIGKILL)  # the run only: its sender lives on
         victim.wait()
         held = len(handler.received)
-        rerun = subprocess.Popen(
-            args, cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        rerun = start_send(site)
         time.sleep(0.5)  # the rerun is waiting for the sender's delivery lock by now
         handler.release.set()  # the server accepts message 5: 250
         _out, err = rerun.communicate(timeout=120)
@@ -574,17 +575,7 @@ def test_ctrl_c_stops_the_send_and_the_sender_records_what_it_finished(
     with Sink(handler) as sink:
         mail_site(site, sink.port)  # two connections
         subscribe(invoke, site, *addresses)
-        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
-        args = [sys.executable, "-m", "syndicate", "send", "--now", NOW]
-        victim = subprocess.Popen(
-            args,
-            cwd=site.root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        victim = start_send(site)
         deadline = time.monotonic() + 60
         while len(handler.received) < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -597,9 +588,7 @@ def test_ctrl_c_stops_the_send_and_the_sender_records_what_it_finished(
         rows = dict(db(site).execute("select email, status from outbox").fetchall())
         assert {rows[address] for address in accepted} == {"sent"}  # finished and recorded
         assert "sending" not in rows.values()
-        rerun = subprocess.run(
-            args, cwd=site.root, env=env, capture_output=True, text=True, timeout=120, check=False
-        )
+        rerun = rerun_send(site)
         assert rerun.returncode == 0, rerun.stderr
         assert sink.handler.by_recipient() == dict.fromkeys(addresses, 1)
 
@@ -1082,11 +1071,7 @@ def test_no_mail_after_an_unsubscribe_returns_even_mid_send(
             + f"state:\n  url: '{state_url}'\n"
         )
         subscribe(invoke, site, *readers, "m-inflight@example.org", *gone)
-        env = {**os.environ, "SYNDICATE_SECRET": SECRET}
-        sender = subprocess.Popen(
-            [sys.executable, "-m", "syndicate", "send", "--now", NOW],
-            cwd=site.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        sender = start_send(site)
         assert handler.paused.wait(60), "the send never reached m-inflight"
         removed = run_subprocess(
             "subscribers", "remove", "z-removed@example.org", "--config", site.config
