@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from syndicate.config import parse_config  # noqa: E402 - after the path tweak
-from syndicate.digest import plan_digest  # noqa: E402
-from syndicate.posts import parse_post, published, render_post  # noqa: E402
-from syndicate.render import render_digest  # noqa: E402
+from syndicate.content.posts import parse_post, published, render_post  # noqa: E402
+from syndicate.newsletter.plan import plan_digest  # noqa: E402
+from syndicate.newsletter.render import render_digest  # noqa: E402
 
 CONFIG = """\
 site: {title: "Bench Blog", url: "https://bench.syndicate.test/", timezone: Europe/Paris}

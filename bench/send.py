@@ -66,7 +66,7 @@ def make_site(folder: Path, port: int, subscribers: int, connections: int) -> Pa
     import sqlalchemy as sa
 
     from syndicate.config import load_config
-    from syndicate.store import Store, subscribers_table
+    from syndicate.state.store import Store, subscribers_table
 
     store = Store(load_config(path).state_url)
     now = datetime(2025, 8, 1, tzinfo=UTC).replace(tzinfo=None)
@@ -119,8 +119,8 @@ def bare_smtplib(port: int, data: bytes, count: int, connections: int) -> float:
 
 def compose_cost(config: Path, count: int = 5000) -> tuple[float, bytes]:
     from syndicate.config import load_config
-    from syndicate.mail import MessageTemplate
-    from syndicate.tokens import sign_token
+    from syndicate.newsletter.compose import MessageTemplate
+    from syndicate.newsletter.tokens import sign_token
 
     html = (
         (ROOT / "tests" / "golden" / "digest" / "preview.html")

@@ -23,15 +23,15 @@ import click
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
-from syndicate.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
 from syndicate.models import SUBSCRIBER_STATUSES
+from syndicate.runs.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
 
 if TYPE_CHECKING:  # the heavy modules are imported where a command needs them
-    from syndicate.delivery import SendReport
-    from syndicate.pipeline import CycleReport
-    from syndicate.posts import Progress, ReadOutcome
-    from syndicate.status import MailingStatus
-    from syndicate.store import Store
+    from syndicate.content.posts import Progress, ReadOutcome
+    from syndicate.delivery.outbox import SendReport
+    from syndicate.runs.pipeline import CycleReport
+    from syndicate.state.status import MailingStatus
+    from syndicate.state.store import Store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 EX_SOFTWARE = 70  # sysexits.h: an internal error, never to be mistaken for content errors
@@ -150,7 +150,7 @@ def internal_error_line(exc: BaseException, limit: int = 300) -> str:
 
 @contextlib.contextmanager
 def opened_store(config: Config) -> Iterator[Store]:
-    from syndicate.pipeline import open_state
+    from syndicate.runs.pipeline import open_state
 
     store = open_state(config)
     try:
@@ -162,7 +162,7 @@ def opened_store(config: Config) -> Iterator[Store]:
 @contextlib.contextmanager
 def locked_store(config: Config, lock_timeout: float | None) -> Iterator[Store]:
     """The run lock (one run at a time), then the state database."""
-    from syndicate.pipeline import lock_path
+    from syndicate.runs.pipeline import lock_path
 
     timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
     with RunLock(lock_path(config), timeout), opened_store(config) as store:
@@ -228,8 +228,8 @@ def build(
     A bad post is reported (path:line: error: ...) and skipped; the rest are written
     and the exit status is 1. With --strict nothing is written if any post is bad.
     """
-    from syndicate.pipeline import build_site
-    from syndicate.posts import display_path
+    from syndicate.content.posts import display_path
+    from syndicate.runs.pipeline import build_site
 
     config, now = prepare(config_path, content, out, now_text)
     report = build_site(config, now, strict=strict, progress=progress_for())
@@ -263,7 +263,7 @@ def check(
     links, missing descriptions, images without alt text. Exit 1 on errors, 0 on
     warnings only (1 with --strict).
     """
-    from syndicate.pipeline import check_site
+    from syndicate.runs.pipeline import check_site
 
     config, _ = prepare(config_path, content, out, now_text)
     catalog = check_site(config, progress=progress_for())
@@ -301,9 +301,9 @@ def run(
     Without: an APScheduler daemon on schedule.build, plus a job at the exact date of
     every future post; SIGTERM or SIGINT stop it after the job in flight.
     """
-    from syndicate.pipeline import run_cycle
-    from syndicate.posts import display_path
-    from syndicate.schedule import Daemon
+    from syndicate.content.posts import display_path
+    from syndicate.runs.pipeline import run_cycle
+    from syndicate.runs.schedule import Daemon
 
     config = load_config(config_path)
     if not once:
@@ -361,9 +361,9 @@ def echo_cycle(report: CycleReport) -> None:
 @guarded
 def status(config_path: Path, now_text: str | None, debug: bool) -> None:
     """Posts (recent, scheduled), the mailing list and outbox, the last digest, runs, jobs."""
-    from syndicate.posts import read_posts, scheduled
-    from syndicate.schedule import next_fire_times
-    from syndicate.status import mailing_status, recent_posts
+    from syndicate.content.posts import read_posts, scheduled
+    from syndicate.runs.schedule import next_fire_times
+    from syndicate.state.status import mailing_status, recent_posts
 
     config = load_config(config_path)
     now = parse_now(now_text, config)
@@ -461,11 +461,11 @@ def digest(
     first one looks back newsletter.first_lookback_days), newest first; posts a run would
     publish now count as entering now, but nothing is published, recorded or sent.
     """
-    from syndicate.delivery import next_digest
-    from syndicate.mail import compose_preview
+    from syndicate.content.posts import display_path, read_posts
+    from syndicate.delivery.outbox import next_digest
+    from syndicate.newsletter.compose import compose_preview
+    from syndicate.newsletter.render import TOKEN_PLACEHOLDER, render_digest
     from syndicate.output import write_atomic
-    from syndicate.posts import display_path, read_posts
-    from syndicate.render import TOKEN_PLACEHOLDER, render_digest
 
     if not preview:
         raise click.UsageError(
@@ -533,9 +533,9 @@ def subscribers_add(
     address: str, name: str, topics: tuple[str, ...], pending: bool, config_path: Path, debug: bool
 ) -> None:
     """Add ADDRESS (validated and normalised); an existing address is left as it is."""
-    from syndicate.mailstore import add_subscriber
-    from syndicate.markup import clean_line
-    from syndicate.subscribers import parse_topics
+    from syndicate.content.markup import clean_line
+    from syndicate.newsletter.subscribers import parse_topics
+    from syndicate.state.mail import add_subscriber
 
     config = load_config(config_path)
     email = checked_address(address, config.subscribers.allow_special_domains)
@@ -559,7 +559,7 @@ def subscribers_add(
 @guarded
 def subscribers_remove(address: str, config_path: Path, debug: bool) -> None:
     """Delete ADDRESS and its delivery history."""
-    from syndicate.mailstore import remove_subscriber
+    from syndicate.state.mail import remove_subscriber
 
     with open_store(config_path) as (_, store):
         if not remove_subscriber(store, address.strip()):
@@ -578,7 +578,7 @@ def subscribers_remove(address: str, config_path: Path, debug: bool) -> None:
 @guarded
 def subscribers_list(status: str | None, config_path: Path, debug: bool) -> None:
     """One line per subscriber: address, status, name, topics."""
-    from syndicate.mailstore import list_subscribers
+    from syndicate.state.mail import list_subscribers
 
     with open_store(config_path) as (_, store):
         found = list_subscribers(store, status)
@@ -597,8 +597,8 @@ def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
     """Import FILE.csv (header email,name,topics,status). Bad rows are reported and skipped;
     importing the same file again changes nothing; unsubscribed and bounced addresses are
     never re-activated by an import."""
-    from syndicate.mailstore import add_subscriber, update_subscriber
-    from syndicate.subscribers import parse_subscriber_csv
+    from syndicate.newsletter.subscribers import parse_subscriber_csv
+    from syndicate.state.mail import add_subscriber, update_subscriber
 
     try:
         text = csv_file.read_text("utf-8-sig")
@@ -647,9 +647,9 @@ def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
 @guarded
 def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
     """Write every subscriber to FILE.csv ('-' for standard output)."""
-    from syndicate.mailstore import list_subscribers
+    from syndicate.newsletter.subscribers import format_subscriber_csv
     from syndicate.output import write_atomic
-    from syndicate.subscribers import format_subscriber_csv
+    from syndicate.state.mail import list_subscribers
 
     with open_store(config_path) as (_, store):
         text = format_subscriber_csv(list_subscribers(store))
@@ -660,7 +660,7 @@ def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
 
 
 def checked_address(address: str, allow_special: bool) -> str:
-    from syndicate.subscribers import AddressError, normalize_address
+    from syndicate.newsletter.subscribers import AddressError, normalize_address
 
     try:
         return normalize_address(address, allow_special)
@@ -687,14 +687,14 @@ def send(
     its posts wait for the next one. Exit 1 if anything is left deferred or failed (or
     a post has errors), 2 if the newsletter is off.
     """
-    from syndicate.delivery import (
+    from syndicate.delivery.outbox import (
         DeliveryStopped,
         check_unsubscribe_url,
         send_newsletter,
         summary_lines,
     )
-    from syndicate.mailstore import list_subscribers
-    from syndicate.pipeline import run_cycle
+    from syndicate.runs.pipeline import run_cycle
+    from syndicate.state.mail import list_subscribers
 
     config = load_config(config_path)
     require_newsletter(config)
@@ -798,7 +798,7 @@ class ProgressReporter:
 def serve(config_path: Path, host: str | None, port: int | None, debug: bool) -> None:
     """Serve the output folder (feeds with ETag, Last-Modified, gzip) and the subscribe,
     confirm and one-click unsubscribe endpoints. Needs SYNDICATE_SECRET."""
-    from syndicate.serve import serve_forever
+    from syndicate.web.app import serve_forever
 
     config = load_config(config_path)
     serve_forever(config, host or config.serve.host, port or config.serve.port)

@@ -73,7 +73,7 @@ def make_site(folder: Path, port: int, messages: int, connections: int, rate: fl
     import sqlalchemy as sa
 
     from syndicate.config import load_config
-    from syndicate.store import Store, subscribers_table
+    from syndicate.state.store import Store, subscribers_table
 
     config = (
         (ROOT / "config.yaml").read_text().replace("paths: [seeds]", f"paths: [{ROOT / 'seeds'}]")

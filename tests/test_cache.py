@@ -185,12 +185,15 @@ def test_unchanged_posts_are_not_parsed_again(
     assert invoke("run", "--once", "--config", site.config, cwd=site.root).exit_code == 0
     assert cache_file(site).is_file()
 
-    import syndicate.markup
-    import syndicate.posts
+    import syndicate.content.markup
+    import syndicate.content.posts
 
     parsed: list[str] = []
     rendered: list[str] = []
-    real_parse, real_render = syndicate.posts.parse_post, syndicate.markup.render_markdown
+    real_parse, real_render = (
+        syndicate.content.posts.parse_post,
+        syndicate.content.markup.render_markdown,
+    )
 
     def counting_parse(data: bytes, source: str, *args: object, **kw: object) -> object:
         parsed.append(Path(source).name)
@@ -200,8 +203,8 @@ def test_unchanged_posts_are_not_parsed_again(
         rendered.append(body)
         return real_render(body, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(syndicate.posts, "parse_post", counting_parse)
-    monkeypatch.setattr(syndicate.posts, "render_markdown", counting_render)
+    monkeypatch.setattr(syndicate.content.posts, "parse_post", counting_parse)
+    monkeypatch.setattr(syndicate.content.posts, "render_markdown", counting_render)
     before = (site.public / "feed.xml").stat().st_mtime_ns
     result = invoke("run", "--once", "--config", site.config, cwd=site.root)
     assert result.exit_code == 0 and parsed == [] and rendered == []
@@ -333,8 +336,8 @@ def test_a_body_that_is_gone_is_never_rendered_from_nothing(site: Site) -> None:
     fetched and the file has changed meanwhile, the post is skipped with an error (and
     nothing is cached for it), never rendered as an empty post."""
     from syndicate.config import load_config
-    from syndicate.pipeline import open_cache, render_posts
-    from syndicate.posts import read_posts
+    from syndicate.content.posts import read_posts
+    from syndicate.runs.pipeline import open_cache, render_posts
 
     site.write_post("a.md", post("A", body="The real body."))
     config = load_config(site.config)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import syndicate.pipeline
+import syndicate.runs.pipeline
 from syndicate.resources import CHECKOUT_TEMPLATES
 
 from .conftest import ROOT, Result, Site, isolated_seeds_config, post
@@ -88,7 +88,7 @@ def test_an_internal_error_exits_70_with_one_line(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("something inside broke\nacross two lines " + "x" * 2000)
 
-    monkeypatch.setattr(syndicate.pipeline, "build_site", broken)
+    monkeypatch.setattr(syndicate.runs.pipeline, "build_site", broken)
     site.write_post("a.md", post("A"))
     result = invoke("build", "--config", site.config, cwd=site.root)
     assert result.exit_code == 70

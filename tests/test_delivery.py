@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from syndicate.config import parse_config
-from syndicate.mail import MessageTemplate, header_value
-from syndicate.mailstore import DigestExistsError, queue_digest
-from syndicate.store import Store
-from syndicate.tokens import TokenError, sign_token, verify_token
-from syndicate.transport import FileTransport, SMTPTransport
+from syndicate.delivery.transport import FileTransport, SMTPTransport
+from syndicate.newsletter.compose import MessageTemplate, header_value
+from syndicate.newsletter.tokens import TokenError, sign_token, verify_token
+from syndicate.state.mail import DigestExistsError, queue_digest
+from syndicate.state.store import Store
 
 from .conftest import SITE_CONFIG, Result, Site, post, run_subprocess
 from .kill_scenario import wait_for_group_gone
@@ -807,7 +807,7 @@ def test_nobody_gets_mail_after_unsubscribing_even_if_it_was_deferred(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
     from syndicate.config import load_config
-    from syndicate.mailstore import find_subscriber, set_status
+    from syndicate.state.mail import find_subscriber, set_status
 
     handler = SinkHandler(tempfail={"later@example.org"})
     with Sink(handler) as sink:
@@ -862,7 +862,7 @@ def test_a_post_is_never_announced_in_two_digests(
 
 
 def test_the_database_password_is_never_printed() -> None:
-    from syndicate.store import StateError
+    from syndicate.state.store import StateError
 
     with pytest.raises(StateError) as caught:
         Store("postgresql+psycopg://mailer:S3cret-pw@127.0.0.1:1/syndicate")
@@ -915,8 +915,8 @@ def test_every_message_is_signed_and_an_added_header_breaks_the_signature(
     verifies; h= names Reply-To, and From, To, Subject and the List-* headers are
     oversigned, so a second one added after signing fails verification."""
     from syndicate.config import load_config
-    from syndicate.mail import compose_confirmation
-    from syndicate.render import render_confirmation
+    from syndicate.newsletter.compose import compose_confirmation
+    from syndicate.newsletter.render import render_confirmation
 
     key_file, dns = dkim_key(tmp_path)
     site.set_config(
@@ -999,7 +999,7 @@ def test_ehlo_name_is_delivery_smtp_helo_else_this_machines_name(
         assert send(invoke, site).exit_code == 0
         [first] = sink.handler.received
         assert not first.helo.startswith("[") and first.helo not in ("", "localhost")
-        from syndicate.transport import default_helo
+        from syndicate.delivery.transport import default_helo
 
         assert first.helo == default_helo()
         site.set_config(smtp_config(sink.port, extra="    helo: mail.blog.syndicate.test\n"))
@@ -1059,7 +1059,7 @@ def test_no_mail_after_an_unsubscribe_returns_even_mid_send(
     import time
 
     from syndicate.config import load_config
-    from syndicate.mailstore import find_subscriber, set_status
+    from syndicate.state.mail import find_subscriber, set_status
 
     readers = [f"r{n:02d}@example.org" for n in range(6)]
     gone = ["y-imported@example.org", "z-removed@example.org"]

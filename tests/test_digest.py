@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from syndicate.archive import read_archive, write_archive
 from syndicate.config import Config, load_config, parse_config
-from syndicate.digest import clean_subject, plan_digest
+from syndicate.content.posts import parse_post, published, read_posts
 from syndicate.errors import TemplateError
 from syndicate.models import Post
-from syndicate.posts import parse_post, published, read_posts
-from syndicate.render import (
+from syndicate.newsletter.archive import read_archive, write_archive
+from syndicate.newsletter.plan import clean_subject, plan_digest
+from syndicate.newsletter.render import (
     TOKEN_PLACEHOLDER,
     compile_mjml,
     render_digest,

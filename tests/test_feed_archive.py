@@ -13,7 +13,7 @@ from lxml import etree
 from starlette.testclient import TestClient
 
 from syndicate.config import load_config
-from syndicate.serve import create_app
+from syndicate.web.app import create_app
 
 from .conftest import FIXED_NOW, GOLDEN, SITE_CONFIG, Result, Site, post
 

@@ -141,16 +141,16 @@ def test_a_crash_inside_the_markdown_renderer_skips_only_that_post(
 ) -> None:
     """A bug in a Markdown extension (injected: no real post triggers one) is one
     diagnostic, not an internal error."""
-    import syndicate.markup
+    import syndicate.content.markup
 
-    real = syndicate.markup.render_markdown
+    real = syndicate.content.markup.render_markdown
 
-    def flaky(body: str, base_url: str, sanitize: bool = True) -> syndicate.markup.Rendered:
+    def flaky(body: str, base_url: str, sanitize: bool = True) -> syndicate.content.markup.Rendered:
         if "TRIGGER" in body:
             raise IndexError("list index out of range")
         return real(body, base_url, sanitize)
 
-    monkeypatch.setattr("syndicate.posts.render_markdown", flaky)
+    monkeypatch.setattr("syndicate.content.posts.render_markdown", flaky)
     site.write_post("good.md", post("Good"))
     site.write_post("buggy.md", post("Buggy", body="TRIGGER"))
     result = invoke("build", "--now", FIXED_NOW, cwd=site.root)
@@ -322,7 +322,7 @@ def test_posts_rendered_after_a_failure_come_out_right() -> None:
     """A failed conversion must not poison the Markdown renderer shared by the posts after
     it (one process renders for ever in the daemon). Where the RecursionError strikes
     depends on how deep the stack already is, so try it at many depths."""
-    from syndicate.markup import render_markdown
+    from syndicate.content.markup import render_markdown
 
     def at_depth(depth: int) -> None:
         if depth:

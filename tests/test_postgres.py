@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from syndicate.mailstore import find_subscriber, set_status
-from syndicate.serve import create_app
-from syndicate.store import Store
+from syndicate.state.mail import find_subscriber, set_status
+from syndicate.state.store import Store
+from syndicate.web.app import create_app
 
 from .conftest import SITE_CONFIG, Result, Site, post
 from .smtp_sink import Sink, SinkHandler

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from syndicate.config import Config, parse_config
+from syndicate.content.posts import assign_unique_slugs, parse_post, published, render_post
 from syndicate.errors import PostError
-from syndicate.posts import assign_unique_slugs, parse_post, published, render_post
 
 from .conftest import SEEDS, SITE_CONFIG
 

@@ -21,10 +21,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from syndicate.config import Config, load_config
-from syndicate.mailstore import add_subscriber, find_subscriber, list_subscribers, set_status
-from syndicate.serve import create_app
-from syndicate.store import Store
-from syndicate.tokens import sign_confirm_token, sign_token
+from syndicate.newsletter.tokens import sign_confirm_token, sign_token
+from syndicate.state.mail import add_subscriber, find_subscriber, list_subscribers, set_status
+from syndicate.state.store import Store
+from syndicate.web.app import create_app
 
 from .conftest import SITE_CONFIG, Result, Site, post
 from .smtp_sink import free_port

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from syndicate.webguard import RepeatLimit
+from syndicate.web.guard import RepeatLimit
 
 from .conftest import Result, Site
 from .smtp_sink import free_port

@@ -8,7 +8,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-from syndicate.subscribers import escape_cell, unescape_cell
+from syndicate.newsletter.subscribers import escape_cell, unescape_cell
 
 from .conftest import SITE_CONFIG, Result, Site
 

@@ -16,16 +16,10 @@ from datetime import datetime
 from pathlib import Path
 
 from syndicate import __version__
-from syndicate.cache import PostCache, code_fingerprint
 from syndicate.config import Config
-from syndicate.delivery import newsletter_job
-from syndicate.errors import Diagnostic, SyndicateError, count_errors
-from syndicate.feed_archive import with_archives
-from syndicate.feeds import STYLESHEET, build_feed, feed_file, feed_formats, plan_feeds
-from syndicate.lint import lint_post
-from syndicate.models import Catalog, FeedSpec, HookResult, Post
-from syndicate.output import current_feeds, outputs_intact, write_outputs
-from syndicate.posts import (
+from syndicate.content.cache import PostCache, code_fingerprint
+from syndicate.content.lint import lint_post
+from syndicate.content.posts import (
     Progress,
     legacy_key_mapper,
     load_bodies,
@@ -35,10 +29,16 @@ from syndicate.posts import (
     render_or_diagnose,
     scheduled,
 )
-from syndicate.publication import Changes, diff_publication
+from syndicate.delivery.outbox import newsletter_job
+from syndicate.errors import Diagnostic, SyndicateError, count_errors
+from syndicate.feeds.archive import with_archives
+from syndicate.feeds.formats import STYLESHEET, build_feed, feed_file, feed_formats, plan_feeds
+from syndicate.feeds.publication import Changes, diff_publication
+from syndicate.feeds.websub import ping_hub
+from syndicate.models import Catalog, FeedSpec, HookResult, Post
+from syndicate.output import current_feeds, outputs_intact, write_outputs
 from syndicate.resources import read_template
-from syndicate.store import Store, sqlite_path
-from syndicate.websub import ping_hub
+from syndicate.state.store import Store, sqlite_path
 from syndicate.workers import parallel_imap, parallel_map
 
 
@@ -415,7 +415,7 @@ def open_state(config: Config) -> Store:
 
 @contextlib.contextmanager
 def open_cache(config: Config) -> Iterator[PostCache]:
-    """The per-post cache for this run (see syndicate.cache), closed at the end."""
+    """The per-post cache for this run (see syndicate.content.cache), closed at the end."""
     cache = PostCache(cache_path(config), code_fingerprint() + parse_environment(config))
     try:
         yield cache

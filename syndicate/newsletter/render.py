@@ -21,11 +21,11 @@ from markupsafe import Markup
 from mjml import mjml2html
 
 from syndicate.config import Config
-from syndicate.digest import is_svg
+from syndicate.content.markup import shorten
+from syndicate.content.posts import render_post
 from syndicate.errors import TemplateError
-from syndicate.markup import shorten
 from syndicate.models import Digest, Post, RenderedEmail
-from syndicate.posts import render_post
+from syndicate.newsletter.plan import is_svg
 from syndicate.resources import templates_dir
 
 HTML_TEMPLATE = "digest.mjml.j2"

@@ -23,10 +23,10 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from syndicate.config import Config
-from syndicate.digest import clean_subject
+from syndicate.delivery.transport import DeliveryError
 from syndicate.models import RenderedEmail
-from syndicate.render import TOKEN_PLACEHOLDER
-from syndicate.transport import DeliveryError
+from syndicate.newsletter.plan import clean_subject
+from syndicate.newsletter.render import TOKEN_PLACEHOLDER
 
 PREVIEW_RECIPIENT = "Preview Reader <preview@syndicate.invalid>"
 CRLF = b"\r\n"

@@ -25,7 +25,22 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from syndicate.archive import (
+from syndicate.config import Config, secure_unsubscribe_url
+from syndicate.content.posts import published, read_posts, render_or_diagnose
+from syndicate.delivery.sender import can_fork, delivery_lock_path, run_in_sender, wait_for_orphans
+from syndicate.delivery.transport import (
+    Connection,
+    DeliveryError,
+    PermanentFailure,
+    RateLimiter,
+    TransientFailure,
+    Transport,
+    UnsupportedRecipient,
+    make_transport,
+)
+from syndicate.errors import ConfigError
+from syndicate.models import Digest, HookResult, Post
+from syndicate.newsletter.archive import (
     add_archive_entry,
     archive_entry,
     archive_page,
@@ -35,11 +50,12 @@ from syndicate.archive import (
     read_archive,
     write_archive_page,
 )
-from syndicate.config import Config, secure_unsubscribe_url
-from syndicate.digest import archive_url, plan_digest
-from syndicate.errors import ConfigError
-from syndicate.mail import MessageTemplate, Prepared, ascii_address, dkim_signer
-from syndicate.mailstore import (
+from syndicate.newsletter.compose import MessageTemplate, Prepared, ascii_address, dkim_signer
+from syndicate.newsletter.plan import archive_url, plan_digest
+from syndicate.newsletter.render import render_digest
+from syndicate.newsletter.subscribers import wants
+from syndicate.newsletter.tokens import load_secret, sign_token
+from syndicate.state.mail import (
     ARCHIVE_VARIANT,
     BOUNCED,
     DEFERRED,
@@ -66,23 +82,7 @@ from syndicate.mailstore import (
     unique_digest_key,
     waiting_rows,
 )
-from syndicate.models import Digest, HookResult, Post
-from syndicate.posts import published, read_posts, render_or_diagnose
-from syndicate.render import render_digest
-from syndicate.sender import can_fork, delivery_lock_path, run_in_sender, wait_for_orphans
-from syndicate.store import PostState, Store
-from syndicate.subscribers import wants
-from syndicate.tokens import load_secret, sign_token
-from syndicate.transport import (
-    Connection,
-    DeliveryError,
-    PermanentFailure,
-    RateLimiter,
-    TransientFailure,
-    Transport,
-    UnsupportedRecipient,
-    make_transport,
-)
+from syndicate.state.store import PostState, Store
 
 Progress = Callable[[int, int], None]  # (messages just finished, total)
 
@@ -391,7 +391,7 @@ def deliver_outbox(
 
 
 def _delivery_lock(config: Config) -> Path:
-    from syndicate.pipeline import lock_path  # pipeline imports this module
+    from syndicate.runs.pipeline import lock_path  # pipeline imports this module
 
     return delivery_lock_path(lock_path(config))
 

@@ -22,9 +22,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from syndicate.config import Config, cron_trigger_fields
-from syndicate.lock import LockTimeoutError, RunLock
-from syndicate.pipeline import CycleReport, lock_path, open_state, run_cycle
-from syndicate.store import safe_url
+from syndicate.runs.lock import LockTimeoutError, RunLock
+from syndicate.runs.pipeline import CycleReport, lock_path, open_state, run_cycle
+from syndicate.state.store import safe_url
 
 log = logging.getLogger("syndicate.daemon")
 DUE_PREFIX = "due:"
@@ -98,7 +98,7 @@ class Daemon:
         )
         stop_serving = None
         if self.config.serve.enabled:
-            from syndicate.serve import start_in_thread
+            from syndicate.web.app import start_in_thread
 
             stop_serving = start_in_thread(self.config)
             log.info("serving on http://%s:%d/", self.config.serve.host, self.config.serve.port)

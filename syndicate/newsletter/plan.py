@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from slugify import slugify
 
 from syndicate.config import Config
-from syndicate.markup import clean_line
+from syndicate.content.markup import clean_line
 from syndicate.models import Digest, Post
 
 SUBJECT_MAX = 150  # characters; mail clients show ~60, RFC 5322 lines stop at 998

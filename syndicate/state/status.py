@@ -8,7 +8,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from syndicate.store import (
+from syndicate.state.store import (
     Store,
     _aware,
     digests_table,

@@ -22,9 +22,9 @@ from lxml import etree
 from slugify import slugify
 
 from syndicate.config import Config
-from syndicate.markup import html_escape, plain_text
+from syndicate.content.markup import html_escape, plain_text
+from syndicate.content.posts import summary_text
 from syndicate.models import FeedSpec, Image, Post
-from syndicate.posts import summary_text
 
 FILENAMES = {"rss": "feed.xml", "atom": "atom.xml", "json": "feed.json"}
 MEDIA_TYPES = {

@@ -23,7 +23,7 @@ from multiprocessing.connection import Pipe
 from pathlib import Path
 from typing import Any, TypeVar
 
-from syndicate.lock import RunLock
+from syndicate.runs.lock import RunLock
 
 R = TypeVar("R")
 Relay = Callable[[Any], None]  # a message from the sender to the parent's on_message

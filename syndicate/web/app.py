@@ -30,34 +30,27 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from syndicate.archive import ARCHIVE_DIR
 from syndicate.config import Config
+from syndicate.content.markup import clean_line
+from syndicate.delivery.transport import PermanentFailure, TransientFailure, make_transport
 from syndicate.errors import SyndicateError
-from syndicate.feeds import FILENAMES, MEDIA_TYPES
-from syndicate.mail import compose_confirmation
-from syndicate.mailstore import (
-    add_subscriber,
-    confirm_pending,
-    get_subscriber,
-    renew_pending,
-    set_status,
-)
-from syndicate.markup import clean_line
+from syndicate.feeds.formats import FILENAMES, MEDIA_TYPES
 from syndicate.models import Subscriber
-from syndicate.render import (
+from syndicate.newsletter.archive import ARCHIVE_DIR
+from syndicate.newsletter.compose import compose_confirmation
+from syndicate.newsletter.render import (
     render_confirmation,
     render_template,
     site_context,
     template_environment,
 )
-from syndicate.store import Store
-from syndicate.subscribers import (
+from syndicate.newsletter.subscribers import (
     AddressError,
     inbox_key,
     normalize_address,
     parse_topics,
 )
-from syndicate.tokens import (
+from syndicate.newsletter.tokens import (
     ExpiredTokenError,
     TokenError,
     load_secret,
@@ -66,8 +59,15 @@ from syndicate.tokens import (
     verify_confirm_token,
     verify_token,
 )
-from syndicate.transport import PermanentFailure, TransientFailure, make_transport
-from syndicate.webguard import PAGE_HEADERS, SecurityHeaders, guard_logs, uvicorn_options
+from syndicate.state.mail import (
+    add_subscriber,
+    confirm_pending,
+    get_subscriber,
+    renew_pending,
+    set_status,
+)
+from syndicate.state.store import Store
+from syndicate.web.guard import PAGE_HEADERS, SecurityHeaders, guard_logs, uvicorn_options
 
 if TYPE_CHECKING:
     import uvicorn

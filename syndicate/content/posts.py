@@ -32,15 +32,15 @@ from dateutil import parser as date_parser
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 from slugify import slugify
 
-from syndicate.cache import CachedRead, PostCache, Stamp, file_stamp
 from syndicate.config import Config, YAMLLimitError, load_yaml
-from syndicate.errors import Diagnostic, PostError, shown
-from syndicate.markup import (
+from syndicate.content.cache import CachedRead, PostCache, Stamp, file_stamp
+from syndicate.content.markup import (
     XML_FORBIDDEN,
     clean_line,
     plain_text,
     render_markdown,
 )
+from syndicate.errors import Diagnostic, PostError, shown
 from syndicate.models import Author, Catalog, Image, Post
 from syndicate.workers import parallel_imap
 

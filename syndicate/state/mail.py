@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from syndicate.models import Subscriber
-from syndicate.store import (
+from syndicate.newsletter.subscribers import address_key
+from syndicate.state.store import (
     Store,
     _aware,
     bodies_table,
@@ -26,7 +27,6 @@ from syndicate.store import (
     subscribers_table,
     to_utc,
 )
-from syndicate.subscribers import address_key
 
 # Outbox row states.
 QUEUED, SENDING, SENT, DEFERRED, BOUNCED, FAILED, CANCELLED = (

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from syndicate.errors import SyndicateError
 from syndicate.models import Subscriber
-from syndicate.subscribers import address_key
+from syndicate.newsletter.subscribers import address_key
 
 PURPOSES = ("unsubscribe", "confirm")
 MIN_SECRET_BYTES = 16

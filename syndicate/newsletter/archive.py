@@ -13,15 +13,15 @@ from datetime import datetime
 from pathlib import Path
 
 from syndicate.config import Config
-from syndicate.feeds import build_archive_feed
+from syndicate.feeds.formats import build_archive_feed
 from syndicate.models import Digest, RenderedEmail
-from syndicate.output import write_atomic
-from syndicate.render import (
+from syndicate.newsletter.render import (
     TOKEN_PLACEHOLDER,
     render_template,
     site_context,
     template_environment,
 )
+from syndicate.output import write_atomic
 
 ARCHIVE_DIR = "newsletter"
 INDEX_TEMPLATE = "archive.html.j2"

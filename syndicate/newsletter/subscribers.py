@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
-from syndicate.markup import clean_line
+from syndicate.content.markup import clean_line
 from syndicate.models import SUBSCRIBER_STATUSES, Post, Subscriber
 
 STATUSES = SUBSCRIBER_STATUSES

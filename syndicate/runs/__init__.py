@@ -1,0 +1,3 @@
+"""Runs of the whole pipeline: one cycle (cron), the daemon's schedule, and the run lock that
+keeps them apart.
+"""

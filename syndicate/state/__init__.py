@@ -1,0 +1,3 @@
+"""The state database: posts' publication records, subscribers and the outbox, and status
+queries.
+"""

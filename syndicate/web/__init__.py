@@ -1,0 +1,3 @@
+"""`syndicate serve`: the HTTP app (feeds, archive, subscribe, confirm, unsubscribe) and its
+guards.
+"""
