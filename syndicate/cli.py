@@ -23,12 +23,12 @@ import click
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
-from syndicate.models import SUBSCRIBER_STATUSES
+from syndicate.models import SUBSCRIBER_STATUSES, ReportLine
 from syndicate.runs.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
 
 if TYPE_CHECKING:  # the heavy modules are imported where a command needs them
     from syndicate.content.posts import Progress, ReadOutcome
-    from syndicate.delivery.outbox import SendReport
+    from syndicate.delivery.dispatch import SendReport
     from syndicate.runs.pipeline import CycleReport
     from syndicate.state.status import MailingStatus
     from syndicate.state.store import Store
@@ -302,6 +302,7 @@ def run(
     every future post; SIGTERM or SIGINT stop it after the job in flight.
     """
     from syndicate.content.posts import display_path
+    from syndicate.delivery.outbox import newsletter_job
     from syndicate.runs.pipeline import run_cycle
     from syndicate.runs.schedule import Daemon
 
@@ -319,16 +320,11 @@ def run(
         return
     now = parse_now(now_text, config)
     with locked_store(config, lock_timeout) as store:
-        report = run_cycle(config, now, store, kind="once")
+        report = run_cycle(config, now, store, kind="once", hooks=(newsletter_job,))
     echo_cycle(report)
     hook_failures = 0
     for result in report.hook_results:
-        for line in result.lines:
-            click.echo(
-                line,
-                err=result.failures > 0
-                and line.startswith(("syndicate", "deferred", "failed", "bounced")),
-            )
+        echo_lines(result.lines)
         hook_failures += result.failures
     if verbose:
         changed = report.changes.any or report.written or report.removed
@@ -687,8 +683,9 @@ def send(
     its posts wait for the next one. Exit 1 if anything is left deferred or failed (or
     a post has errors), 2 if the newsletter is off.
     """
+    from syndicate.content.posts import read_posts
     from syndicate.delivery.outbox import (
-        DeliveryStopped,
+        DeliveryStoppedError,
         check_unsubscribe_url,
         send_newsletter,
         summary_lines,
@@ -701,7 +698,8 @@ def send(
     now = parse_now(now_text, config)
     with locked_store(config, lock_timeout) as store:
         if dry_run:
-            report = send_newsletter(config, store, now, dry_run=True)
+            posts = read_posts(config).posts
+            report = send_newsletter(config, store, now, posts, dry_run=True)
         else:
             if list_subscribers(store, "active"):
                 check_unsubscribe_url(config)  # a config error: before publishing anything
@@ -709,14 +707,14 @@ def send(
             echo_cycle(cycle)
             bar = ProgressReporter() if sys.stderr.isatty() and not os.environ.get("CI") else None
             try:
-                report = send_newsletter(config, store, now, progress=bar.update if bar else None)
-            except DeliveryStopped as stopped:
+                progress = bar.update if bar else None
+                report = send_newsletter(config, store, now, cycle.posts, progress=progress)
+            except DeliveryStoppedError as stopped:
                 # What was queued (and sent) before delivery stopped, then the error.
                 if bar:
                     bar.finish()
                     bar = None
-                for line in summary_lines(stopped.report):
-                    click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
+                echo_lines(summary_lines(stopped.report))
                 raise
             finally:
                 if bar:
@@ -726,11 +724,16 @@ def send(
         return
     lines = summary_lines(report)
     if not lines or report.unclaimed:
-        lines.insert(0, nothing_to_send(report, retries=bool(lines)))
-    for line in lines:
-        click.echo(line, err=line.startswith(("deferred:", "bounced:", "failed:")))
-    failed = report.left_deferred or report.failed or cycle.errors
+        lines.insert(0, ReportLine(nothing_to_send(report, retries=bool(lines))))
+    echo_lines(lines)
+    failed = report.deferred or report.waiting or report.failed or cycle.errors
     sys.exit(EXIT_ERRORS if failed else EXIT_OK)
+
+
+def echo_lines(lines: Iterable[ReportLine]) -> None:
+    """Problem lines to stderr, the others to stdout."""
+    for line in lines:
+        click.echo(line.text, err=line.problem)
 
 
 def require_newsletter(config: Config) -> None:

@@ -6,13 +6,15 @@ with a suggestion for a misspelt key. Paths in the file are relative to the file
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,9 +22,12 @@ import yaml
 
 from syndicate.errors import ConfigError, Diagnostic
 from syndicate.errors import shown as show_value
+from syndicate.feeds.registry import FORMATS
 from syndicate.models import Author
 
-FEED_FORMATS = ("rss", "atom", "json")
+_Section = TypeVar("_Section")
+
+FEED_FORMATS = tuple(FORMATS)
 MAX_CONFIG_BYTES = 1024 * 1024  # a real config.yaml is a few KB
 MAX_ALIAS_VALUES = 10_000  # values that YAML aliases may add by expansion ("billion laughs")
 MAX_YAML_DEPTH = 100  # nesting of lists and mappings; real config and front matter use 2-4
@@ -471,9 +476,56 @@ def _describe(value: Any) -> str:
     return f"{show_value(value)} ({type(value).__name__})"
 
 
-def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Config | None:
-    """Semantic checks on type-correct values, then the frozen Config."""
-    site = v["site"]
+def _build(values: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Config | None:
+    """Semantic checks on type-correct values, then the frozen Config (None if any
+    check failed: every problem is in `problems`)."""
+    site = _site(values["site"], root, problems)
+    content = _content(values["content"], root, problems)
+    feeds = _feeds(values["feeds"], problems)
+    schedule = _schedule(values["schedule"], problems)
+    newsletter = _newsletter(values["newsletter"], site.url, values["site"], root, problems)
+    delivery = _delivery(values["delivery"], site.url, root, problems)
+    serve = _serve(values["serve"], site.url, problems)
+    state_url = _anchor_sqlite(values["state"]["url"], root)
+    state_problem = state_url_error(state_url)
+    if state_problem:
+        problems.add("state.url", *state_problem)
+    if problems.items:
+        return None
+    return Config(
+        path=Path(shown),
+        site=site,
+        content=content,
+        output_dir=(root / values["output"]["dir"]).resolve(),
+        feeds=feeds,
+        state_url=state_url,
+        schedule=schedule,
+        newsletter=newsletter,
+        delivery=delivery,
+        serve=serve,
+        subscribers=_section(SubscribersConfig, values["subscribers"]),
+    )
+
+
+def _section(cls: type[_Section], values: Mapping[str, Any], **computed: Any) -> _Section:
+    """A config dataclass from its section's checked values: each field from the key of
+    the same name (lists as tuples, whole numbers as floats where a float is declared),
+    unless `computed` gives it."""
+    arguments = {}
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if item.name in computed:
+            arguments[item.name] = computed[item.name]
+            continue
+        value = values[item.name]
+        if isinstance(value, list):
+            value = tuple(value)
+        elif item.type == "float" and isinstance(value, int):
+            value = float(value)
+        arguments[item.name] = value
+    return cls(**arguments)
+
+
+def _site(site: dict[str, Any], root: Path, problems: _Problems) -> SiteConfig:
     url = site["url"].strip()
     if not _is_absolute_http(url):
         problems.add(
@@ -491,11 +543,28 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
             f"did you mean '{close}'?" if close else "use an IANA name such as UTC or Europe/Paris"
         )
         problems.add("site.timezone", f"unknown time zone {show_value(site['timezone'])}", hint)
-    author_raw = site["author"]
-    author = Author(author_raw["name"], author_raw["email"]) if author_raw["name"] else None
+    author = site["author"]
+    return _section(
+        SiteConfig,
+        site,
+        url=url,
+        author=Author(author["name"], author["email"]) if author["name"] else None,
+        logo=urljoin(url, site["logo"]) if site["logo"] else None,
+        static_dir=(root / site["static_dir"]).resolve() if site["static_dir"] else None,
+    )
 
-    content = v["content"]
-    post_url = content["post_url"]
+
+def _content(content: dict[str, Any], root: Path, problems: _Problems) -> ContentConfig:
+    _check_post_url(content["post_url"], problems)
+    if not content["patterns"]:
+        problems.add("content.patterns", "must name at least one file pattern, e.g. '*.md'")
+    paths = tuple((root / p).resolve() for p in content["paths"])
+    if not paths:
+        problems.add("content.paths", "must name at least one folder")
+    return _section(ContentConfig, content, paths=paths)
+
+
+def _check_post_url(post_url: str, problems: _Problems) -> None:
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(post_url) if f is not None}
     except ValueError as exc:
@@ -512,42 +581,36 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
         )
     elif "slug" not in fields:
         problems.add("content.post_url", "must contain {slug} so every post gets its own URL")
-    if not content["patterns"]:
-        problems.add("content.patterns", "must name at least one file pattern, e.g. '*.md'")
-    paths = tuple((root / p).resolve() for p in content["paths"])
-    if not paths:
-        problems.add("content.paths", "must name at least one folder")
 
-    feeds = v["feeds"]
+
+def _feeds(feeds: dict[str, Any], problems: _Problems) -> FeedsConfig:
     for fmt in feeds["formats"]:
         if fmt not in FEED_FORMATS:
             near = difflib.get_close_matches(fmt, FEED_FORMATS, n=1)
             hint = f"did you mean '{near[0]}'?" if near else "use rss, atom and/or json"
             problems.add("feeds.formats", f"unknown format {show_value(fmt)}", hint)
-
     hub = feeds["websub_hub"]
     if hub is not None and not _is_absolute_http(hub):
         problems.add("feeds.websub_hub", f"must be an absolute http(s) URL, got {show_value(hub)}")
     _check_archive(feeds, problems)
+    return _section(FeedsConfig, feeds, formats=tuple(dict.fromkeys(feeds["formats"])))
 
-    schedule = v["schedule"]
+
+def _schedule(schedule: dict[str, Any], problems: _Problems) -> ScheduleConfig:
     for key in ("build", "newsletter"):
         expression = schedule[key]
-        if expression is not None:
-            error = cron_error(expression)
-            if error:
-                problems.add(
-                    f"schedule.{key}",
-                    f"is not a cron expression ({error}): {show_value(expression)}",
-                    "five fields: minute hour day month weekday, e.g. '*/15 * * * *'",
-                )
+        error = cron_error(expression) if expression is not None else None
+        if error:
+            problems.add(
+                f"schedule.{key}",
+                f"is not a cron expression ({error}): {show_value(expression)}",
+                "five fields: minute hour day month weekday, e.g. '*/15 * * * *'",
+            )
+    return _section(ScheduleConfig, schedule)
 
-    newsletter = _newsletter(v["newsletter"], url, site, root, problems)
 
-    delivery = _delivery(v["delivery"], url, root, problems)
-
-    serve = v["serve"]
-    public_url = serve["public_url"] or url
+def _serve(serve: dict[str, Any], site_url: str, problems: _Problems) -> ServeConfig:
+    public_url = serve["public_url"] or site_url
     if not public_url.endswith("/"):
         public_url += "/"
     if not _is_absolute_http(public_url):
@@ -564,66 +627,7 @@ def _build(v: dict[str, Any], root: Path, problems: _Problems, shown: str) -> Co
                 f"{show_value(proxy)} is not an IP address or network",
                 "e.g. 127.0.0.1, ::1 or 10.0.0.0/8 (the reverse proxy's address)",
             )
-
-    state_url = _anchor_sqlite(v["state"]["url"], root)
-    state_problem = state_url_error(state_url)
-    if state_problem:
-        problems.add("state.url", *state_problem)
-
-    if problems.items:
-        return None
-    return Config(
-        path=Path(shown),
-        site=SiteConfig(
-            title=site["title"],
-            url=url,
-            description=site["description"],
-            language=site["language"],
-            timezone=site["timezone"],
-            author=author,
-            logo=urljoin(url, site["logo"]) if site["logo"] else None,
-            static_dir=(root / site["static_dir"]).resolve() if site["static_dir"] else None,
-        ),
-        content=ContentConfig(paths=paths, patterns=tuple(content["patterns"]), post_url=post_url),
-        output_dir=(root / v["output"]["dir"]).resolve(),
-        feeds=FeedsConfig(
-            formats=tuple(dict.fromkeys(feeds["formats"])),
-            limit=feeds["limit"],
-            full_content=feeds["full_content"],
-            per_tag=feeds["per_tag"],
-            per_category=feeds["per_category"],
-            stylesheet=feeds["stylesheet"],
-            websub_hub=hub,
-            allow_raw_html=feeds["allow_raw_html"],
-            archive=feeds["archive"],
-            archive_page_size=feeds["archive_page_size"],
-            archive_per_tag=feeds["archive_per_tag"],
-        ),
-        state_url=state_url,
-        schedule=ScheduleConfig(
-            build=schedule["build"],
-            newsletter=schedule["newsletter"],
-            misfire_grace_seconds=schedule["misfire_grace_seconds"],
-            lock_timeout_seconds=float(schedule["lock_timeout_seconds"]),
-        ),
-        newsletter=newsletter,
-        delivery=delivery,
-        serve=ServeConfig(
-            enabled=serve["enabled"],
-            host=serve["host"],
-            port=serve["port"],
-            public_url=public_url,
-            trusted_proxies=tuple(serve["trusted_proxies"]),
-            subscribe_per_minute=serve["subscribe_per_minute"],
-            max_body_bytes=serve["max_body_bytes"],
-            confirmations_per_hour=serve["confirmations_per_hour"],
-            max_connections_per_client=serve["max_connections_per_client"],
-            header_timeout_seconds=float(serve["header_timeout_seconds"]),
-        ),
-        subscribers=SubscribersConfig(
-            allow_special_domains=v["subscribers"]["allow_special_domains"]
-        ),
-    )
+    return _section(ServeConfig, serve, public_url=public_url)
 
 
 SUBJECT_FIELDS = frozenset({"site", "count", "noun", "first_title", "date"})
@@ -654,43 +658,43 @@ def _check_archive(feeds: dict[str, Any], problems: _Problems) -> None:
 
 
 def _newsletter(
-    n: dict[str, Any], site_url: str, site: dict[str, Any], root: Path, problems: _Problems
+    section: dict[str, Any], site_url: str, site: dict[str, Any], root: Path, problems: _Problems
 ) -> NewsletterConfig:
     for key in ("subject", "preheader"):
         try:
-            fields = {f for _, f, _, _ in string.Formatter().parse(n[key]) if f is not None}
+            fields = {f for _, f, _, _ in string.Formatter().parse(section[key]) if f is not None}
         except ValueError as exc:
             problems.add(f"newsletter.{key}", f"is not a valid pattern: {exc}")
             continue
         unknown = fields - SUBJECT_FIELDS
         sample = {"site": "s", "count": "1", "noun": "post", "first_title": "t", "date": "d"}
-        if not unknown and not _formats(n[key], **sample):
-            problems.add(f"newsletter.{key}", f"is not a valid pattern: {show_value(n[key])}")
+        if not unknown and not _formats(section[key], **sample):
+            problems.add(f"newsletter.{key}", f"is not a valid pattern: {show_value(section[key])}")
         elif unknown:
             problems.add(
                 f"newsletter.{key}",
                 f"unknown placeholder {{{sorted(unknown)[0]}}}",
                 "use {site}, {count}, {noun} (post/posts), {first_title} and {date}",
             )
-    sender = n["from"]
+    sender = section["from"]
     if sender is None:
         email = site["author"]["email"]
         sender = f"{site['title']} <{email}>" if email else None
     if sender is None:
         sender = f"{site['title']} <newsletter@{urlsplit(site_url).hostname or 'localhost'}>"
-    unsubscribe = n["unsubscribe_url"] or urljoin(site_url, "unsubscribe")
+    unsubscribe = section["unsubscribe_url"] or urljoin(site_url, "unsubscribe")
     if not _is_absolute_http(unsubscribe):
         problems.add(
             "newsletter.unsubscribe_url",
             f"must be an absolute http(s) URL, got {show_value(unsubscribe)}",
         )
-    elif n["unsubscribe_url"] and not secure_unsubscribe_url(unsubscribe):
+    elif section["unsubscribe_url"] and not secure_unsubscribe_url(unsubscribe):
         problems.add(
             "newsletter.unsubscribe_url",
             f"must be https (RFC 8058 one-click unsubscribe), got {unsubscribe!r}",
             "use an https:// address; plain http only works on localhost or 127.0.0.1, for testing",
         )
-    mailto = n["unsubscribe_mailto"]
+    mailto = section["unsubscribe_mailto"]
     if mailto is not None and not re.fullmatch(
         r"[^@\s<>,;:\"]+@[^@\s<>,;:\"]+\.[^@\s<>,;:\"]+", mailto
     ):
@@ -699,41 +703,31 @@ def _newsletter(
             f"must be a plain email address, got {mailto!r}",
             "the mailbox your bounce processor reads, e.g. unsubscribe@example.org",
         )
-    utm = tuple((f"utm_{k}", v) for k, v in n["utm"].items() if v)
-    return NewsletterConfig(
-        templates=(root / n["templates"]).resolve() if n["templates"] else None,
-        subject=n["subject"],
-        preheader=n["preheader"],
+    return _section(
+        NewsletterConfig,
+        section,
+        templates=(root / section["templates"]).resolve() if section["templates"] else None,
         sender=sender,
-        reply_to=n["reply_to"],
-        postal_address=n["postal_address"],
-        max_posts=n["max_posts"],
-        first_lookback_days=n["first_lookback_days"],
-        tags=tuple(n["tags"]),
-        categories=tuple(n["categories"]),
-        summary_length=n["summary_length"],
-        full_content=n["full_content"],
-        utm=utm,
+        utm=tuple((f"utm_{k}", v) for k, v in section["utm"].items() if v),
         unsubscribe_url=unsubscribe,
-        max_html_bytes=n["max_html_bytes"],
-        enabled=n["enabled"],
-        unsubscribe_mailto=mailto,
     )
 
 
-def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems) -> DeliveryConfig:
-    if d["transport"] not in ("smtp", "file"):
+def _delivery(
+    section: dict[str, Any], site_url: str, root: Path, problems: _Problems
+) -> DeliveryConfig:
+    if section["transport"] not in ("smtp", "file"):
         problems.add(
-            "delivery.transport", f"must be smtp or file, got {show_value(d['transport'])}"
+            "delivery.transport", f"must be smtp or file, got {show_value(section['transport'])}"
         )
-    smtp = d["smtp"]
+    smtp = section["smtp"]
     if smtp["security"] not in ("starttls", "ssl", "none"):
         problems.add(
             "delivery.smtp.security",
             f"must be starttls, ssl or none, got {show_value(smtp['security'])}",
         )
     for key in ("password_env", "secret_env"):
-        holder = smtp if key == "password_env" else d
+        holder = smtp if key == "password_env" else section
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", holder[key]):
             where = "delivery.smtp.password_env" if key == "password_env" else "delivery.secret_env"
             problems.add(
@@ -748,7 +742,7 @@ def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems)
             f"must be a host name or an address literal such as [192.0.2.1], got {helo!r}",
             "use this machine's public DNS name, e.g. mail.example.org",
         )
-    dkim = d["dkim"]
+    dkim = section["dkim"]
     dkim_config = None
     given = [k for k in ("selector", "domain", "key_file") if dkim[k]]
     if given and len(given) < 3:
@@ -761,26 +755,14 @@ def _delivery(d: dict[str, Any], site_url: str, root: Path, problems: _Problems)
             dkim["selector"], dkim["domain"], (root / dkim["key_file"]).resolve()
         )
     host = urlsplit(site_url).hostname or "localhost"
-    return DeliveryConfig(
-        transport=d["transport"],
-        file_dir=(root / d["file_dir"]).resolve(),
-        smtp=SMTPConfig(
-            host=smtp["host"],
-            port=smtp["port"],
-            security=smtp["security"],
-            username=smtp["username"],
-            password_env=smtp["password_env"],
-            connections=smtp["connections"],
-            rate_per_second=float(smtp["rate_per_second"]),
-            timeout=float(smtp["timeout"]),
-            ca_file=(root / smtp["ca_file"]).resolve() if smtp["ca_file"] else None,
-            helo=helo,
-        ),
-        max_attempts=d["max_attempts"],
-        retry_base_seconds=d["retry_base_seconds"],
+    ca_file = (root / smtp["ca_file"]).resolve() if smtp["ca_file"] else None
+    return _section(
+        DeliveryConfig,
+        section,
+        file_dir=(root / section["file_dir"]).resolve(),
+        smtp=_section(SMTPConfig, smtp, ca_file=ca_file),
         dkim=dkim_config,
-        list_id=d["list_id"] or f"newsletter.{host}",
-        secret_env=d["secret_env"],
+        list_id=section["list_id"] or f"newsletter.{host}",
     )
 
 
@@ -899,6 +881,14 @@ def state_url_error(url: str) -> tuple[str, str] | None:
             "install that Python package (for PostgreSQL: pip install 'psycopg[binary]'), "
             "or use sqlite:///...",
         )
+    return None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a sqlite:/// URL (None for other databases and :memory:)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != "sqlite:///:memory:":
+        return Path(url[len(prefix) :])
     return None
 
 

@@ -148,8 +148,17 @@ class Subscriber:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportLine:
+    """One line a command prints; a problem line (a recipient deferred, a job that failed)
+    goes to stderr."""
+
+    text: str
+    problem: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class HookResult:
     """What a job run after a publishing cycle has to say: lines to report, failures."""
 
-    lines: tuple[str, ...] = ()
+    lines: tuple[ReportLine, ...] = ()
     failures: int = 0

@@ -12,6 +12,8 @@ import os
 import random
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -336,8 +338,8 @@ def test_a_body_that_is_gone_is_never_rendered_from_nothing(site: Site) -> None:
     fetched and the file has changed meanwhile, the post is skipped with an error (and
     nothing is cached for it), never rendered as an empty post."""
     from syndicate.config import load_config
-    from syndicate.content.posts import read_posts
-    from syndicate.runs.pipeline import open_cache, render_posts
+    from syndicate.content.posts import open_cache, read_posts
+    from syndicate.runs.pipeline import render_posts
 
     site.write_post("a.md", post("A", body="The real body."))
     config = load_config(site.config)
@@ -373,3 +375,63 @@ def test_a_render_time_out_is_not_cached_the_next_run_tries_again(
     assert "posts/good.md" in cached
     second = invoke("run", "--once", "--config", site.config, cwd=site.root)
     assert "posts/slow.md" in second.stderr and "took more than 1 s" in second.stderr
+
+
+def test_the_digest_at_a_run_reads_no_post_again(
+    site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newsletter job gets the posts the cycle read: a digest due at a run whose
+    files are all unchanged parses no file again (the digest's bodies come from the
+    cache), and renders only the posts the digest holds."""
+    monkeypatch.setenv("SYNDICATE_SECRET", "test-secret-0123456789abcdef")
+    site.set_config(
+        site.config.read_text("utf-8")
+        + "newsletter:\n  from: 'T <news@blog.syndicate.test>'\n"
+        + "  max_posts: 2\nschedule:\n  newsletter: '0 8 * * mon'\n"
+    )
+    subscribe = invoke("subscribers", "add", "a@example.org", "--config", site.config)
+    assert subscribe.exit_code == 0, subscribe.stderr
+    site.write_post("first.md", post("First", "2025-08-20", "First body."))
+    first = invoke("run", "--once", "--config", site.config, "--now", "2025-08-31T09:00:00Z")
+    assert "queued for 1 subscribers" in first.stdout, first.stdout  # the first digest
+    for n in range(4):
+        site.write_post(f"p{n}.md", post(f"Post {n}", f"2025-08-31T1{n}:00:00Z", f"Body {n}."))
+    old = (datetime.now() - timedelta(hours=1)).timestamp()
+    for path in site.posts.iterdir():
+        os.utime(path, (old, old))
+    # Monday before the slot: the new posts are published and cached, no digest yet.
+    before = invoke("run", "--once", "--config", site.config, "--now", "2025-09-01T07:00:00Z")
+    assert before.exit_code == 0 and "queued" not in before.stdout, before.stdout
+
+    import syndicate.content.posts
+
+    parsed: list[str] = []
+    real_parse = syndicate.content.posts.parse_post
+
+    def counting_parse(data: bytes, source: str, *args: object, **kw: object) -> object:
+        parsed.append(Path(source).name)
+        return real_parse(data, source, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(syndicate.content.posts, "parse_post", counting_parse)
+    at_slot = invoke("run", "--once", "--config", site.config, "--now", "2025-09-01T08:00:00Z")
+    assert at_slot.exit_code == 0, at_slot.stderr
+    assert "queued for 1 subscribers" in at_slot.stdout
+    assert parsed == []
+    (message,) = [m for m in (site.root / "outbox").iterdir() if "Body 3." in m.read_text()]
+    text = message.read_text("utf-8")
+    assert "Body 2." in text  # the bodies came back from the cache
+    assert "Post 1" not in text and "First" not in text  # max_posts: 2
+
+
+def test_publishing_does_not_import_the_newsletter() -> None:
+    """`build` and the publishing cycle stand alone: the newsletter is a job the caller
+    adds, not something the pipeline imports."""
+    code = (
+        "import sys, syndicate.runs.pipeline;"
+        "print(sorted(m for m in sys.modules if m.startswith(('syndicate.delivery',"
+        " 'syndicate.newsletter'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -17,7 +17,7 @@ from syndicate.content.posts import parse_post, published, read_posts
 from syndicate.errors import TemplateError
 from syndicate.models import Post
 from syndicate.newsletter.archive import read_archive, write_archive
-from syndicate.newsletter.plan import clean_subject, plan_digest
+from syndicate.newsletter.plan import clean_header, plan_digest
 from syndicate.newsletter.render import (
     TOKEN_PLACEHOLDER,
     compile_mjml,
@@ -121,7 +121,7 @@ def test_max_posts_and_topic_filters(tmp_path: Path) -> None:
     ],
 )
 def test_subject_is_one_clean_line(raw: str, clean: str) -> None:
-    assert clean_subject(raw) == clean
+    assert clean_header(raw) == clean
 
 
 # --- rendering ----------------------------------------------------------------------
@@ -538,3 +538,20 @@ def test_browser_probe_can_see_overflow(tmp_path: Path) -> None:
     seen = browser.probe(page, 375)
     assert seen["scrollWidth"] > 375
     assert seen["links"] == ["/rel"]
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ("https://x.test/u", "https://x.test/u?token=T"),
+        ("https://x.test/u?list=news", "https://x.test/u?list=news&token=T"),
+        ("https://x.test/u?", "https://x.test/u?token=T"),
+        ("https://x.test/u#bottom", "https://x.test/u?token=T#bottom"),
+    ],
+)
+def test_one_rule_for_the_unsubscribe_link(base: str, expected: str) -> None:
+    """The body's link and List-Unsubscribe are the same URL, whatever the base looks
+    like (a query, a bare `?`, a fragment)."""
+    from syndicate.newsletter.render import link_with_token
+
+    assert link_with_token(base, "T") == expected

@@ -13,9 +13,9 @@ import ftfy
 from ftfy.badness import is_bad
 
 from syndicate.config import Config
+from syndicate.content.markup import is_svg
 from syndicate.errors import Diagnostic
 from syndicate.models import Post
-from syndicate.newsletter.plan import is_svg
 
 _PLACEHOLDERS = (
     re.compile(r"\[(?:insert|add|placeholder|todo|tbd)\b[^\]\n]*\]", re.IGNORECASE),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import lxml.html
 import markdown
@@ -327,3 +327,10 @@ def _xhtml_of(root: lxml.html.HtmlElement) -> str | None:
     except etree.XMLSyntaxError:
         return None
     return _inner(text)
+
+
+def is_svg(url: str) -> bool:
+    """An SVG image, which Gmail and Outlook do not display (by extension or data: type)."""
+    if url[:15].lower().startswith("data:image/svg"):
+        return True
+    return urlsplit(url).path.lower().endswith((".svg", ".svgz"))

@@ -32,8 +32,8 @@ from dateutil import parser as date_parser
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 from slugify import slugify
 
-from syndicate.config import Config, YAMLLimitError, load_yaml
-from syndicate.content.cache import CachedRead, PostCache, Stamp, file_stamp
+from syndicate.config import Config, YAMLLimitError, load_yaml, sqlite_path
+from syndicate.content.cache import CachedRead, PostCache, Stamp, code_fingerprint, file_stamp
 from syndicate.content.markup import (
     XML_FORBIDDEN,
     clean_line,
@@ -101,6 +101,32 @@ _FRONT_MATTER: tuple[tuple[re.Pattern[str], BaseHandler, str], ...] = (
 )
 
 
+class _FrontMatter:
+    """One file's parsed front matter, with the line of each key, so every message about
+    a key points at its line."""
+
+    def __init__(self, source: str, meta: dict[str, Any], fm_line: int, fm_text: str) -> None:
+        self.source = source
+        self.meta = meta
+        self.line = fm_line or 1
+        self.key_lines = {
+            m.group(1): fm_line + fm_text.count("\n", 0, m.start())
+            for m in _KEY_LINE.finditer(fm_text)
+        }
+        self.warnings: list[Diagnostic] = []
+
+    def fail(self, key: str | None, message: str, hint: str | None = None) -> PostError:
+        return PostError(self.source, self.key_lines.get(key or "", self.line), message, hint, key)
+
+    def warn(self, key: str | None, message: str, hint: str | None = None) -> None:
+        line = self.key_lines.get(key or "", self.line)
+        self.warnings.append(Diagnostic(self.source, line, "warning", message, hint))
+
+    def first(self, keys: Iterable[str]) -> str | None:
+        """The first of `keys` with a value (not missing, null or empty)."""
+        return next((k for k in keys if self.meta.get(k) not in (None, "")), None)
+
+
 def parse_post(
     data: bytes, source: str, config: Config, key: str | None = None
 ) -> tuple[Post, list[Diagnostic]]:
@@ -108,83 +134,28 @@ def parse_post(
 
     `source` names the file in messages; `key` identifies the post in the state (its path
     relative to the config file, see `post_key`), `source` when not given."""
-    warnings: list[Diagnostic] = []
     text = _decode(data, source)
     if not text.strip():
         raise PostError(
             source, 1, "file is empty", "add front matter with a title and a date, or delete it"
         )
     meta, fm_line, fm_text, body, body_line, kind = _split(text, source)
-    key_lines = {
-        m.group(1): fm_line + fm_text.count("\n", 0, m.start()) for m in _KEY_LINE.finditer(fm_text)
-    }
-
-    def fail(key: str | None, message: str, hint: str | None = None) -> PostError:
-        return PostError(source, key_lines.get(key or "", fm_line or 1), message, hint, key)
-
-    def warn(key: str | None, message: str, hint: str | None = None) -> None:
-        line = key_lines.get(key or "", fm_line or 1)
-        warnings.append(Diagnostic(source, line, "warning", message, hint))
-
-    stem = Path(source).stem
-    jekyll = JEKYLL_NAME.match(stem)
-
-    title, body = _title(meta, body, fail, warn, kind)
-    draft = _flag(meta.get("draft")) or meta.get("published") is False
-    if Path(source).parent.name == "_drafts":
-        draft = True
-    tz = config.site.tz
-    date_key = next((k for k in DATE_KEYS if _is_date_value(meta.get(k))), None)
-    if date_key is not None:
-        when = _parse_date(meta[date_key], tz, lambda m, h: fail(date_key, m, h), date_key)
-    elif jekyll:
-        try:
-            when = datetime(int(jekyll[1]), int(jekyll[2]), int(jekyll[3]), tzinfo=tz)
-        except ValueError as exc:
-            raise PostError(
-                source, None, f"file name date is impossible: {exc}", DATE_HINT
-            ) from None
-    else:
-        raise fail(None, "no date: add 'date:' to the front matter", DATE_HINT)
-    updated_key = next((k for k in UPDATED_KEYS if meta.get(k) not in (None, "")), None)
-    updated = (
-        _parse_date(meta[updated_key], tz, lambda m, h: fail(updated_key, m, h), updated_key)
-        if updated_key
-        else None
-    )
-
-    explicit_slug = meta.get("slug") not in (None, "")
-    slug_source = str(meta["slug"]) if explicit_slug else (jekyll[4] if jekyll else title)
+    fm = _FrontMatter(source, meta, fm_line, fm_text)
+    jekyll = JEKYLL_NAME.match(Path(source).stem)
+    title, body = _title(meta, body, fm.fail, fm.warn, kind)
+    when, updated = _dates(fm, jekyll, config.site.tz)
+    slug_key = fm.first(["slug"])
+    slug_source = str(meta["slug"]) if slug_key else (jekyll[4] if jekyll else title)
     slug = (
         slugify(slug_source, max_length=80, word_boundary=True)
-        or "post-" + _digest(key or source)[:8]
+        or "post-" + content_hash(key or source)[:8]
     )
-
-    body, removed = _strip_forbidden(body)
-    if removed:
-        line, char = removed
-        warnings.append(
-            Diagnostic(
-                source,
-                body_line + line,
-                "warning",
-                f"body contains characters that XML 1.0 forbids (first {char}); they were removed",
-                "delete the control characters from the file",
-            )
-        )
-
-    description = next((meta[k] for k in SUMMARY_KEYS if meta.get(k) not in (None, "")), None)
-    if description is not None:
-        if not isinstance(description, str | int | float):
-            raise fail(_present(meta, SUMMARY_KEYS), "the description must be text")
-        description = clean_line(str(description))
-    summary = description or ""  # else the first paragraph, filled in by render_post
-
+    body = _without_forbidden(body, body_line, fm)
+    description = _description(fm)
     url = _post_url(config, slug, when)
-    explicit_id = next(
-        (str(meta[k]).strip() for k in ("id", "guid") if meta.get(k) not in (None, "")), ""
-    )
-    image = _image(meta, url, fail)
+    id_key = fm.first(("id", "guid"))
+    explicit_id = str(meta[id_key]).strip() if id_key else ""
+    image = _image(meta, url, fm.fail)
     post = Post(
         source=source,
         key=key or source,
@@ -194,22 +165,83 @@ def parse_post(
         id=explicit_id or url,
         date=when,
         updated=updated,
-        summary=summary,
+        summary=description or "",  # else the first paragraph, filled in by render_post
         body=body,
         body_line=body_line,
         description=description,
-        tags=_terms(meta, ("tags", "tag"), fail),
-        categories=_terms(meta, ("categories", "category"), fail),
+        tags=_terms(meta, ("tags", "tag"), fm.fail),
+        categories=_terms(meta, ("categories", "category"), fm.fail),
         image=image,
-        author=_author(meta.get("author"), fail) or config.site.author,
-        draft=draft,
+        author=_author(meta.get("author"), fm.fail) or config.site.author,
+        draft=_is_draft(meta, source),
         explicit_id=bool(explicit_id),
-        explicit_slug=explicit_slug,
-        content_hash=_digest(data),
+        explicit_slug=slug_key is not None,
+        content_hash=content_hash(data),
         extra={k: v for k, v in meta.items() if k not in KNOWN_KEYS},
-        key_lines=key_lines,
+        key_lines=fm.key_lines,
     )
-    return post, warnings
+    return post, fm.warnings
+
+
+def _is_draft(meta: Mapping[str, Any], source: str) -> bool:
+    """`draft: true`, Jekyll's `published: false`, or a file in a `_drafts` folder."""
+    return (
+        _flag(meta.get("draft"))
+        or meta.get("published") is False
+        or Path(source).parent.name == "_drafts"
+    )
+
+
+def _dates(
+    fm: _FrontMatter, jekyll: re.Match[str] | None, tz: tzinfo
+) -> tuple[datetime, datetime | None]:
+    """The publication date (front matter, else a Jekyll file name) and the update date."""
+    meta = fm.meta
+    date_key = next((k for k in DATE_KEYS if _is_date_value(meta.get(k))), None)
+    if date_key is not None:
+        when = _parse_date(meta[date_key], tz, lambda m, h: fm.fail(date_key, m, h), date_key)
+    elif jekyll:
+        try:
+            when = datetime(int(jekyll[1]), int(jekyll[2]), int(jekyll[3]), tzinfo=tz)
+        except ValueError as exc:
+            raise PostError(
+                fm.source, None, f"file name date is impossible: {exc}", DATE_HINT
+            ) from None
+    else:
+        raise fm.fail(None, "no date: add 'date:' to the front matter", DATE_HINT)
+    updated_key = fm.first(UPDATED_KEYS)
+    if updated_key is None:
+        return when, None
+    fail = lambda m, h: fm.fail(updated_key, m, h)  # noqa: E731
+    return when, _parse_date(meta[updated_key], tz, fail, updated_key)
+
+
+def _without_forbidden(body: str, body_line: int, fm: _FrontMatter) -> str:
+    """The body without the characters XML 1.0 forbids (one warning if there were any)."""
+    body, removed = _strip_forbidden(body)
+    if removed:
+        line, char = removed
+        fm.warnings.append(
+            Diagnostic(
+                fm.source,
+                body_line + line,
+                "warning",
+                f"body contains characters that XML 1.0 forbids (first {char}); they were removed",
+                "delete the control characters from the file",
+            )
+        )
+    return body
+
+
+def _description(fm: _FrontMatter) -> str | None:
+    """The author's summary (description, summary, excerpt ...) as one line of text."""
+    key = fm.first(SUMMARY_KEYS)
+    if key is None:
+        return None
+    description = fm.meta[key]
+    if not isinstance(description, str | int | float):
+        raise fm.fail(_present(fm.meta, SUMMARY_KEYS), "the description must be text")
+    return clean_line(str(description))
 
 
 def parse_environment(config: Config) -> str:
@@ -394,12 +426,33 @@ ReadOutcome = tuple[Post | None, list[Diagnostic]]
 Progress = Callable[[Iterator[ReadOutcome], int], Iterator[ReadOutcome]]
 
 
+@contextlib.contextmanager
+def open_cache(config: Config) -> Iterator[PostCache]:
+    """The per-post cache for this run (see syndicate.content.cache), closed at the end."""
+    cache = PostCache(cache_path(config), code_fingerprint() + parse_environment(config))
+    try:
+        yield cache
+    finally:
+        cache.close()
+
+
+def cache_path(config: Config) -> Path | None:
+    """Beside the SQLite state database (`state.db` -> `state.db.cache`), else beside
+    config.yaml; None (no cache) when SYNDICATE_NO_CACHE is set."""
+    if os.environ.get("SYNDICATE_NO_CACHE"):
+        return None
+    db = sqlite_path(config.state_url)
+    if db is not None:
+        return db.with_name(db.name + ".cache")
+    return config.path.resolve().parent / ".syndicate-cache.sqlite"
+
+
 def read_posts(
     config: Config, progress: Progress | None = None, cache: PostCache | None = None
 ) -> Catalog:
     """Read and parse every content file; a bad file becomes a diagnostic, never a crash.
 
-    With a `cache`, posts come *without their body* (`body == ""`; `load_bodies` fetches
+    With a `cache`, posts come *without their body* (`body == ""`; `markdown_bodies` fetches
     the bodies of the posts that must be rendered), and a file whose stamp is unchanged
     is not read at all: its Post and diagnostics come from the cache. Slugs are made unique after,
     over all posts, since a new post can change another post's slug."""
@@ -488,7 +541,7 @@ def _from_cache(
 
 def _hash_file(path: Path) -> str:
     try:
-        return _digest(read_regular_file(path))
+        return content_hash(read_regular_file(path))
     except PostError:
         return ""
 
@@ -540,7 +593,9 @@ def _cached_as_read(
         cache.save_reads(batch)
 
 
-def load_bodies(posts: Iterable[Post], config: Config, cache: PostCache | None) -> dict[str, str]:
+def markdown_bodies(
+    posts: Iterable[Post], config: Config, cache: PostCache | None
+) -> dict[str, str]:
     """key -> Markdown body, for posts that came from the cache without theirs.
 
     From the cache, else (the cache failed in between) read from the file again, if
@@ -554,7 +609,7 @@ def load_bodies(posts: Iterable[Post], config: Config, cache: PostCache | None) 
             data = read_regular_file(Path(post.source))
         except PostError:
             continue
-        if _digest(data) == post.content_hash:
+        if content_hash(data) == post.content_hash:
             try:
                 again, _ = parse_post(data, post.source, config, post.key)
             except PostError:
@@ -1027,6 +1082,6 @@ def _post_url(config: Config, slug: str, when: datetime) -> str:
     return config.site.url + path.lstrip("/")
 
 
-def _digest(data: bytes | str) -> str:
+def content_hash(data: bytes | str) -> str:
     raw = data.encode() if isinstance(data, str) else data
     return hashlib.sha256(raw).hexdigest()

@@ -17,29 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import signal
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syndicate.config import Config, secure_unsubscribe_url
-from syndicate.content.posts import published, read_posts, render_or_diagnose
+from syndicate.content.posts import markdown_bodies, open_cache, published, render_or_diagnose
+from syndicate.delivery.dispatch import Batch, SendProgress, SendReport, send_rows
 from syndicate.delivery.sender import can_fork, delivery_lock_path, run_in_sender, wait_for_orphans
 from syndicate.delivery.transport import (
-    Connection,
     DeliveryError,
-    PermanentFailure,
-    RateLimiter,
-    TransientFailure,
     Transport,
-    UnsupportedRecipient,
     make_transport,
 )
 from syndicate.errors import ConfigError
-from syndicate.models import Digest, HookResult, Post
+from syndicate.models import Digest, HookResult, Post, ReportLine
 from syndicate.newsletter.archive import (
     add_archive_entry,
     archive_entry,
@@ -50,64 +44,29 @@ from syndicate.newsletter.archive import (
     read_archive,
     write_archive_page,
 )
-from syndicate.newsletter.compose import MessageTemplate, Prepared, ascii_address, dkim_signer
 from syndicate.newsletter.plan import archive_url, plan_digest
 from syndicate.newsletter.render import render_digest
 from syndicate.newsletter.subscribers import wants
-from syndicate.newsletter.tokens import load_secret, sign_token
+from syndicate.newsletter.tokens import load_secret
 from syndicate.state.mail import (
     ARCHIVE_VARIANT,
-    BOUNCED,
-    DEFERRED,
-    FAILED,
-    SENT,
     DigestExistsError,
-    OutboxRow,
     QueuedBody,
     QueuedRecipient,
     archived_digest_keys,
     cancel_for_inactive,
-    claim_row,
     digest_exists,
     due_rows,
     finish_digests,
     list_subscribers,
     load_archive_body,
-    load_bodies,
-    mark_row,
     queue_digest,
     set_slot_handled_at,
-    set_status,
     slot_handled_at,
     unique_digest_key,
     waiting_rows,
 )
 from syndicate.state.store import PostState, Store
-
-Progress = Callable[[int, int], None]  # (messages just finished, total)
-
-
-@dataclass
-class SendReport:
-    """What `syndicate send` (or the newsletter job) did."""
-
-    digest: Digest | None = None
-    queued: int = 0  # outbox rows created for a new digest
-    archived: bool = False  # a new digest was recorded (and saved in the web archive)
-    unclaimed: bool = False  # a digest was due but nobody follows its posts: nothing recorded
-    variants: int = 0  # distinct bodies rendered (topic sets)
-    sent: int = 0
-    deferred: int = 0
-    bounced: int = 0
-    failed: int = 0
-    notes: list[str] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)  # one per deferred/bounced/failed recipient
-    waiting: int = 0  # deferred rows left in the outbox after this run, waiting for a retry
-    next_retry: datetime | None = None  # the earliest of their retry times
-
-    @property
-    def left_deferred(self) -> bool:
-        return self.deferred > 0 or self.waiting > 0
 
 
 def posts_hash(posts: Sequence[Post]) -> str:
@@ -128,6 +87,7 @@ def plan_and_queue(
     config: Config,
     store: Store,
     now: datetime,
+    posts: Sequence[Post],
     dry_run: bool = False,
     since: datetime | None = None,
 ) -> SendReport:
@@ -138,7 +98,7 @@ def plan_and_queue(
     Order, for crash safety: the archive page is written (atomically) before the digest is
     queued, so no email links to a missing page; the index and feed follow."""
     report = SendReport()
-    digest = next_digest(read_posts(config).posts, store, config, now, since)
+    digest = next_digest(posts, store, config, now, since)
     if digest is None:
         return report
     report.digest = digest
@@ -288,13 +248,25 @@ def next_digest(
         digest = plan_digest(kept, entered, config, now, last, since)
         if digest is None:
             return None
-        rendered = [render_or_diagnose(p) for p in digest.posts]
-        good = [r for r in rendered if isinstance(r, Post)]
+        with open_cache(config) as cache:
+            bodies = markdown_bodies(digest.posts, config, cache)
+        rendered = [_rendered(p, bodies) for p in digest.posts]
+        good = [r for r in rendered if r is not None]
         if len(good) == len(rendered):
             return replace(digest, posts=tuple(good))
-        broken |= {
-            p.key for p, r in zip(digest.posts, rendered, strict=True) if not isinstance(r, Post)
-        }
+        broken |= {p.key for p, r in zip(digest.posts, rendered, strict=True) if r is None}
+
+
+def _rendered(post: Post, bodies: Mapping[str, str]) -> Post | None:
+    """The post rendered for the digest, its body fetched if it came from the cache
+    without one; None if it cannot be rendered or its file changed since it was read
+    (the next digest takes it, as the next run publishes the change)."""
+    if post.body == "":
+        if post.key not in bodies:
+            return None
+        post = replace(post, body=bodies[post.key])
+    rendered = render_or_diagnose(post)
+    return rendered if isinstance(rendered, Post) else None
 
 
 def entered_feeds_at(
@@ -328,7 +300,7 @@ def _variant_digest(
     return replace(planned, key=digest.key, archive_url=digest.archive_url, since=digest.since)
 
 
-class DeliveryStopped(DeliveryError):
+class DeliveryStoppedError(DeliveryError):
     """Delivery stopped (refused login, untrusted certificate ...) after the digest was
     queued, and maybe after some messages went out: the error, with the report so far."""
 
@@ -342,7 +314,7 @@ def deliver_outbox(
     store: Store,
     now: datetime,
     transport: Transport | None = None,
-    progress: Progress | None = None,
+    progress: SendProgress | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> SendReport:
     """Send every due outbox row over `connections` parallel, reused connections, in a
@@ -360,7 +332,7 @@ def deliver_outbox(
         report.waiting, report.next_retry = waiting_rows(store)
         return report
     secret = load_secret(config.delivery.secret_env)
-    batch = _Batch(
+    batch = Batch(
         config=config,
         store=store,
         rows=rows,
@@ -372,7 +344,7 @@ def deliver_outbox(
     if can_fork() and store.prepare_fork():
         try:
             report, stopped = run_in_sender(
-                lambda stop, relay: _send_rows(batch, report, stop, _relay_progress(relay)),
+                lambda stop, relay: send_rows(batch, report, stop, _relay_progress(relay)),
                 lambda total: progress(1, total) if progress else None,
                 lock,
                 2 * config.delivery.smtp.timeout + 10,
@@ -382,11 +354,11 @@ def deliver_outbox(
         except RuntimeError as exc:  # the sender died: its rows in flight stay in doubt
             stopped = (f"delivery stopped: {exc}", None, None)
     else:
-        report, stopped = _send_rows(batch, report, lambda: False, progress)
+        report, stopped = send_rows(batch, report, lambda: False, progress)
     finish_digests(store)
     report.waiting, report.next_retry = waiting_rows(store)
     if stopped is not None:
-        raise DeliveryStopped(DeliveryError(*stopped), report)
+        raise DeliveryStoppedError(DeliveryError(*stopped), report)
     return report
 
 
@@ -396,183 +368,29 @@ def _delivery_lock(config: Config) -> Path:
     return delivery_lock_path(lock_path(config))
 
 
-def _relay_progress(relay: Callable[[object], None]) -> Progress:
+def _relay_progress(relay: Callable[[object], None]) -> SendProgress:
     return lambda _done, total: relay(total)
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """The rows one delivery works through, and what it needs to send them."""
-
-    config: Config
-    store: Store
-    rows: list[OutboxRow]
-    transport: Transport
-    secret: bytes
-    now: datetime
-    clock: Callable[[], datetime]
-
-
-def _send_rows(
-    batch: _Batch,
-    report: SendReport,
-    parent_gone: Callable[[], bool],
-    progress: Progress | None,
-) -> tuple[SendReport, tuple[str, str | None, int | None] | None]:
-    """The connections' threads over the rows; no new transaction once `parent_gone()`.
-    -> the report, and the error that stopped delivery (message, hint, SMTP code)."""
-    config, store, rows, transport, now = (
-        batch.config,
-        batch.store,
-        batch.rows,
-        batch.transport,
-        batch.now,
-    )
-    secret, clock = batch.secret, batch.clock
-    bodies = load_bodies(store, (r.body_id for r in rows))
-    templates = {
-        body_id: MessageTemplate(
-            config, _digest_key(rows, body_id), body.subject, body.html, body.text, now
-        )
-        for body_id, body in bodies.items()
-    }
-    signer = dkim_signer(config)
-    work: queue.Queue[OutboxRow] = queue.Queue()
-    for row in rows:
-        work.put(row)
-    limiter = RateLimiter(
-        config.delivery.smtp.rate_per_second if config.delivery.transport == "smtp" else 0
-    )
-    lock = threading.Lock()
-    # One writer at a time from our side: SQLite's own busy handler would make the
-    # connections sleep in turn (milliseconds each), which caps throughput far below SMTP's.
-    db_lock = threading.Lock()
-
-    def mark(row_id: int, status: str, **values: object) -> None:
-        with db_lock:
-            mark_row(store, row_id, status, **values)
-
-    def claim(row: OutboxRow) -> bool:
-        with db_lock:
-            return claim_row(store, row.id, row.attempts + 1)
-
-    fatal: list[DeliveryError] = []
-
-    def prepare(row: OutboxRow, connection: Connection) -> Prepared:
-        token = sign_token(secret, row.subscriber_id, row.email, "unsubscribe")
-        # An internationalised domain goes as its A-label where the server has no SMTPUTF8
-        # (envelope and To alike); a non-ASCII local part stays, and the transport says why
-        # it cannot carry it.
-        address = row.email if connection.utf8 else ascii_address(row.email) or row.email
-        prepared = templates[row.body_id].render(row.subscriber_id, address, row.name, token)
-        return replace(prepared, data=signer(prepared.data)) if signer else prepared
-
-    def record(row: OutboxRow, outcome: str, response: str) -> None:
-        with lock:
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            if outcome != "sent":
-                report.lines.append(f"{outcome}: {row.email}: {response}")
-            if progress:
-                progress(1, len(rows))
-
-    def send_row(row: OutboxRow, connection: Connection | None) -> Connection | None:
-        """One row through its states; returns the connection to reuse (None if closed)."""
-        attempts = row.attempts + 1
-        if not claim(row):
-            return connection  # unsubscribed since it was queued: cancelled, not sent
-        try:
-            if connection is None:
-                connection = transport.connect()
-            message = prepare(row, connection)
-            response = connection.send(message.sender, message.recipient, message.data)
-        except DeliveryError:
-            mark(row.id, "queued", attempts=row.attempts)  # nothing was sent
-            raise
-        except TransientFailure as exc:
-            if exc.connection_lost and connection is not None:
-                connection.close()
-                connection = None
-            if attempts >= config.delivery.max_attempts:
-                mark(row.id, FAILED, last_response=exc.response)
-                record(row, "failed", f"{exc.response} (gave up after {attempts} attempts)")
-            else:
-                delay = config.delivery.retry_base_seconds * 2 ** (attempts - 1)
-                retry_at = clock() + timedelta(seconds=delay)
-                mark(row.id, DEFERRED, last_response=exc.response, next_attempt_at=retry_at)
-                record(row, "deferred", f"{exc.response} (retry in {delay}s)")
-            return connection
-        except UnsupportedRecipient as exc:  # before PermanentFailure, its base: not a bounce
-            mark(row.id, FAILED, last_response=exc.response)
-            record(row, "failed", exc.response)
-            return connection
-        except PermanentFailure as exc:
-            mark(row.id, BOUNCED, last_response=exc.response)
-            with db_lock:
-                set_status(store, row.subscriber_id, "bounced", clock())
-            record(row, "bounced", exc.response)
-            return connection
-        except Exception as exc:
-            response = f"{type(exc).__name__}: {exc}"
-            mark(row.id, FAILED, last_response=response)
-            record(row, "failed", response)
-            if connection is not None:
-                connection.close()
-            return None
-        mark(row.id, SENT, last_response=response, sent_at=clock())
-        record(row, "sent", response)
-        return connection
-
-    def worker() -> None:
-        connection: Connection | None = None
-        try:
-            while not fatal and not parent_gone():
-                try:
-                    row = work.get_nowait()
-                except queue.Empty:
-                    break
-                limiter.wait()
-                if parent_gone():  # the run was killed: start nothing new
-                    break
-                connection = send_row(row, connection)
-        except DeliveryError as exc:
-            fatal.append(exc)
-        except Exception as exc:
-            fatal.append(DeliveryError(f"delivery stopped: {type(exc).__name__}: {exc}"))
-        finally:
-            if connection is not None:
-                connection.close()
-
-    threads = [
-        threading.Thread(target=worker, name=f"smtp-{n}", daemon=True)
-        for n in range(min(transport.connections, len(rows)))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if fatal:
-        return report, (fatal[0].message, fatal[0].hint, fatal[0].smtp_code)
-    return report, None
 
 
 def send_newsletter(
     config: Config,
     store: Store,
     now: datetime,
+    posts: Sequence[Post],
     dry_run: bool = False,
     transport: Transport | None = None,
-    progress: Progress | None = None,
+    progress: SendProgress | None = None,
 ) -> SendReport:
     """Restore lost archive pages, queue the due digest (if any), then deliver everything
     due in the outbox."""
     restored = [] if dry_run else restore_archive(config, store)
-    planned = plan_and_queue(config, store, now, dry_run)
+    planned = plan_and_queue(config, store, now, posts, dry_run)
     planned.notes[:0] = [f"restored the archive page of digest {key}" for key in restored]
     if dry_run:
         return planned
     try:
         delivered = deliver_outbox(config, store, now, transport, progress)
-    except DeliveryStopped as stopped:
+    except DeliveryStoppedError as stopped:
         _merge_planned(stopped.report, planned)
         raise
     return _merge_planned(delivered, planned)
@@ -587,10 +405,6 @@ def _merge_planned(delivered: SendReport, planned: SendReport) -> SendReport:
     delivered.unclaimed = planned.unclaimed
     delivered.notes = planned.notes + delivered.notes
     return delivered
-
-
-def _digest_key(rows: Sequence[OutboxRow], body_id: int) -> str:
-    return next(r.digest_key for r in rows if r.body_id == body_id)
 
 
 def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
@@ -614,13 +428,16 @@ def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
     return slot is not None and slot <= now
 
 
-def newsletter_job(config: Config, now: datetime, store: Store) -> HookResult:
-    """After each publishing cycle: send the digest when its slot has come, and retry
-    deferred messages whose time has come. Nothing at all when the newsletter is off."""
+def newsletter_job(
+    config: Config, now: datetime, store: Store, posts: Sequence[Post]
+) -> HookResult:
+    """After each publishing cycle (given the posts it read): send the digest when its
+    slot has come, and retry deferred messages whose time has come. Nothing at all when
+    the newsletter is off."""
     if not config.newsletter.enabled:
         return HookResult()
     if newsletter_due(config, store, now):
-        report = send_newsletter(config, store, now)
+        report = send_newsletter(config, store, now, posts)
         # The slot is spent even when nobody got a digest: the posts wait for the next
         # slot, not for the next 15-minute cycle.
         set_slot_handled_at(store, now)
@@ -631,24 +448,28 @@ def newsletter_job(config: Config, now: datetime, store: Store) -> HookResult:
     return HookResult(tuple(summary_lines(report)), report.deferred + report.failed)
 
 
-def summary_lines(report: SendReport) -> list[str]:
-    """Human lines for a send: the digest, then the totals, then each problem."""
+def summary_lines(report: SendReport) -> list[ReportLine]:
+    """Human lines for a send: the digest, then the totals, then each problem (a line
+    about one recipient deferred, bounced or failed is a problem line)."""
     lines = []
     if report.digest is not None and report.queued:
         lines.append(
-            f"digest {report.digest.subject!r}: queued for {report.queued} subscribers "
-            f"({report.variants} version{'s' * (report.variants != 1)})"
+            ReportLine(
+                f"digest {report.digest.subject!r}: queued for {report.queued} subscribers "
+                f"({report.variants} version{'s' * (report.variants != 1)})"
+            )
         )
-
-    lines.extend(f"note: {note}" for note in report.notes)
+    lines.extend(ReportLine(f"note: {note}") for note in report.notes)
     total = report.sent + report.deferred + report.bounced + report.failed
     if total:
         lines.append(
-            f"sent {report.sent}, deferred {report.deferred}, bounced {report.bounced}, "
-            f"failed {report.failed}"
+            ReportLine(
+                f"sent {report.sent}, deferred {report.deferred}, bounced {report.bounced}, "
+                f"failed {report.failed}"
+            )
         )
-    lines.extend(report.lines)
+    lines.extend(ReportLine(line, problem=True) for line in report.lines)
     if report.waiting and report.next_retry is not None:
         retry = report.next_retry.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        lines.append(f"{report.waiting} deferred, next retry at {retry}")
+        lines.append(ReportLine(f"{report.waiting} deferred, next retry at {retry}"))
     return lines

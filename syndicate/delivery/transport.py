@@ -27,7 +27,7 @@ class DeliveryError(SyndicateError):
         self.smtp_code = smtp_code
 
 
-class TransientFailure(Exception):
+class TransientSendError(Exception):
     """A 4xx, or a connection that dropped: try this recipient again later."""
 
     def __init__(self, response: str, connection_lost: bool = False) -> None:
@@ -36,7 +36,7 @@ class TransientFailure(Exception):
         self.connection_lost = connection_lost
 
 
-class PermanentFailure(Exception):
+class PermanentSendError(Exception):
     """A 5xx for this recipient: do not try again."""
 
     def __init__(self, response: str) -> None:
@@ -44,7 +44,7 @@ class PermanentFailure(Exception):
         self.response = response
 
 
-class UnsupportedRecipient(PermanentFailure):
+class UnsupportedRecipientError(PermanentSendError):
     """This transport cannot carry mail to this address (a non-ASCII local part to a server
     without SMTPUTF8). Permanent, but not the recipient's fault: delivery fails the row
     rather than bouncing the subscriber."""
@@ -54,7 +54,7 @@ class Connection(Protocol):
     utf8: bool  # can carry a non-ASCII address (SMTPUTF8, or a file)
 
     def send(self, sender: str, recipient: str, data: bytes) -> str:
-        """Deliver one message; return the server's answer. Raises Transient/PermanentFailure."""
+        """Deliver one message; return the server's answer. Raises Transient/PermanentSendError."""
 
     def close(self) -> None: ...
 
@@ -65,7 +65,7 @@ class Transport(Protocol):
     def connect(self) -> Connection: ...
 
 
-class RateLimiter:
+class SendRateLimiter:
     """At most `rate` sends a second across all connections (0 = unlimited)."""
 
     def __init__(self, rate: float) -> None:
@@ -161,14 +161,14 @@ class SMTPConnection:
         except (OSError, smtplib.SMTPException) as exc:
             if isinstance(exc, DeliveryError):
                 raise
-            raise TransientFailure(
+            raise TransientSendError(
                 f"cannot connect to {where}: {exc}", connection_lost=True
             ) from None
         self.utf8 = self.smtp.has_extn("smtputf8")
 
     def send(self, sender: str, recipient: str, data: bytes) -> str:
         if not recipient.isascii() and not self.utf8:
-            raise UnsupportedRecipient(
+            raise UnsupportedRecipientError(
                 "the server does not offer SMTPUTF8, needed for an address whose part "
                 "before the @ is not ASCII"
             )
@@ -194,9 +194,9 @@ class SMTPConnection:
                 self._reset()
                 raise _failure(code, message)
         except smtplib.SMTPServerDisconnected as exc:
-            raise TransientFailure(f"connection lost: {exc}", connection_lost=True) from None
+            raise TransientSendError(f"connection lost: {exc}", connection_lost=True) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientFailure(f"connection failed: {exc}", connection_lost=True) from None
+            raise TransientSendError(f"connection failed: {exc}", connection_lost=True) from None
         return _answer(code, message)
 
     def _reset(self) -> None:
@@ -220,8 +220,8 @@ def _failure(code: int, message: bytes) -> Exception:
     our session gone wrong, not the recipient: start a fresh connection and retry."""
     answer = _answer(code, message)
     if 500 <= code < 600 and code != 503:
-        return PermanentFailure(answer)
-    return TransientFailure(answer, connection_lost=code in (421, 503, -1))
+        return PermanentSendError(answer)
+    return TransientSendError(answer, connection_lost=code in (421, 503, -1))
 
 
 # --- files ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from syndicate.config import Config
-from syndicate.feeds.formats import plan_feeds
+from syndicate.feeds.plan import plan_feeds
 from syndicate.models import FeedSpec, Post
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from syndicate.config import Config
-from syndicate.feeds.formats import build_archive_feed
+from syndicate.feeds.rss import build_archive_feed
 from syndicate.models import Digest, RenderedEmail
 from syndicate.newsletter.render import (
     TOKEN_PLACEHOLDER,

@@ -25,8 +25,8 @@ from email_validator import EmailNotValidError, validate_email
 from syndicate.config import Config
 from syndicate.delivery.transport import DeliveryError
 from syndicate.models import RenderedEmail
-from syndicate.newsletter.plan import clean_subject
-from syndicate.newsletter.render import TOKEN_PLACEHOLDER
+from syndicate.newsletter.plan import clean_header
+from syndicate.newsletter.render import TOKEN_PLACEHOLDER, unsubscribe_url
 
 PREVIEW_RECIPIENT = "Preview Reader <preview@syndicate.invalid>"
 CRLF = b"\r\n"
@@ -34,7 +34,7 @@ CRLF = b"\r\n"
 
 def header_value(name: str, value: str) -> bytes:
     """One header line: no CR/LF can sneak in, RFC 2047 when not ASCII, folded."""
-    value = clean_subject(value, 998)
+    value = clean_header(value, 998)
     if value.isascii():
         encoded = Header(value, "us-ascii", header_name=name).encode()
     else:
@@ -45,8 +45,8 @@ def header_value(name: str, value: str) -> bytes:
 def address_header(name: str, display: str, address: str) -> bytes:
     """`To: "Name" <a@b>`: the name RFC 2047-encoded when needed, never the address. A
     non-ASCII address stays raw UTF-8 (RFC 6532; sent only where the server has SMTPUTF8)."""
-    display = clean_subject(display, 200)
-    address = clean_subject(address, 320)
+    display = clean_header(display, 200)
+    address = clean_header(address, 320)
     if not address.isascii():
         encoded = Header(display, "utf-8").encode() if display else ""
         line = f"{encoded} <{address}>" if display else address
@@ -58,8 +58,8 @@ def address_header(name: str, display: str, address: str) -> bytes:
 def mailbox_header(name: str, value: str) -> bytes:
     """From/Reply-To/List-Id from `Name <addr>`: only the name may be encoded, or a
     reader would see no address at all."""
-    display, address = parseaddr(clean_subject(value, 998))
-    return address_header(name, display, address or clean_subject(value, 320))
+    display, address = parseaddr(clean_header(value, 998))
+    return address_header(name, display, address or clean_header(value, 320))
 
 
 def sender_domain(config: Config) -> str:
@@ -101,7 +101,7 @@ class MessageTemplate:
         self.sender = envelope_sender(config)
         boundary = f"=_syndicate_{uuid.uuid4().hex}"
         n = config.newsletter
-        site_title = clean_subject(config.site.title, 200)
+        site_title = clean_header(config.site.title, 200)
         head = [
             mailbox_header("From", n.sender),
             header_value("Subject", subject),
@@ -130,7 +130,7 @@ class MessageTemplate:
             *_qp_segments(html),
             CRLF + f"--{boundary}--".encode() + CRLF,
         ]
-        self.unsubscribe_base = n.unsubscribe_url + ("&" if "?" in n.unsubscribe_url else "?")
+        self.config = config
         # A mailto only where something reads it (RFC 8058 needs just the https URL).
         mailbox = n.unsubscribe_mailto
         self.mailto = f"mailto:{mailbox}?subject=unsubscribe" if mailbox else None
@@ -143,7 +143,7 @@ class MessageTemplate:
     def render(self, subscriber_id: int, email: str, name: str, token: str) -> Prepared:
         """The complete message for one recipient (CRLF line ends, ready for SMTP)."""
         token_bytes = token.encode("ascii")
-        unsubscribe = f"{self.unsubscribe_base}token={token}"
+        unsubscribe = unsubscribe_url(self.config, token)
         message_id = self.message_id(subscriber_id)
         parts = [
             self.head,

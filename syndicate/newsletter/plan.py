@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from slugify import slugify
 
@@ -53,7 +52,7 @@ def plan_digest(
         "first_title": chosen[0].title,
         "date": local.strftime("%Y-%m-%d"),
     }
-    subject = clean_subject(n.subject.format(**fields))
+    subject = clean_header(n.subject.format(**fields))
     title_slug = slugify(chosen[0].title, max_length=50, word_boundary=True) or "digest"
     key = f"{local:%Y-%m-%d}-{title_slug}"
     return Digest(
@@ -62,7 +61,7 @@ def plan_digest(
         since=start,
         until=now,
         subject=subject,
-        preheader=clean_subject(n.preheader.format(**fields)),
+        preheader=clean_header(n.preheader.format(**fields)),
         archive_url=archive_url(config, key),
     )
 
@@ -72,14 +71,7 @@ def archive_url(config: Config, key: str) -> str:
     return f"{config.site.url}newsletter/{key}.html"
 
 
-def is_svg(url: str) -> bool:
-    """An SVG image, which Gmail and Outlook do not display (by extension or data: type)."""
-    if url[:15].lower().startswith("data:image/svg"):
-        return True
-    return urlsplit(url).path.lower().endswith((".svg", ".svgz"))
-
-
-def clean_subject(text: str, limit: int = SUBJECT_MAX) -> str:
+def clean_header(text: str, limit: int = SUBJECT_MAX) -> str:
     """Plain one-line text: no control characters or line breaks (no header injection),
     at most `limit` characters, cut at a word."""
     line = clean_line(text)

@@ -21,11 +21,10 @@ from markupsafe import Markup
 from mjml import mjml2html
 
 from syndicate.config import Config
-from syndicate.content.markup import shorten
+from syndicate.content.markup import is_svg, shorten
 from syndicate.content.posts import render_post
 from syndicate.errors import TemplateError
 from syndicate.models import Digest, Post, RenderedEmail
-from syndicate.newsletter.plan import is_svg
 from syndicate.resources import templates_dir
 
 HTML_TEMPLATE = "digest.mjml.j2"
@@ -136,9 +135,15 @@ def site_context(config: Config, url: str | None = None) -> dict[str, Any]:
 
 
 def unsubscribe_url(config: Config, token: str) -> str:
-    base = config.newsletter.unsubscribe_url
-    separator = "&" if urlsplit(base).query else "?"
-    return f"{base}{separator}token={token}"
+    """The unsubscribe link of one reader (in the email body and List-Unsubscribe alike)."""
+    return link_with_token(config.newsletter.unsubscribe_url, token)
+
+
+def link_with_token(base: str, token: str) -> str:
+    """`base` with `token=...` added to its query (kept if it has one; before any #)."""
+    parts = urlsplit(base)
+    query = f"{parts.query}&token={token}" if parts.query else f"token={token}"
+    return urlunsplit(parts._replace(query=query))
 
 
 def _post_context(

@@ -5,40 +5,38 @@ load config -> read posts -> published(now) -> plan feeds -> render -> build -> 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import itertools
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from syndicate import __version__
-from syndicate.config import Config
+from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import PostCache, code_fingerprint
 from syndicate.content.lint import lint_post
 from syndicate.content.posts import (
     Progress,
     legacy_key_mapper,
-    load_bodies,
-    parse_environment,
+    markdown_bodies,
+    open_cache,
     published,
     read_posts,
     render_or_diagnose,
     scheduled,
 )
-from syndicate.delivery.outbox import newsletter_job
 from syndicate.errors import Diagnostic, SyndicateError, count_errors
 from syndicate.feeds.archive import with_archives
-from syndicate.feeds.formats import STYLESHEET, build_feed, feed_file, feed_formats, plan_feeds
+from syndicate.feeds.plan import STYLESHEET, feed_file, feed_formats, plan_feeds
 from syndicate.feeds.publication import Changes, diff_publication
+from syndicate.feeds.registry import build_feed
 from syndicate.feeds.websub import ping_hub
-from syndicate.models import Catalog, FeedSpec, HookResult, Post
+from syndicate.models import Catalog, FeedSpec, HookResult, Post, ReportLine
 from syndicate.output import current_feeds, outputs_intact, write_outputs
 from syndicate.resources import read_template
-from syndicate.state.store import Store, sqlite_path
+from syndicate.state.store import Store
 from syndicate.workers import parallel_imap, parallel_map
 
 
@@ -198,7 +196,7 @@ def render_posts(
     wanted = {p.key: render_fingerprint(p, sanitize) for p in posts}
     found = cache.rendered(wanted) if cache is not None else {}
     todo = [p for p in posts if p.key not in found]
-    bodies = load_bodies(todo, config, cache)
+    bodies = markdown_bodies(todo, config, cache)
     lost = {p.key: _changed_meanwhile(p) for p in todo if p.body == "" and p.key not in bodies}
     todo = [replace(p, body=bodies.get(p.key, p.body)) for p in todo if p.key not in lost]
     fresh = parallel_map(functools.partial(_render_parts, sanitize=sanitize), todo)
@@ -293,6 +291,7 @@ class CycleReport:
     written: tuple[str, ...]
     removed: tuple[str, ...]
     upcoming: tuple[Post, ...]  # future-dated, not drafts: the daemon plans a job for each
+    posts: tuple[Post, ...]  # every post read (bodies may be empty: see CycleHook)
     hub_failures: tuple[str, ...] = ()
     hook_results: tuple[HookResult, ...] = ()
 
@@ -301,9 +300,10 @@ class CycleReport:
         return count_errors(self.diagnostics)
 
 
-# Jobs that run after each cycle, in order: (config, now, store) -> HookResult.
-CycleHook = Callable[[Config, datetime, Store], HookResult]
-AFTER_CYCLE: list[CycleHook] = [newsletter_job]
+# A job run after each cycle, given the posts the cycle read (bodies may be empty: they
+# came from the cache; content.posts.markdown_bodies fetches them). The caller chooses the
+# jobs (`run` and the daemon pass the newsletter's), so publishing needs no newsletter.
+CycleHook = Callable[[Config, datetime, Store, Sequence[Post]], HookResult]
 
 
 def run_cycle(
@@ -311,7 +311,7 @@ def run_cycle(
     now: datetime,
     store: Store,
     kind: str = "once",
-    hooks: Sequence[CycleHook] | None = None,
+    hooks: Sequence[CycleHook] = (),
 ) -> CycleReport:
     """Publish what is due, rebuild the feeds if anything changed, record it all.
 
@@ -355,9 +355,7 @@ def run_cycle(
         hub_failures = ping_hub(
             config.feeds.websub_hub, [config.site.url + name for name in changed_feeds]
         )
-    hook_results = tuple(
-        _run_hook(hook, config, now, store) for hook in (AFTER_CYCLE if hooks is None else hooks)
-    )
+    hook_results = tuple(_run_hook(hook, config, now, store, catalog.posts) for hook in hooks)
     upcoming = tuple(scheduled(catalog.posts, now))
     return CycleReport(
         run_id=run_id,
@@ -366,17 +364,20 @@ def run_cycle(
         written=tuple(written),
         removed=tuple(removed),
         upcoming=upcoming,
+        posts=catalog.posts,
         hub_failures=tuple(hub_failures),
         hook_results=hook_results,
     )
 
 
-def _run_hook(hook: CycleHook, config: Config, now: datetime, store: Store) -> HookResult:
+def _run_hook(
+    hook: CycleHook, config: Config, now: datetime, store: Store, posts: Sequence[Post]
+) -> HookResult:
     """A failing job (no SMTP server, no secret) is reported; the cycle's work stands."""
     try:
-        return hook(config, now, store)
+        return hook(config, now, store, posts)
     except SyndicateError as exc:
-        lines = [diagnostic.format() for diagnostic in exc.diagnostics()]
+        lines = [ReportLine(d.format(), problem=True) for d in exc.diagnostics()]
         return HookResult(tuple(lines), failures=1)
 
 
@@ -411,27 +412,6 @@ def open_state(config: Config) -> Store:
         store.close()
         raise
     return store
-
-
-@contextlib.contextmanager
-def open_cache(config: Config) -> Iterator[PostCache]:
-    """The per-post cache for this run (see syndicate.content.cache), closed at the end."""
-    cache = PostCache(cache_path(config), code_fingerprint() + parse_environment(config))
-    try:
-        yield cache
-    finally:
-        cache.close()
-
-
-def cache_path(config: Config) -> Path | None:
-    """Beside the SQLite state database (`state.db` -> `state.db.cache`), else beside
-    config.yaml; None (no cache) when SYNDICATE_NO_CACHE is set."""
-    if os.environ.get("SYNDICATE_NO_CACHE"):
-        return None
-    db = sqlite_path(config.state_url)
-    if db is not None:
-        return db.with_name(db.name + ".cache")
-    return config.path.resolve().parent / ".syndicate-cache.sqlite"
 
 
 def lock_path(config: Config) -> Path:

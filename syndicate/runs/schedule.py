@@ -22,6 +22,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from syndicate.config import Config, cron_trigger_fields
+from syndicate.delivery.outbox import newsletter_job
 from syndicate.runs.lock import LockTimeoutError, RunLock
 from syndicate.runs.pipeline import CycleReport, lock_path, open_state, run_cycle
 from syndicate.state.store import safe_url
@@ -131,7 +132,9 @@ class Daemon:
         log.info("run started")
         try:
             with RunLock(lock_path(self.config), self.config.schedule.lock_timeout_seconds):
-                report = run_cycle(self.config, self.clock(), self.store, kind="daemon")
+                report = run_cycle(
+                    self.config, self.clock(), self.store, kind="daemon", hooks=(newsletter_job,)
+                )
         except LockTimeoutError as exc:
             log.warning("run skipped: %s", exc.message)
             return
@@ -148,7 +151,7 @@ class Daemon:
             log.warning("%s", failure)
         for result in report.hook_results:
             for line in result.lines:
-                log.info("%s", line)
+                log.log(logging.WARNING if line.problem else logging.INFO, "%s", line.text)
         for post in report.changes.published:
             log.info("published: %s <%s>", post.title, post.url)
         for post in report.changes.updated:

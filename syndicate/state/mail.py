@@ -424,7 +424,7 @@ def waiting_rows(store: Store) -> tuple[int, datetime | None]:
     return int(count), _aware(first) if first else None
 
 
-def load_bodies(store: Store, body_ids: Iterable[int]) -> dict[int, QueuedBody]:
+def queued_bodies(store: Store, body_ids: Iterable[int]) -> dict[int, QueuedBody]:
     ids = sorted(set(body_ids))
     if not ids:
         return {}

@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from syndicate.config import sqlite_path
 from syndicate.errors import SyndicateError
 
 SCHEMA_VERSION = 1
@@ -175,14 +175,6 @@ def safe_url(url: str) -> str:
         return str(sa.engine.make_url(url).render_as_string(hide_password=True))
     except sa.exc.ArgumentError:
         return "(an invalid database URL)"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a sqlite:/// URL (None for other databases and :memory:)."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and url != "sqlite:///:memory:":
-        return Path(url[len(prefix) :])
-    return None
 
 
 _open_stores: weakref.WeakSet[Store] = weakref.WeakSet()  # every Store of this process

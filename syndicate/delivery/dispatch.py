@@ -1,0 +1,250 @@
+"""Working through a batch of outbox rows over `connections` parallel SMTP connections:
+each worker (a thread of a concurrent.futures pool) reuses one connection across its
+rows, claims each row just before its transaction and records the outcome right after
+(see outbox.py for why that order is crash-safe)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from syndicate.config import Config
+from syndicate.delivery.transport import (
+    Connection,
+    DeliveryError,
+    PermanentSendError,
+    SendRateLimiter,
+    TransientSendError,
+    Transport,
+    UnsupportedRecipientError,
+)
+from syndicate.models import Digest
+from syndicate.newsletter.compose import MessageTemplate, Prepared, ascii_address, dkim_signer
+from syndicate.newsletter.tokens import sign_token
+from syndicate.state.mail import (
+    BOUNCED,
+    DEFERRED,
+    FAILED,
+    QUEUED,
+    SENT,
+    OutboxRow,
+    claim_row,
+    mark_row,
+    queued_bodies,
+    set_status,
+)
+from syndicate.state.store import Store
+
+SendProgress = Callable[[int, int], None]  # (messages just finished, total)
+StopReason = tuple[str, str | None, int | None]  # (message, hint, SMTP code)
+
+
+@dataclass
+class SendReport:
+    """What `syndicate send` (or the newsletter job) did."""
+
+    digest: Digest | None = None
+    queued: int = 0  # outbox rows created for a new digest
+    archived: bool = False  # a new digest was recorded (and saved in the web archive)
+    unclaimed: bool = False  # a digest was due but nobody follows its posts: nothing recorded
+    variants: int = 0  # distinct bodies rendered (topic sets)
+    sent: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    failed: int = 0
+    notes: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # one per deferred/bounced/failed recipient
+    waiting: int = 0  # deferred rows left in the outbox after this run, waiting for a retry
+    next_retry: datetime | None = None  # the earliest of their retry times
+
+    def count(self, outcome: str) -> None:
+        """One more message with this outcome (sent, deferred, bounced or failed)."""
+        if outcome == SENT:
+            self.sent += 1
+        elif outcome == DEFERRED:
+            self.deferred += 1
+        elif outcome == BOUNCED:
+            self.bounced += 1
+        else:
+            self.failed += 1
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The rows one delivery works through, and what it needs to send them."""
+
+    config: Config
+    store: Store
+    rows: list[OutboxRow]
+    transport: Transport
+    secret: bytes
+    now: datetime
+    clock: Callable[[], datetime]
+
+
+def send_rows(
+    batch: Batch,
+    report: SendReport,
+    parent_gone: Callable[[], bool],
+    progress: SendProgress | None,
+) -> tuple[SendReport, StopReason | None]:
+    """The connections' workers over the rows; no new transaction once `parent_gone()`.
+    -> the report, and the error that stopped delivery."""
+    dispatcher = _Dispatcher(batch, report, parent_gone, progress)
+    workers = min(batch.transport.connections, len(batch.rows))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtp") as pool:
+        for _ in range(workers):
+            pool.submit(dispatcher.work)
+    if dispatcher.fatal:
+        first = dispatcher.fatal[0]
+        return report, (first.message, first.hint, first.smtp_code)
+    return report, None
+
+
+def message_templates(batch: Batch) -> dict[int, MessageTemplate]:
+    """One composer per queued body (a topic set of the digest)."""
+    bodies = queued_bodies(batch.store, (r.body_id for r in batch.rows))
+    return {
+        body_id: MessageTemplate(
+            batch.config,
+            _digest_key(batch.rows, body_id),
+            body.subject,
+            body.html,
+            body.text,
+            batch.now,
+        )
+        for body_id, body in bodies.items()
+    }
+
+
+def _digest_key(rows: Sequence[OutboxRow], body_id: int) -> str:
+    return next(r.digest_key for r in rows if r.body_id == body_id)
+
+
+class _Dispatcher:
+    """The state the workers share: the rows to take, the report, the first fatal error."""
+
+    def __init__(
+        self,
+        batch: Batch,
+        report: SendReport,
+        parent_gone: Callable[[], bool],
+        progress: SendProgress | None,
+    ) -> None:
+        self.batch = batch
+        self.config = batch.config
+        self.report = report
+        self.parent_gone = parent_gone
+        self.progress = progress
+        self.templates: Mapping[int, MessageTemplate] = message_templates(batch)
+        self.signer = dkim_signer(batch.config)
+        self.rows: queue.Queue[OutboxRow] = queue.Queue()
+        for row in batch.rows:
+            self.rows.put(row)
+        smtp = self.config.delivery.transport == "smtp"
+        self.limiter = SendRateLimiter(self.config.delivery.smtp.rate_per_second if smtp else 0)
+        self.report_lock = threading.Lock()
+        # One writer at a time from our side: SQLite's own busy handler would make the
+        # connections sleep in turn (milliseconds each), which caps throughput far below SMTP's.
+        self.db_lock = threading.Lock()
+        self.fatal: list[DeliveryError] = []
+
+    def work(self) -> None:
+        """One worker: rows until none is left, a fatal error, or the run is gone."""
+        connection: Connection | None = None
+        try:
+            while not self.fatal and not self.parent_gone():
+                try:
+                    row = self.rows.get_nowait()
+                except queue.Empty:
+                    break
+                self.limiter.wait()
+                if self.parent_gone():  # the run was killed: start nothing new
+                    break
+                connection = self.send_row(row, connection)
+        except DeliveryError as exc:
+            self.fatal.append(exc)
+        except Exception as exc:
+            self.fatal.append(DeliveryError(f"delivery stopped: {type(exc).__name__}: {exc}"))
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def send_row(self, row: OutboxRow, connection: Connection | None) -> Connection | None:
+        """One row through its states; returns the connection to reuse (None if closed)."""
+        with self.db_lock:
+            if not claim_row(self.batch.store, row.id, row.attempts + 1):
+                return connection  # unsubscribed since it was queued: cancelled, not sent
+        try:
+            if connection is None:
+                connection = self.batch.transport.connect()
+            message = self.prepare(row, connection)
+            response = connection.send(message.sender, message.recipient, message.data)
+        except DeliveryError:
+            self.mark(row.id, QUEUED, attempts=row.attempts)  # nothing was sent
+            raise
+        except TransientSendError as exc:
+            if exc.connection_lost and connection is not None:
+                connection.close()
+                connection = None
+            self.transient(row, exc.response)
+            return connection
+        except (
+            UnsupportedRecipientError
+        ) as exc:  # before PermanentSendError, its base: not a bounce
+            self.finish(row, FAILED, exc.response)
+            return connection
+        except PermanentSendError as exc:
+            self.finish(row, BOUNCED, exc.response)
+            with self.db_lock:
+                set_status(self.batch.store, row.subscriber_id, "bounced", self.batch.clock())
+            return connection
+        except Exception as exc:
+            self.finish(row, FAILED, f"{type(exc).__name__}: {exc}")
+            if connection is not None:
+                connection.close()
+            return None
+        self.finish(row, SENT, response, sent_at=self.batch.clock())
+        return connection
+
+    def prepare(self, row: OutboxRow, connection: Connection) -> Prepared:
+        token = sign_token(self.batch.secret, row.subscriber_id, row.email, "unsubscribe")
+        # An internationalised domain goes as its A-label where the server has no SMTPUTF8
+        # (envelope and To alike); a non-ASCII local part stays, and the transport says why
+        # it cannot carry it.
+        address = row.email if connection.utf8 else ascii_address(row.email) or row.email
+        prepared = self.templates[row.body_id].render(row.subscriber_id, address, row.name, token)
+        return replace(prepared, data=self.signer(prepared.data)) if self.signer else prepared
+
+    def transient(self, row: OutboxRow, response: str) -> None:
+        """Deferred with exponential back-off, or failed after delivery.max_attempts."""
+        attempts = row.attempts + 1
+        if attempts >= self.config.delivery.max_attempts:
+            self.finish(row, FAILED, response, f" (gave up after {attempts} attempts)")
+            return
+        delay = self.config.delivery.retry_base_seconds * 2 ** (attempts - 1)
+        retry_at = self.batch.clock() + timedelta(seconds=delay)
+        self.mark(row.id, DEFERRED, last_response=response, next_attempt_at=retry_at)
+        self.record(row, DEFERRED, f"{response} (retry in {delay}s)")
+
+    def finish(
+        self, row: OutboxRow, status: str, response: str, note: str = "", **values: object
+    ) -> None:
+        self.mark(row.id, status, last_response=response, **values)
+        self.record(row, status, response + note)
+
+    def mark(self, row_id: int, status: str, **values: object) -> None:
+        with self.db_lock:
+            mark_row(self.batch.store, row_id, status, **values)
+
+    def record(self, row: OutboxRow, outcome: str, response: str) -> None:
+        with self.report_lock:
+            self.report.count(outcome)
+            if outcome != SENT:
+                self.report.lines.append(f"{outcome}: {row.email}: {response}")
+            if self.progress:
+                self.progress(1, len(self.batch.rows))
