@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,17 +25,16 @@ from syndicate.config import Config, load_config, with_overrides
 from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
 from syndicate.models import SUBSCRIBER_STATUSES, ReportLine
 from syndicate.runs.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
+from syndicate.words import counted, plural
 
 if TYPE_CHECKING:  # the heavy modules are imported where a command needs them
-    from syndicate.content.posts import Progress, ReadOutcome
+    from syndicate.content.posts import ReadOutcome, ReadProgress
     from syndicate.delivery.dispatch import SendReport
     from syndicate.runs.pipeline import CycleReport
-    from syndicate.state.status import MailingStatus
     from syndicate.state.store import Store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 EX_SOFTWARE = 70  # sysexits.h: an internal error, never to be mistaken for content errors
-PREVIEW_TOKEN = "preview"  # noqa: S105 - stands in for a subscriber's token in previews
 PROGRESS_THRESHOLD = 500
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,23 +103,9 @@ def guarded(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = bool(kwargs.get("debug"))
         try:
             return func(*args, **kwargs)
-        except LockTimeoutError as exc:
-            emit(exc.diagnostics())
-            sys.exit(EX_TEMPFAIL)
-        except (ConfigError, TemplateError) as exc:
-            if debug:
-                raise
-            emit(exc.diagnostics())
-            sys.exit(EXIT_USAGE)
-        except SyndicateError as exc:
-            if debug:
-                raise
-            emit(exc.diagnostics())
-            sys.exit(EXIT_ERRORS)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
+        except (click.exceptions.Exit, click.ClickException):
             raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -131,13 +116,25 @@ def guarded(func: F) -> F:
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(EXIT_ERRORS)
         except Exception as exc:
-            if debug:
+            if kwargs.get("debug") and not isinstance(exc, LockTimeoutError):
                 raise
-            click.echo(internal_error_line(exc), err=True)
-            click.echo("  hint: run again with --debug for the traceback, and report it", err=True)
-            sys.exit(EX_SOFTWARE)
+            sys.exit(report_error(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+def report_error(exc: Exception) -> int:
+    """Say what went wrong on stderr; -> the exit code: 75 for a lock held too long (cron
+    tries again), 2 for config and template errors, 1 for other errors we know, 70 for a
+    bug (one line, with how to get the traceback)."""
+    if isinstance(exc, SyndicateError):
+        emit(exc.diagnostics())
+        if isinstance(exc, LockTimeoutError):
+            return EX_TEMPFAIL
+        return EXIT_USAGE if isinstance(exc, ConfigError | TemplateError) else EXIT_ERRORS
+    click.echo(internal_error_line(exc), err=True)
+    click.echo("  hint: run again with --debug for the traceback, and report it", err=True)
+    return EX_SOFTWARE
 
 
 def internal_error_line(exc: BaseException, limit: int = 300) -> str:
@@ -149,7 +146,8 @@ def internal_error_line(exc: BaseException, limit: int = 300) -> str:
 
 
 @contextlib.contextmanager
-def opened_store(config: Config) -> Iterator[Store]:
+def state_store(config: Config) -> Iterator[Store]:
+    """The state database (its post keys migrated once), closed at the end."""
     from syndicate.runs.pipeline import open_state
 
     store = open_state(config)
@@ -165,7 +163,7 @@ def locked_store(config: Config, lock_timeout: float | None) -> Iterator[Store]:
     from syndicate.runs.pipeline import lock_path
 
     timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
-    with RunLock(lock_path(config), timeout), opened_store(config) as store:
+    with RunLock(lock_path(config), timeout), state_store(config) as store:
         yield store
 
 
@@ -195,9 +193,14 @@ def parse_now(text: str | None, config: Config) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=config.site.tz)
 
 
-def progress_for() -> Progress | None:
+def interactive() -> bool:
+    """A person watches stderr (a terminal, not cron or CI): progress bars are welcome."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def progress_for() -> ReadProgress | None:
     """A progress bar on stderr when it is a terminal; None (silence) under cron."""
-    if not sys.stderr.isatty() or os.environ.get("CI"):
+    if not interactive():
         return None
 
     def wrap(outcomes: Iterator[ReadOutcome], total: int) -> Iterator[ReadOutcome]:
@@ -236,12 +239,12 @@ def build(
     emit(report.diagnostics)
     errors = report.errors
     if report.aborted:
-        click.echo(f"{errors} error{'s' * (errors != 1)}; nothing written (--strict)", err=True)
+        click.echo(f"{counted(errors, 'error')}; nothing written (--strict)", err=True)
         sys.exit(EXIT_ERRORS)
-    noun = "post" if report.published == 1 else "posts"
+    noun = plural(report.published, "post")
     click.echo(
         f"{report.published} {noun} published, {report.held_back} held back, "
-        f"{errors} error{'s' * (errors != 1)} → {display_path(report.out_dir)}/"
+        f"{counted(errors, 'error')} → {display_path(report.out_dir)}/"
     )
     sys.exit(EXIT_ERRORS if errors else EXIT_OK)
 
@@ -271,8 +274,8 @@ def check(
     errors = catalog.errors
     warnings = len(catalog.diagnostics) - errors
     click.echo(
-        f"{len(catalog.posts)} posts checked: {errors} error{'s' * (errors != 1)}, "
-        f"{warnings} warning{'s' * (warnings != 1)}",
+        f"{len(catalog.posts)} posts checked: {counted(errors, 'error')}, "
+        f"{counted(warnings, 'warning')}",
         err=True,
     )
     sys.exit(EXIT_ERRORS if errors or (strict and warnings) else EXIT_OK)
@@ -357,73 +360,14 @@ def echo_cycle(report: CycleReport) -> None:
 @guarded
 def status(config_path: Path, now_text: str | None, debug: bool) -> None:
     """Posts (recent, scheduled), the mailing list and outbox, the last digest, runs, jobs."""
-    from syndicate.content.posts import read_posts, scheduled
-    from syndicate.runs.schedule import next_fire_times
-    from syndicate.state.status import mailing_status, recent_posts
+    from syndicate.runs.overview import status_lines
 
     config = load_config(config_path)
     now = parse_now(now_text, config)
-    tz = config.site.tz
-    with opened_store(config) as store:
-        states = store.post_states()
-        runs = store.recent_runs(5)
-        recent = recent_posts(store, 10)
-        mailing = mailing_status(store)
-    catalog = read_posts(config)
-    live = [s for s in states.values() if s.status == "published"]
-    upcoming = scheduled(catalog.posts, now)
-    drafts = sum(1 for p in catalog.posts if p.draft)
-
-    def when(value: datetime | None) -> str:
-        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
-
-    click.echo(f"posts: {len(live)} published, {len(upcoming)} scheduled, {drafts} drafts")
-    if recent:
-        click.echo("recently published:")
-        for item in recent:
-            click.echo(f"  {when(item.published_at)}  {item.title}  <{item.url}>")
-    if upcoming:
-        click.echo("scheduled:")
-        for post in upcoming:
-            click.echo(f"  {when(post.date)}  {post.title}  ({post.source})")
-    for line in mailing_lines(mailing, when):
+    with state_store(config) as store:
+        lines = status_lines(config, store, now)
+    for line in lines:
         click.echo(line)
-    click.echo("last runs:" if runs else "last runs: none yet")
-    for record in runs:
-        counts = (
-            f"{record.published} published, {record.updated} updated, "
-            f"{record.withdrawn} withdrawn, {record.errors} errors"
-        )
-        click.echo(
-            f"  #{record.id} {when(record.started_at)} {record.kind} {record.outcome}: {counts}"
-        )
-    click.echo("next jobs:")
-    for name, fire in next_fire_times(config, now).items():
-        click.echo(f"  {name}: {when(fire)}")
-    if upcoming:
-        click.echo(f"  publish {upcoming[0].title!r}: {when(upcoming[0].date)}")
-
-
-def mailing_lines(status: MailingStatus, when: Callable[[datetime | None], str]) -> list[str]:
-    """The mailing list part of `status`: subscribers, outbox, last digest."""
-    subscribers = ", ".join(f"{n} {name}" for name, n in status.subscribers.items())
-    shown = {name: n for name, n in status.outbox.items() if n}
-    outbox = ", ".join(
-        f"{n} {name}"
-        + (f" (next retry {when(status.next_retry_at)})" if name == "deferred" else "")
-        for name, n in shown.items()
-    )
-    lines = [f"subscribers: {subscribers}", f"outbox: {outbox or 'empty'}"]
-    digest = status.last_digest
-    if digest is None:
-        lines.append("last digest: none yet")
-    else:
-        outcomes = ", ".join(f"{n} {name}" for name, n in digest.outcomes.items())
-        lines.append(
-            f"last digest: {digest.subject!r} ({digest.key}), {digest.status} "
-            f"{when(digest.created_at)}: {outcomes or 'no recipients'}"
-        )
-    return lines
 
 
 @cli.command()
@@ -458,9 +402,7 @@ def digest(
     publish now count as entering now, but nothing is published, recorded or sent.
     """
     from syndicate.content.posts import display_path, read_posts
-    from syndicate.delivery.outbox import next_digest
-    from syndicate.newsletter.compose import compose_preview
-    from syndicate.newsletter.render import TOKEN_PLACEHOLDER, render_digest
+    from syndicate.newsletter.preview import preview_digest
     from syndicate.output import write_atomic
 
     if not preview:
@@ -473,36 +415,21 @@ def digest(
     since = parse_now(since_text, config) if since_text else None
     catalog = read_posts(config)
     emit(catalog.diagnostics)
-    with opened_store(config) as store:
-        planned = next_digest(catalog.posts, store, config, now, since)
-        last = store.last_digest_at()
-    if planned is None:
-        start = since or last or now - timedelta(days=config.newsletter.first_lookback_days)
-        click.echo(f"no digest: nothing published since {start.isoformat()}", err=True)
+    with state_store(config) as store:
+        previewed = preview_digest(config, store, catalog.posts, now, since)
+    if not previewed.files:
+        click.echo(f"no digest: nothing published since {previewed.start.isoformat()}", err=True)
         sys.exit(EXIT_ERRORS if catalog.errors else EXIT_OK)
-    rendered = render_digest(planned, config)
-    for note in rendered.notes:
+    for note in previewed.notes:
         click.echo(f"syndicate: warning: {note}", err=True)
     folder = (out.resolve() if out else config.output_dir) / "newsletter"
-    files = {
-        "preview.html": rendered.html.replace(TOKEN_PLACEHOLDER, PREVIEW_TOKEN).encode(),
-        "preview.txt": rendered.text.replace(TOKEN_PLACEHOLDER, PREVIEW_TOKEN).encode(),
-        "preview.eml": compose_preview(rendered, config, now, PREVIEW_TOKEN),
-    }
-    for name, data in files.items():
+    for name, data in previewed.files.items():
         write_atomic(folder / name, data)
         click.echo(display_path(folder / name))
     sys.exit(EXIT_ERRORS if catalog.errors else EXIT_OK)
 
 
 # --- subscribers and sending --------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def open_store(config_path: Path) -> Iterator[tuple[Config, Store]]:
-    config = load_config(config_path)
-    with opened_store(config) as store:
-        yield config, store
 
 
 @cli.group()
@@ -535,7 +462,7 @@ def subscribers_add(
 
     config = load_config(config_path)
     email = checked_address(address, config.subscribers.allow_special_domains)
-    with opened_store(config) as store:
+    with state_store(config) as store:
         status = "pending" if pending else "active"
         found, created = add_subscriber(
             store, email, clean_line(name), parse_topics(list(topics)), status, datetime.now(UTC)
@@ -557,7 +484,7 @@ def subscribers_remove(address: str, config_path: Path, debug: bool) -> None:
     """Delete ADDRESS and its delivery history."""
     from syndicate.state.mail import remove_subscriber
 
-    with open_store(config_path) as (_, store):
+    with state_store(load_config(config_path)) as store:
         if not remove_subscriber(store, address.strip()):
             raise SyndicateError(
                 f"{address.strip()} is not a subscriber", "see `syndicate subscribers list`"
@@ -576,12 +503,12 @@ def subscribers_list(status: str | None, config_path: Path, debug: bool) -> None
     """One line per subscriber: address, status, name, topics."""
     from syndicate.state.mail import list_subscribers
 
-    with open_store(config_path) as (_, store):
+    with state_store(load_config(config_path)) as store:
         found = list_subscribers(store, status)
     for s in found:
         topics = ", ".join(s.topics) or "everything"
         click.echo(f"{s.email}\t{s.status}\t{s.name}\t{topics}")
-    click.echo(f"{len(found)} subscriber{'s' * (len(found) != 1)}", err=True)
+    click.echo(counted(len(found), "subscriber"), err=True)
 
 
 @subscribers.command("import")
@@ -594,7 +521,7 @@ def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
     importing the same file again changes nothing; unsubscribed and bounced addresses are
     never re-activated by an import."""
     from syndicate.newsletter.subscribers import parse_subscriber_csv
-    from syndicate.state.mail import add_subscriber, update_subscriber
+    from syndicate.state.mail import import_subscribers
 
     try:
         text = csv_file.read_text("utf-8-sig")
@@ -606,33 +533,13 @@ def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
         click.echo(
             Diagnostic(str(csv_file), problem.line, "error", problem.message).format(), err=True
         )
-    added = updated = unchanged = 0
-    now = datetime.now(UTC)
-    with opened_store(config) as store:
-        for row in rows:
-            found, created = add_subscriber(
-                store, row.email, row.name, row.topics, row.status or "active", now
-            )
-            if created:
-                added += 1
-                continue
-            changes: dict[str, object] = {}
-            if row.name and row.name != found.name:
-                changes["name"] = row.name
-            if row.topics != found.topics and (row.topics or "topics" in text.splitlines()[0]):
-                changes["topics"] = row.topics
-            if (
-                row.status
-                and row.status != found.status
-                and found.status not in ("unsubscribed", "bounced")
-            ):
-                changes["status"] = row.status
-            if changes:
-                update_subscriber(store, found.id, **changes)
-                updated += 1
-            else:
-                unchanged += 1
-    click.echo(f"{added} added, {updated} updated, {unchanged} unchanged, {len(problems)} rejected")
+    has_topics = "topics" in text.splitlines()[0] if text else False
+    with state_store(config) as store:
+        counts = import_subscribers(store, rows, has_topics, datetime.now(UTC))
+    click.echo(
+        f"{counts.added} added, {counts.updated} updated, {counts.unchanged} unchanged, "
+        f"{len(problems)} rejected"
+    )
     sys.exit(EXIT_ERRORS if problems else EXIT_OK)
 
 
@@ -647,7 +554,7 @@ def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
     from syndicate.output import write_atomic
     from syndicate.state.mail import list_subscribers
 
-    with open_store(config_path) as (_, store):
+    with state_store(load_config(config_path)) as store:
         text = format_subscriber_csv(list_subscribers(store))
     if str(csv_file) == "-":
         click.echo(text, nl=False)
@@ -705,7 +612,7 @@ def send(
                 check_unsubscribe_url(config)  # a config error: before publishing anything
             cycle = run_cycle(config, now, store, kind="send", hooks=())
             echo_cycle(cycle)
-            bar = ProgressReporter() if sys.stderr.isatty() and not os.environ.get("CI") else None
+            bar = ProgressReporter() if interactive() else None
             try:
                 progress = bar.update if bar else None
                 report = send_newsletter(config, store, now, cycle.posts, progress=progress)
@@ -752,7 +659,7 @@ def nothing_to_send(report: SendReport, retries: bool = False) -> str:
     if report.digest is None or not report.unclaimed:
         return "nothing to send"
     count = len(report.digest.posts)
-    posts = f"{count} new post{'s' * (count != 1)}"
+    posts = counted(count, "new post")
     return (
         f"{'no new digest' if retries else 'nothing to send'}: no active subscriber "
         f"follows the {posts}; they wait for the next digest"
@@ -767,7 +674,7 @@ def echo_dry_run(report: SendReport) -> None:
     else:
         click.echo(
             f"would send {report.digest.subject!r} to {report.queued} subscribers "
-            f"({report.variants} version{'s' * (report.variants != 1)}); nothing queued or sent"
+            f"({counted(report.variants, 'version')}); nothing queued or sent"
         )
     for note in report.notes:
         click.echo(f"note: {note}")

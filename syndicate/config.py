@@ -405,14 +405,8 @@ def _check(
     raw: dict[str, Any], schema: _Schema, prefix: str, problems: _Problems
 ) -> dict[str, Any]:
     """Type-check `raw` against `schema`, fill defaults, report unknown keys."""
+    _check_unknown_keys(raw, schema, prefix, problems)
     values: dict[str, Any] = {}
-    for key in raw:
-        if key not in schema:
-            where = f"{prefix}{key}"
-            close = difflib.get_close_matches(str(key), list(schema), n=1)
-            hint = f"did you mean '{prefix}{close[0]}'?" if close else None
-            known = ", ".join(schema)
-            problems.add(where, f"unknown key (known keys here: {known})", hint)
     for key, spec in schema.items():
         where = f"{prefix}{key}"
         value: Any = raw.get(key)
@@ -423,35 +417,50 @@ def _check(
                 problems.add(where, f"expected a mapping of keys, got {_describe(value)}")
                 continue
             values[key] = _check(value, spec, where + ".", problems)
-            continue
-        if value is None:
+        elif value is None:
             if spec.nullable and key in raw:
                 values[key] = None
                 continue
             if spec.default is _REQUIRED:
                 problems.add(where, "is required", f"add '{key}:' under '{prefix.rstrip('.')}'")
             values[key] = spec.default
-            continue
-        if (spec.kind is int and isinstance(value, bool)) or not isinstance(value, spec.kind):
-            names = (
-                _TYPE_NAMES.get(spec.kind, str(spec.kind))
-                if isinstance(spec.kind, type)
-                else "a number"
-            )
-            problems.add(where, f"expected {names}, got {_describe(value)}")
-            continue
-        if not _in_bounds(value, spec):
-            problems.add(where, f"{_bounds_text(spec)}, got {show_value(value)}")
-            continue
-        if spec.item is not None:
-            bad = [v for v in cast(list[Any], value) if not isinstance(v, spec.item)]
-            if bad:
-                problems.add(
-                    where, f"every item must be {_TYPE_NAMES[spec.item]}, got {show_value(bad[0])}"
-                )
-                continue
-        values[key] = value
+        else:
+            problem = _value_problem(value, spec)
+            if problem:
+                problems.add(where, problem)
+            else:
+                values[key] = value
     return values
+
+
+def _check_unknown_keys(
+    raw: dict[str, Any], schema: _Schema, prefix: str, problems: _Problems
+) -> None:
+    for key in raw:
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f"did you mean '{prefix}{close[0]}'?" if close else None
+            known = ", ".join(schema)
+            problems.add(f"{prefix}{key}", f"unknown key (known keys here: {known})", hint)
+
+
+def _value_problem(value: Any, spec: _Key) -> str | None:
+    """What is wrong with a value given for a key (its type, bounds, list items), if
+    anything."""
+    if (spec.kind is int and isinstance(value, bool)) or not isinstance(value, spec.kind):
+        names = (
+            _TYPE_NAMES.get(spec.kind, str(spec.kind))
+            if isinstance(spec.kind, type)
+            else "a number"
+        )
+        return f"expected {names}, got {_describe(value)}"
+    if not _in_bounds(value, spec):
+        return f"{_bounds_text(spec)}, got {show_value(value)}"
+    if spec.item is not None:
+        bad = [v for v in cast(list[Any], value) if not isinstance(v, spec.item)]
+        if bad:
+            return f"every item must be {_TYPE_NAMES[spec.item]}, got {show_value(bad[0])}"
+    return None
 
 
 def _in_bounds(value: Any, spec: _Key) -> bool:

@@ -95,6 +95,11 @@ class _TOML(BaseHandler):
 
 
 # (delimiter line, handler, name): YAML "---" as Jekyll and Astro write it, TOML "+++" (Hugo).
+# python-frontmatter gives the handlers' interface, but not its `loads()`: that returns
+# neither the line where the front matter starts nor where the body starts (every
+# diagnostic needs `path:line`), turns YAML dates into datetimes before we can report
+# `2025-02-30` on its line, lets PyYAML's errors and aliases through unbounded, and
+# accepts no blank lines before the opening delimiter, which real posts have.
 _FRONT_MATTER: tuple[tuple[re.Pattern[str], BaseHandler, str], ...] = (
     (re.compile(r"^-{3,}[ \t]*$", re.MULTILINE), _YAML(), "YAML"),
     (re.compile(r"^\+{3,}[ \t]*$", re.MULTILINE), _TOML(), "TOML"),
@@ -423,7 +428,8 @@ def find_sources(config: Config) -> list[Path]:
 
 
 ReadOutcome = tuple[Post | None, list[Diagnostic]]
-Progress = Callable[[Iterator[ReadOutcome], int], Iterator[ReadOutcome]]
+# Wraps the stream of read files (a progress bar counts them as they come).
+ReadProgress = Callable[[Iterator[ReadOutcome], int], Iterator[ReadOutcome]]
 
 
 @contextlib.contextmanager
@@ -448,7 +454,7 @@ def cache_path(config: Config) -> Path | None:
 
 
 def read_posts(
-    config: Config, progress: Progress | None = None, cache: PostCache | None = None
+    config: Config, progress: ReadProgress | None = None, cache: PostCache | None = None
 ) -> Catalog:
     """Read and parse every content file; a bad file becomes a diagnostic, never a crash.
 
@@ -841,25 +847,7 @@ def _split(text: str, source: str) -> tuple[dict[str, Any], int, str, str, int, 
                 f"{MAX_FRONT_MATTER // 1024} KB allowed",
                 "keep front matter to metadata; long text belongs in the body",
             )
-        try:
-            meta = handler.load(fm_text)
-        except RecursionError:
-            raise PostError(
-                source, open_line, f"{kind} front matter is nested too deeply"
-            ) from None
-        except yaml.YAMLError as exc:
-            raise _yaml_error(exc, source, open_line) from None
-        except tomllib.TOMLDecodeError as exc:
-            found = re.search(r"line (\d+)", str(exc))
-            last_line = open_line + fm_text.count("\n") - 1
-            line = open_line + int(found[1]) - 1 if found else last_line
-            reason = re.sub(r"\s*\(at .*\)$", "", str(exc))
-            raise PostError(
-                source,
-                line,
-                f"invalid TOML front matter: {reason}",
-                'check the quotes and brackets; strings are written "like this"',
-            ) from None
+        meta = _load_front_matter(handler, fm_text, kind, source, open_line)
         if meta is None:
             meta = {}
         if not isinstance(meta, dict):
@@ -873,6 +861,29 @@ def _split(text: str, source: str) -> tuple[dict[str, Any], int, str, str, int, 
         body_line = text.count("\n", 0, end.end()) + 1
         return meta, open_line, fm_text, text[end.end() :], body_line, kind
     return {}, 0, "", text, 1, "none"
+
+
+def _load_front_matter(
+    handler: BaseHandler, fm_text: str, kind: str, source: str, open_line: int
+) -> Any:
+    """The front matter's value; its syntax errors as a PostError on the right line."""
+    try:
+        return handler.load(fm_text)
+    except RecursionError:
+        raise PostError(source, open_line, f"{kind} front matter is nested too deeply") from None
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source, open_line) from None
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        last_line = open_line + fm_text.count("\n") - 1
+        line = open_line + int(found[1]) - 1 if found else last_line
+        reason = re.sub(r"\s*\(at .*\)$", "", str(exc))
+        raise PostError(
+            source,
+            line,
+            f"invalid TOML front matter: {reason}",
+            'check the quotes and brackets; strings are written "like this"',
+        ) from None
 
 
 def _yaml_error(exc: yaml.YAMLError, source: str, open_line: int) -> PostError:

@@ -10,6 +10,7 @@ from slugify import slugify
 from syndicate.config import Config
 from syndicate.content.markup import clean_line
 from syndicate.models import Digest, Post
+from syndicate.words import plural
 
 SUBJECT_MAX = 150  # characters; mail clients show ~60, RFC 5322 lines stop at 998
 
@@ -48,7 +49,7 @@ def plan_digest(
     fields = {
         "site": config.site.title,
         "count": str(len(chosen)),
-        "noun": "post" if len(chosen) == 1 else "posts",
+        "noun": plural(len(chosen), "post"),
         "first_title": chosen[0].title,
         "date": local.strftime("%Y-%m-%d"),
     }

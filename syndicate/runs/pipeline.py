@@ -18,7 +18,7 @@ from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import PostCache, code_fingerprint
 from syndicate.content.lint import lint_post
 from syndicate.content.posts import (
-    Progress,
+    ReadProgress,
     legacy_key_mapper,
     markdown_bodies,
     open_cache,
@@ -58,7 +58,7 @@ class BuildReport:
 
 
 def build_site(
-    config: Config, now: datetime, strict: bool = False, progress: Progress | None = None
+    config: Config, now: datetime, strict: bool = False, progress: ReadProgress | None = None
 ) -> BuildReport:
     """Read the posts and write every feed; bad posts are reported and skipped.
 
@@ -267,7 +267,7 @@ def feed_fingerprint(env: str, spec: FeedSpec, fmt: str) -> str:
     return digest.hexdigest()
 
 
-def check_site(config: Config, progress: Progress | None = None) -> Catalog:
+def check_site(config: Config, progress: ReadProgress | None = None) -> Catalog:
     """Every build diagnostic (bodies that cannot be rendered included) plus the content
     warnings of `lint_post`; writes nothing."""
     catalog = read_posts(config, progress)  # no cache: lint reads every body
@@ -313,7 +313,8 @@ def run_cycle(
     kind: str = "once",
     hooks: Sequence[CycleHook] = (),
 ) -> CycleReport:
-    """Publish what is due, rebuild the feeds if anything changed, record it all.
+    """Publish what is due, rebuild the feeds if anything changed, record it all, then
+    ping the WebSub hub and run the `hooks` (the newsletter job, for `run` and the daemon).
 
     Order matters for crash safety: the feeds are written (atomically) before the state
     records them as published. A run killed in between is simply redone by the next run,
@@ -322,52 +323,61 @@ def run_cycle(
     store.mark_interrupted(now)
     run_id = store.start_run(kind, now)
     try:
-        with open_cache(config) as cache:
-            catalog = read_posts(config, cache=cache)
-            ready = published(catalog.posts, now)
-            known = store.post_states()
-            changes = diff_publication(ready, known, now)
-            written, removed, failures = update_feeds(ready, config, changes.any, cache)
-        if failures:  # left out of the feeds: not published either
-            ready = [p for p in ready if p.key not in failures]
-            changes = diff_publication(ready, known, now)
-        diagnostics = catalog.diagnostics + tuple(failures.values())
-        errors = count_errors(diagnostics)
-        with store.transaction() as conn:
-            store.save_post_states(conn, changes.states)
-            store.finish_run(
-                conn,
-                run_id,
-                now,
-                outcome="errors" if errors else "ok",
-                published=len(changes.published),
-                updated=len(changes.updated),
-                withdrawn=len(changes.withdrawn),
-                errors=errors,
-                files_written=len(written) + len(removed),
-            )
+        report = _publish(config, now, store, run_id)
     except BaseException as exc:
         store.fail_run(run_id, now, f"{type(exc).__name__}: {exc}")
         raise
-    hub_failures: list[str] = []
-    changed_feeds = [name for name in written if name.endswith(FEED_FILE_SUFFIXES)]
-    if config.feeds.websub_hub and changed_feeds:
-        hub_failures = ping_hub(
-            config.feeds.websub_hub, [config.site.url + name for name in changed_feeds]
+    posts = report.posts
+    return replace(
+        report,
+        hub_failures=tuple(_ping_hub(config, report.written)),
+        hook_results=tuple(_run_hook(hook, config, now, store, posts) for hook in hooks),
+    )
+
+
+def _publish(config: Config, now: datetime, store: Store, run_id: int) -> CycleReport:
+    """Read, diff against the state, write the feeds, record the run (one transaction)."""
+    with open_cache(config) as cache:
+        catalog = read_posts(config, cache=cache)
+        ready = published(catalog.posts, now)
+        known = store.post_states()
+        changes = diff_publication(ready, known, now)
+        written, removed, failures = update_feeds(ready, config, changes.any, cache)
+    if failures:  # left out of the feeds: not published either
+        ready = [p for p in ready if p.key not in failures]
+        changes = diff_publication(ready, known, now)
+    diagnostics = catalog.diagnostics + tuple(failures.values())
+    errors = count_errors(diagnostics)
+    with store.transaction() as conn:
+        store.save_post_states(conn, changes.states)
+        store.finish_run(
+            conn,
+            run_id,
+            now,
+            outcome="errors" if errors else "ok",
+            published=len(changes.published),
+            updated=len(changes.updated),
+            withdrawn=len(changes.withdrawn),
+            errors=errors,
+            files_written=len(written) + len(removed),
         )
-    hook_results = tuple(_run_hook(hook, config, now, store, catalog.posts) for hook in hooks)
-    upcoming = tuple(scheduled(catalog.posts, now))
     return CycleReport(
         run_id=run_id,
         changes=changes,
         diagnostics=diagnostics,
         written=tuple(written),
         removed=tuple(removed),
-        upcoming=upcoming,
+        upcoming=tuple(scheduled(catalog.posts, now)),
         posts=catalog.posts,
-        hub_failures=tuple(hub_failures),
-        hook_results=hook_results,
     )
+
+
+def _ping_hub(config: Config, written: Sequence[str]) -> list[str]:
+    """Tell the WebSub hub which feeds changed; -> the failures (the run's work stands)."""
+    changed_feeds = [name for name in written if name.endswith(FEED_FILE_SUFFIXES)]
+    if not config.feeds.websub_hub or not changed_feeds:
+        return []
+    return ping_hub(config.feeds.websub_hub, [config.site.url + name for name in changed_feeds])
 
 
 def _run_hook(

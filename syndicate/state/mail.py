@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from syndicate.models import Subscriber
-from syndicate.newsletter.subscribers import address_key
+from syndicate.newsletter.subscribers import CSVRow, address_key
 from syndicate.state.store import (
     Store,
     _aware,
@@ -203,6 +203,51 @@ def renew_pending(store: Store, subscriber_id: int, now: datetime) -> Subscriber
             .values(status="pending", created_at=to_utc(now))
         )
     return get_subscriber(store, subscriber_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def import_subscribers(
+    store: Store, rows: Iterable[CSVRow], has_topics: bool, now: datetime
+) -> ImportCounts:
+    """Merge CSV rows into the list: new addresses are added; for known ones a given name
+    or status (never re-activating an unsubscribed or bounced reader) replaces theirs,
+    and so do topics when the file has a topics column. Importing twice changes nothing."""
+    added = updated = unchanged = 0
+    for row in rows:
+        found, created = add_subscriber(
+            store, row.email, row.name, row.topics, row.status or "active", now
+        )
+        if created:
+            added += 1
+            continue
+        changes = _import_changes(row, found, has_topics)
+        if changes:
+            update_subscriber(store, found.id, **changes)
+            updated += 1
+        else:
+            unchanged += 1
+    return ImportCounts(added, updated, unchanged)
+
+
+def _import_changes(row: CSVRow, found: Subscriber, has_topics: bool) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    if row.name and row.name != found.name:
+        changes["name"] = row.name
+    if row.topics != found.topics and (row.topics or has_topics):
+        changes["topics"] = row.topics
+    if (
+        row.status
+        and row.status != found.status
+        and found.status not in ("unsubscribed", "bounced")
+    ):
+        changes["status"] = row.status
+    return changes
 
 
 def remove_subscriber(store: Store, email: str) -> bool:

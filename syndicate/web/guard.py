@@ -76,62 +76,79 @@ def address_matcher(proxies: Sequence[str]) -> Callable[[str], bool]:
     return matches
 
 
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, plus: at most `per_client` open connections per client
+    address (a trusted reverse proxy carries many readers, so it is exempt) and
+    `max_connections` in all (a connection over either is closed at once, so the process
+    never runs out of descriptors), and a request's headers must be complete within
+    `header_timeout` seconds of the connection or of the previous response. The limits
+    are set on a subclass by guarded_protocol()."""
+
+    per_client: int
+    header_timeout: float
+    max_connections: int
+    open_by_client: Counter[str]
+    client_host: str | None = None
+    header_timer: asyncio.TimerHandle | None = None
+
+    @staticmethod
+    def trusted(host: str) -> bool:
+        return False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) else "local"
+        crowded = self.open_by_client[host] >= self.per_client and not self.trusted(host)
+        if crowded or len(self.connections) >= self.max_connections:
+            log.warning("refused a connection from %s: too many open connections", host)
+            transport.close()
+            return
+        self.client_host = host
+        self.open_by_client[host] += 1
+        super().connection_made(transport)
+        self.arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.client_host is None:
+            return  # refused in connection_made: uvicorn never saw it
+        self.open_by_client[self.client_host] -= 1
+        if self.open_by_client[self.client_host] <= 0:
+            del self.open_by_client[self.client_host]
+        self.client_host = None
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self.arm_header_timer()
+
+    def arm_header_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+        self.header_timer = self.loop.call_later(self.header_timeout, self.headers_too_slow)
+
+    def headers_too_slow(self) -> None:
+        # IDLE: the client has not finished a request's headers (a trickle, or nothing).
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
 def guarded_protocol(
     per_client: int,
     header_timeout: float,
     max_connections: int,
     trusted: Callable[[str], bool] = lambda host: False,
 ) -> type[asyncio.Protocol]:
-    """uvicorn's h11 protocol, plus: at most `per_client` open connections per client
-    address (a trusted reverse proxy carries many readers, so it is exempt) and
-    `max_connections` in all (a connection over either is closed at once, so the process
-    never runs out of descriptors), and a request's headers must be complete within
-    `header_timeout` seconds of the connection or of the previous response."""
-    open_by_client: Counter[str] = Counter()
-
-    class GuardedH11Protocol(H11Protocol):
-        client_host: str | None = None
-        header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            peer = transport.get_extra_info("peername")
-            host = str(peer[0]) if isinstance(peer, tuple) else "local"
-            crowded = open_by_client[host] >= per_client and not trusted(host)
-            if crowded or len(self.connections) >= max_connections:
-                log.warning("refused a connection from %s: too many open connections", host)
-                transport.close()
-                return
-            self.client_host = host
-            open_by_client[host] += 1
-            super().connection_made(transport)
-            self.arm_header_timer()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self.client_host is None:
-                return  # refused in connection_made: uvicorn never saw it
-            open_by_client[self.client_host] -= 1
-            if open_by_client[self.client_host] <= 0:
-                del open_by_client[self.client_host]
-            self.client_host = None
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-            super().connection_lost(exc)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self.arm_header_timer()
-
-        def arm_header_timer(self) -> None:
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-            self.header_timer = self.loop.call_later(header_timeout, self.headers_too_slow)
-
-        def headers_too_slow(self) -> None:
-            # IDLE: the client has not finished a request's headers (a trickle, or nothing).
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.transport.close()
-
-    return GuardedH11Protocol
+    """A GuardedH11Protocol with these limits (its own count of open connections)."""
+    limits = {
+        "per_client": per_client,
+        "header_timeout": header_timeout,
+        "max_connections": max_connections,
+        "open_by_client": Counter(),
+        "trusted": staticmethod(trusted),
+    }
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), limits)
 
 
 class SecurityHeaders:

@@ -1,0 +1,79 @@
+"""What `syndicate status` says: posts (published, recent, scheduled, drafts), the
+mailing list and outbox, the last digest, the last runs and the next jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from syndicate.config import Config
+from syndicate.content.posts import read_posts, scheduled
+from syndicate.runs.schedule import next_fire_times
+from syndicate.state.status import MailingStatus, mailing_status, recent_posts
+from syndicate.state.store import Store
+
+When = Callable[[datetime | None], str]
+
+
+def status_lines(config: Config, store: Store, now: datetime) -> list[str]:
+    """The report, one line each (read-only: nothing is published or recorded)."""
+    tz = config.site.tz
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
+
+    catalog = read_posts(config)
+    live = [s for s in store.post_states().values() if s.status == "published"]
+    upcoming = scheduled(catalog.posts, now)
+    drafts = sum(1 for p in catalog.posts if p.draft)
+    lines = [f"posts: {len(live)} published, {len(upcoming)} scheduled, {drafts} drafts"]
+    recent = recent_posts(store, 10)
+    if recent:
+        lines.append("recently published:")
+        lines += [f"  {when(i.published_at)}  {i.title}  <{i.url}>" for i in recent]
+    if upcoming:
+        lines.append("scheduled:")
+        lines += [f"  {when(p.date)}  {p.title}  ({p.source})" for p in upcoming]
+    lines += mailing_lines(mailing_status(store), when)
+    lines += run_lines(store, when)
+    lines.append("next jobs:")
+    lines += [f"  {name}: {when(fire)}" for name, fire in next_fire_times(config, now).items()]
+    if upcoming:
+        lines.append(f"  publish {upcoming[0].title!r}: {when(upcoming[0].date)}")
+    return lines
+
+
+def run_lines(store: Store, when: When) -> list[str]:
+    """The last five runs and what each did."""
+    runs = store.recent_runs(5)
+    lines = ["last runs:" if runs else "last runs: none yet"]
+    for record in runs:
+        counts = (
+            f"{record.published} published, {record.updated} updated, "
+            f"{record.withdrawn} withdrawn, {record.errors} errors"
+        )
+        started = when(record.started_at)
+        lines.append(f"  #{record.id} {started} {record.kind} {record.outcome}: {counts}")
+    return lines
+
+
+def mailing_lines(status: MailingStatus, when: When) -> list[str]:
+    """The mailing list part of `status`: subscribers, outbox, last digest."""
+    subscribers = ", ".join(f"{n} {name}" for name, n in status.subscribers.items())
+    shown = {name: n for name, n in status.outbox.items() if n}
+    outbox = ", ".join(
+        f"{n} {name}"
+        + (f" (next retry {when(status.next_retry_at)})" if name == "deferred" else "")
+        for name, n in shown.items()
+    )
+    lines = [f"subscribers: {subscribers}", f"outbox: {outbox or 'empty'}"]
+    digest = status.last_digest
+    if digest is None:
+        lines.append("last digest: none yet")
+    else:
+        outcomes = ", ".join(f"{n} {name}" for name, n in digest.outcomes.items())
+        lines.append(
+            f"last digest: {digest.subject!r} ({digest.key}), {digest.status} "
+            f"{when(digest.created_at)}: {outcomes or 'no recipients'}"
+        )
+    return lines
