@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean bench chromium spamassassin
+.PHONY: run test test-fast lint install clean bench chromium spamassassin
 
 run: $(STAMP)
 	$(BIN)/syndicate run --once --config config.yaml -v
@@ -18,6 +18,11 @@ test: $(STAMP) chromium spamassassin
 	SYNDICATE_TEST_POSTGRES_URL=$$url $(BIN)/pytest; status=$$?; \
 	tests/postgres.sh stop $$pgdir; exit $$status
 	$(MAKE) lint
+
+# The fast tier: pure logic and in-process tests (no subprocess, server, browser or
+# PostgreSQL), under 20 s; `make test` runs them too, with everything else.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow" -q
 
 # The email rendering tests load the digest in Debian's headless Chromium.
 chromium:

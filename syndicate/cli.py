@@ -22,9 +22,15 @@ import click
 
 from syndicate import __version__
 from syndicate.config import Config, load_config, with_overrides
-from syndicate.errors import ConfigError, Diagnostic, SyndicateError, TemplateError
+from syndicate.errors import (
+    ConfigError,
+    Diagnostic,
+    LockTimeoutError,
+    SyndicateError,
+    TemplateError,
+)
 from syndicate.models import SUBSCRIBER_STATUSES, ReportLine
-from syndicate.runs.lock import EX_TEMPFAIL, LockTimeoutError, RunLock
+from syndicate.runs.lock import EX_TEMPFAIL, RunLock
 from syndicate.words import counted, plural
 
 if TYPE_CHECKING:  # the heavy modules are imported where a command needs them
@@ -563,7 +569,8 @@ def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
 
 
 def checked_address(address: str, allow_special: bool) -> str:
-    from syndicate.newsletter.subscribers import AddressError, normalize_address
+    from syndicate.errors import AddressError
+    from syndicate.newsletter.subscribers import normalize_address
 
     try:
         return normalize_address(address, allow_special)
@@ -591,12 +598,8 @@ def send(
     a post has errors), 2 if the newsletter is off.
     """
     from syndicate.content.posts import read_posts
-    from syndicate.delivery.outbox import (
-        DeliveryStoppedError,
-        check_unsubscribe_url,
-        send_newsletter,
-        summary_lines,
-    )
+    from syndicate.delivery.outbox import check_unsubscribe_url, send_newsletter, summary_lines
+    from syndicate.errors import DeliveryStoppedError
     from syndicate.runs.pipeline import run_cycle
     from syndicate.state.mail import list_subscribers
 

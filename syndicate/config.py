@@ -916,6 +916,8 @@ def _close_timezones(name: str) -> str | None:
     return close[0] if close else None
 
 
+# Not in errors.py: a PyYAML error by descent, so every `except yaml.YAMLError` that
+# reports a bad file (with its line) reports this one too.
 class YAMLLimitError(yaml.MarkedYAMLError):
     """YAML that would expand beyond what a config or front matter can sensibly hold."""
 

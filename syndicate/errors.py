@@ -1,4 +1,4 @@
-"""The SyndicateError family and the Diagnostic record the CLI prints.
+"""The Diagnostic record the CLI prints, and every error class syndicate raises.
 
 The library raises or returns diagnostics; only the CLI formats them. Every
 diagnostic names the file and line at fault and, where it helps, how to fix it.
@@ -9,7 +9,10 @@ from __future__ import annotations
 import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from syndicate.delivery.dispatch import SendReport
 
 Severity = Literal["error", "warning"]
 MAX_SHOWN = 200  # characters of a value quoted in a message
@@ -135,3 +138,85 @@ class TemplateError(SyndicateError):
 
 class OutputError(SyndicateError):
     """The output folder cannot be written."""
+
+
+class StateError(SyndicateError):
+    """The state database cannot be opened or is from a newer release."""
+
+
+class LockTimeoutError(SyndicateError):
+    """Another run held the lock for longer than we were willing to wait."""
+
+
+class TokenError(SyndicateError):
+    """A token that is malformed, forged, or for another purpose or address."""
+
+
+class ExpiredTokenError(TokenError):
+    """A confirm token past its expiry."""
+
+
+class AddressError(ValueError):
+    """An address email-validator rejects; the message says why. `special`: it would pass
+    with subscribers.allow_special_domains (the CLI says so; a web visitor is not told)."""
+
+    def __init__(self, message: str, special: bool = False) -> None:
+        super().__init__(message)
+        self.special = special
+
+    def with_hint(self) -> str:
+        hint = " (set subscribers.allow_special_domains: true to accept it)"
+        return str(self) + (hint if self.special else "")
+
+
+class DeliveryError(SyndicateError):
+    """Delivery cannot go on at all (bad credentials, no STARTTLS, TLS failure)."""
+
+    def __init__(self, message: str, hint: str | None = None, smtp_code: int | None = None):
+        super().__init__(message, hint)
+        self.smtp_code = smtp_code
+
+
+class DeliveryStoppedError(DeliveryError):
+    """Delivery stopped (refused login, untrusted certificate ...) after the digest was
+    queued, and maybe after some messages went out: the error, with the report so far."""
+
+    def __init__(self, cause: DeliveryError, report: SendReport) -> None:
+        super().__init__(cause.message, cause.hint, cause.smtp_code)
+        self.report = report
+
+
+class TransientSendError(Exception):
+    """A 4xx, or a connection that dropped: try this recipient again later."""
+
+    def __init__(self, response: str, connection_lost: bool = False) -> None:
+        super().__init__(response)
+        self.response = response
+        self.connection_lost = connection_lost
+
+
+class PermanentSendError(Exception):
+    """A 5xx for this recipient: do not try again."""
+
+    def __init__(self, response: str) -> None:
+        super().__init__(response)
+        self.response = response
+
+
+class UnsupportedRecipientError(PermanentSendError):
+    """This transport cannot carry mail to this address (a non-ASCII local part to a server
+    without SMTPUTF8). Permanent, but not the recipient's fault: delivery fails the row
+    rather than bouncing the subscriber."""
+
+
+class DigestExistsError(Exception):
+    """A digest for exactly these posts was queued before."""
+
+
+class FormError(Exception):
+    """A subscribe form the server refuses: a title and a sentence for the reader."""
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__(message)
+        self.title = title
+        self.message = message

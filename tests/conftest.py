@@ -45,6 +45,18 @@ def isolated_seeds_config(folder: Path) -> Path:
     return path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test on the PostgreSQL server (only `make test` starts one) is in the slow tier,
+    so `make test-fast` leaves it out rather than skipping it."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on_postgres = "pg_url" in getattr(item, "fixturenames", ()) or (
+            params is not None and "postgres" in str(params.params.values())
+        )
+        if on_postgres:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden",

@@ -222,6 +222,7 @@ def test_markup_and_ampersands_are_escaped_exactly_once(
     assert "<b>bold</b>" in item["content_html"]  # the body keeps its (harmless) markup
 
 
+@pytest.mark.slow
 def test_bad_corpus_reports_each_bad_post_and_publishes_the_rest(
     tmp_path: Path, invoke: Callable[..., Result]
 ) -> None:
@@ -425,6 +426,7 @@ def test_bad_now_is_a_usage_error(site: Site, invoke: Callable[..., Result]) -> 
     assert "--now" in result.stderr and "ISO 8601" in result.stderr
 
 
+@pytest.mark.slow
 def test_real_process_exit_codes_and_no_traceback(tmp_path: Path) -> None:
     site = Site(tmp_path / "site")
     site.posts.mkdir(parents=True)

@@ -132,6 +132,7 @@ def mutate(rng: random.Random, site: Site, templates: Path, counter: list[int]) 
     return action
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_incremental_runs_match_cold_builds(
     seed: int,
@@ -357,6 +358,7 @@ def test_a_body_that_is_gone_is_never_rendered_from_nothing(site: Site) -> None:
     assert not isinstance(rendered, Diagnostic) and "Edited meanwhile." in (rendered.html or "")
 
 
+@pytest.mark.slow
 def test_a_render_time_out_is_not_cached_the_next_run_tries_again(
     site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -423,6 +425,7 @@ def test_the_digest_at_a_run_reads_no_post_again(
     assert "Post 1" not in text and "First" not in text  # max_posts: 2
 
 
+@pytest.mark.slow
 def test_publishing_does_not_import_the_newsletter() -> None:
     """`build` and the publishing cycle stand alone: the newsletter is a job the caller
     adds, not something the pipeline imports."""

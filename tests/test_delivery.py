@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from syndicate.config import parse_config
 from syndicate.delivery.transport import FileTransport, SMTPTransport
+from syndicate.errors import DigestExistsError, TokenError
 from syndicate.newsletter.compose import MessageTemplate, header_value
-from syndicate.newsletter.tokens import TokenError, sign_token, verify_token
-from syndicate.state.mail import DigestExistsError, queue_digest
+from syndicate.newsletter.tokens import sign_token, verify_token
+from syndicate.state.mail import queue_digest
 from syndicate.state.store import Store
 
 from .conftest import SITE_CONFIG, Result, Site, post, run_subprocess
@@ -862,7 +863,7 @@ def test_a_post_is_never_announced_in_two_digests(
 
 
 def test_the_database_password_is_never_printed() -> None:
-    from syndicate.state.store import StateError
+    from syndicate.errors import StateError
 
     with pytest.raises(StateError) as caught:
         Store("postgresql+psycopg://mailer:S3cret-pw@127.0.0.1:1/syndicate")

@@ -46,6 +46,7 @@ def feed_titles(site: Site) -> set[str]:
 # --- files that are not posts --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fifo_socket_device_and_dangling_link_are_diagnostics_not_hangs(site: Site) -> None:
     site.write_post("good.md", post("Good"))
     os.mkfifo(site.posts / "pipe.md")
@@ -77,6 +78,7 @@ def test_fifo_socket_device_and_dangling_link_are_diagnostics_not_hangs(site: Si
         short.rmdir()
 
 
+@pytest.mark.slow
 def test_a_content_path_that_is_a_fifo_is_a_diagnostic(site: Site) -> None:
     os.mkfifo(site.root / "pipe.md")
     result = bounded_run("build", "--content", "pipe.md", "--now", FIXED_NOW, cwd=site.root)
@@ -84,6 +86,7 @@ def test_a_content_path_that_is_a_fifo_is_a_diagnostic(site: Site) -> None:
     assert "pipe.md: error: is a named pipe (FIFO)" in result.stderr
 
 
+@pytest.mark.slow
 def test_file_name_that_is_not_utf8_is_published_with_a_warning(site: Site) -> None:
     """Before: 'internal error: UnicodeEncodeError ... surrogates', at every later run too."""
     site.write_post("good.md", post("Good"))
@@ -105,6 +108,7 @@ def test_file_name_that_is_not_utf8_is_published_with_a_warning(site: Site) -> N
 # --- posts that cannot be rendered ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_post_that_cannot_be_rendered_is_skipped_with_its_reason(site: Site) -> None:
     site.write_post("good.md", post("Good"))
     site.write_post("deep.md", post("Deep", "2025-05-02", body=DEEP_LIST))
@@ -124,6 +128,7 @@ def test_a_post_that_cannot_be_rendered_is_skipped_with_its_reason(site: Site) -
     assert check.exit_code == 1 and "posts/deep.md:6: error: the body cannot" in check.stderr
 
 
+@pytest.mark.slow
 def test_render_failures_are_caught_in_the_forked_workers(site: Site) -> None:
     """Over 200 posts to render: rendering runs in forked worker processes."""
     site.set_config(SITE_CONFIG + "feeds:\n  limit: 500\n")
@@ -169,6 +174,7 @@ BOMB = "".join(
 )
 
 
+@pytest.mark.slow
 def test_alias_bomb_in_config_is_refused_fast(site: Site) -> None:
     text = SITE_CONFIG + "x-bomb:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
     text += "".join("  " + line for line in BOMB.splitlines(keepends=True))
@@ -183,6 +189,7 @@ def test_alias_bomb_in_config_is_refused_fast(site: Site) -> None:
     assert len(result.stderr) < 1000
 
 
+@pytest.mark.slow
 def test_alias_bomb_in_a_post_is_one_error_and_the_others_publish(site: Site) -> None:
     site.write_post("good.md", post("Good"))
     bomb = "---\ntitle: Bomb\ndate: 2025-05-01\na: &a [lol, lol, lol, lol, lol, lol, lol, lol]\n"
@@ -202,6 +209,7 @@ def test_modest_aliases_still_work(site: Site, invoke: Callable[..., Result]) ->
     assert result.exit_code == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_recursive_alias_is_an_error(site: Site) -> None:
     site.write_post("good.md", post("Good"))
     site.write_post("loop.md", "---\ntitle: Loop\ndate: 2025-05-01\nx: &x [1, *x]\n---\nB\n")
@@ -210,6 +218,7 @@ def test_recursive_alias_is_an_error(site: Site) -> None:
     assert "posts/loop.md:4: error: invalid YAML front matter: an alias refers to" in result.stderr
 
 
+@pytest.mark.slow
 def test_every_value_quoted_in_a_message_is_capped(site: Site) -> None:
     """A huge value is shown in at most ~200 characters, whatever message quotes it."""
     site.write_post("good.md", post("Good"))
@@ -227,6 +236,7 @@ def test_every_value_quoted_in_a_message_is_capped(site: Site) -> None:
     assert len(config.stderr) < 700
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["yaml", "toml"])
 def test_oversized_front_matter_is_refused(site: Site, kind: str) -> None:
     site.write_post("good.md", post("Good"))
@@ -244,6 +254,7 @@ def test_oversized_front_matter_is_refused(site: Site, kind: str) -> None:
     assert feed_titles(site) == {"Good"}
 
 
+@pytest.mark.slow
 def test_oversized_config_is_refused(site: Site) -> None:
     site.set_config(SITE_CONFIG + "# " + "x" * 2_000_000 + "\n")
     result = bounded_run("build", "--now", FIXED_NOW, cwd=site.root)
@@ -292,6 +303,7 @@ def test_unusable_state_url_is_a_config_error(
         assert "internal error" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_state_url_exits_2_through_a_real_process(site: Site) -> None:
     site.set_config(SITE_CONFIG + "state:\n  url: 'postgresql://u:pw@h:bad/db'\n")
     result = run_subprocess("run", "--once", cwd=site.root)
@@ -301,6 +313,7 @@ def test_bad_state_url_exits_2_through_a_real_process(site: Site) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_post_that_cannot_be_rendered_stays_out_of_the_digest(
     site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -318,6 +331,7 @@ def test_a_post_that_cannot_be_rendered_stays_out_of_the_digest(
     assert b"Good" in message.read_bytes() and b"Deep" not in message.read_bytes()
 
 
+@pytest.mark.slow
 def test_posts_rendered_after_a_failure_come_out_right() -> None:
     """A failed conversion must not poison the Markdown renderer shared by the posts after
     it (one process renders for ever in the daemon). Where the RecursionError strikes
@@ -347,6 +361,7 @@ def test_posts_rendered_after_a_failure_come_out_right() -> None:
         ("html-self-closing", "<div/>" * 150_000),  # html: <div/> opens a div
     ],
 )
+@pytest.mark.slow
 def test_a_post_that_renders_for_too_long_is_skipped_and_the_others_publish(
     site: Site, monkeypatch: pytest.MonkeyPatch, kind: str, body: str
 ) -> None:
@@ -376,6 +391,7 @@ def test_a_post_that_renders_for_too_long_is_skipped_and_the_others_publish(
         "x: " + "{a: " * 20_000 + "1" + "}" * 20_000,
     ],
 )
+@pytest.mark.slow
 def test_deeply_nested_front_matter_is_one_error_not_a_crash(site: Site, nesting: str) -> None:
     """libyaml's composer recurses once per level: 60 KB of nesting (under the size cap,
     no alias) overflowed the C stack and killed every run with SIGSEGV, no message at all.

@@ -353,6 +353,7 @@ def hub() -> Iterator[tuple[str, list[bytes]]]:
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_websub_hub_is_linked_and_pinged(
     site: Site, invoke: Callable[..., Result], hub: tuple[str, list[bytes]]
 ) -> None:

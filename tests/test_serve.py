@@ -282,6 +282,7 @@ def test_subscribe_is_rate_limited_per_client(client: TestClient) -> None:
     assert client.get("/feed.xml").status_code == 200  # reading is never limited
 
 
+@pytest.mark.slow
 def test_a_burst_of_bad_requests_changes_nothing_and_is_rate_limited(
     client: TestClient, site: Site
 ) -> None:

@@ -87,6 +87,7 @@ def subscribe(server: Server, address: str, forwarded_for: str) -> int:
     return response.status_code
 
 
+@pytest.mark.slow
 def test_x_forwarded_for_is_believed_only_from_configured_proxies(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -103,6 +104,7 @@ def test_x_forwarded_for_is_believed_only_from_configured_proxies(
     assert one_reader == [202, 202, 202, 429]
 
 
+@pytest.mark.slow
 def test_the_access_log_never_holds_a_token(site: Site, invoke: Callable[..., Result]) -> None:
     served_site(site, invoke)
     secret_part = "Zm9yZ2VkLXRva2VuLW1hYw"  # noqa: S105 - a made-up token's MAC
@@ -119,6 +121,7 @@ def test_the_access_log_never_holds_a_token(site: Site, invoke: Callable[..., Re
     assert secret_part not in log
 
 
+@pytest.mark.slow
 def test_a_token_under_an_encoded_name_is_redacted_too(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -192,6 +195,7 @@ def closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_trickling_connections_from_one_client_do_not_block_others(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -228,6 +232,7 @@ def test_trickling_connections_from_one_client_do_not_block_others(
     assert 1 <= log.count("refused a connection from 127.0.0.2") <= 5  # repeats suppressed
 
 
+@pytest.mark.slow
 def test_a_trusted_proxy_is_not_held_to_the_per_client_cap(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -254,6 +259,7 @@ def test_a_trusted_proxy_is_not_held_to_the_per_client_cap(
     assert answers[12:].count(True) == 3  # an ordinary client gets its 3
 
 
+@pytest.mark.slow
 def test_repeated_errors_are_logged_a_few_times_then_counted() -> None:
     """RepeatLimit on a real logger and handler: a flood of one error (EMFILE in accept,
     say) writes five lines a minute, and the next line says how many were left out."""
@@ -283,6 +289,7 @@ def test_repeated_errors_are_logged_a_few_times_then_counted() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_trickled_body_is_cut_off_with_408(site: Site, invoke: Callable[..., Result]) -> None:
     served_site(site, invoke, extra="  header_timeout_seconds: 1\n")
     with running(site) as server:

@@ -13,13 +13,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from syndicate.config import Config
-from syndicate.delivery.transport import (
-    Connection,
+from syndicate.delivery.transport import Connection, SendRateLimiter, Transport
+from syndicate.errors import (
     DeliveryError,
     PermanentSendError,
-    SendRateLimiter,
     TransientSendError,
-    Transport,
     UnsupportedRecipientError,
 )
 from syndicate.models import Digest

@@ -26,12 +26,8 @@ from pathlib import Path
 from syndicate.config import Config, secure_unsubscribe_url
 from syndicate.delivery.dispatch import Batch, SendProgress, SendReport, send_rows
 from syndicate.delivery.sender import can_fork, delivery_lock_path, run_in_sender, wait_for_orphans
-from syndicate.delivery.transport import (
-    DeliveryError,
-    Transport,
-    make_transport,
-)
-from syndicate.errors import ConfigError
+from syndicate.delivery.transport import Transport, make_transport
+from syndicate.errors import ConfigError, DeliveryError, DeliveryStoppedError, DigestExistsError
 from syndicate.models import Digest, HookResult, Post, ReportLine
 from syndicate.newsletter.archive import (
     add_archive_entry,
@@ -50,7 +46,6 @@ from syndicate.newsletter.subscribers import wants
 from syndicate.newsletter.tokens import load_secret
 from syndicate.state.mail import (
     ARCHIVE_VARIANT,
-    DigestExistsError,
     QueuedBody,
     QueuedRecipient,
     archived_digest_keys,
@@ -237,15 +232,6 @@ def _variant_digest(
     planned = plan_digest(posts, {p.key: now for p in posts}, config, now, None, digest.since)
     assert planned is not None
     return replace(planned, key=digest.key, archive_url=digest.archive_url, since=digest.since)
-
-
-class DeliveryStoppedError(DeliveryError):
-    """Delivery stopped (refused login, untrusted certificate ...) after the digest was
-    queued, and maybe after some messages went out: the error, with the report so far."""
-
-    def __init__(self, cause: DeliveryError, report: SendReport) -> None:
-        super().__init__(cause.message, cause.hint, cause.smtp_code)
-        self.report = report
 
 
 def deliver_outbox(

@@ -15,39 +15,14 @@ from pathlib import Path
 from typing import Protocol
 
 from syndicate.config import Config
-from syndicate.errors import SyndicateError
+from syndicate.errors import (
+    DeliveryError,
+    PermanentSendError,
+    SyndicateError,
+    TransientSendError,
+    UnsupportedRecipientError,
+)
 from syndicate.output import write_atomic
-
-
-class DeliveryError(SyndicateError):
-    """Delivery cannot go on at all (bad credentials, no STARTTLS, TLS failure)."""
-
-    def __init__(self, message: str, hint: str | None = None, smtp_code: int | None = None):
-        super().__init__(message, hint)
-        self.smtp_code = smtp_code
-
-
-class TransientSendError(Exception):
-    """A 4xx, or a connection that dropped: try this recipient again later."""
-
-    def __init__(self, response: str, connection_lost: bool = False) -> None:
-        super().__init__(response)
-        self.response = response
-        self.connection_lost = connection_lost
-
-
-class PermanentSendError(Exception):
-    """A 5xx for this recipient: do not try again."""
-
-    def __init__(self, response: str) -> None:
-        super().__init__(response)
-        self.response = response
-
-
-class UnsupportedRecipientError(PermanentSendError):
-    """This transport cannot carry mail to this address (a non-ASCII local part to a server
-    without SMTPUTF8). Permanent, but not the recipient's fault: delivery fails the row
-    rather than bouncing the subscriber."""
 
 
 class Connection(Protocol):

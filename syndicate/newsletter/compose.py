@@ -23,7 +23,7 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from syndicate.config import Config
-from syndicate.delivery.transport import DeliveryError
+from syndicate.errors import DeliveryError
 from syndicate.models import RenderedEmail
 from syndicate.newsletter.plan import clean_header
 from syndicate.newsletter.render import TOKEN_PLACEHOLDER, unsubscribe_url

@@ -10,23 +10,11 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 
 from syndicate.content.markup import clean_line
+from syndicate.errors import AddressError
 from syndicate.models import SUBSCRIBER_STATUSES, Post, Subscriber
 
 STATUSES = SUBSCRIBER_STATUSES
 CSV_HEADER = ("email", "name", "topics", "status")
-
-
-class AddressError(ValueError):
-    """An address email-validator rejects; the message says why. `special`: it would pass
-    with subscribers.allow_special_domains (the CLI says so; a web visitor is not told)."""
-
-    def __init__(self, message: str, special: bool = False) -> None:
-        super().__init__(message)
-        self.special = special
-
-    def with_hint(self) -> str:
-        hint = " (set subscribers.allow_special_domains: true to accept it)"
-        return str(self) + (hint if self.special else "")
 
 
 # Special-use names (RFC 6761, 6762, 8375) that `subscribers.allow_special_domains` lets

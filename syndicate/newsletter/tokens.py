@@ -19,7 +19,7 @@ import os
 import re
 from datetime import datetime, timedelta
 
-from syndicate.errors import SyndicateError
+from syndicate.errors import ExpiredTokenError, SyndicateError, TokenError
 from syndicate.models import Subscriber
 from syndicate.newsletter.subscribers import address_key
 
@@ -29,10 +29,6 @@ CONFIRM_LIFETIME = timedelta(days=7)
 _EXPIRY = re.compile(r"[0-9]{1,12}")
 _ID = re.compile(r"[0-9]{1,12}")  # ASCII digits only ("²".isdigit() is True); fits SQL integers
 _MAC = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-class TokenError(SyndicateError):
-    """A token that is malformed, forged, or for another purpose or address."""
 
 
 def load_secret(env_name: str) -> bytes:
@@ -45,10 +41,6 @@ def load_secret(env_name: str) -> bytes:
             f"export {env_name}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
         )
     return value.encode()
-
-
-class ExpiredTokenError(TokenError):
-    """A confirm token past its expiry."""
 
 
 def sign_token(secret: bytes, subscriber_id: int, email: str, purpose: str) -> str:

@@ -14,13 +14,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from syndicate.errors import SyndicateError
+from syndicate.errors import LockTimeoutError, SyndicateError
 
 EX_TEMPFAIL = 75
-
-
-class LockTimeoutError(SyndicateError):
-    """Another run held the lock for longer than we were willing to wait."""
 
 
 class RunLock:

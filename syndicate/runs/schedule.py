@@ -23,7 +23,8 @@ from apscheduler.triggers.date import DateTrigger
 
 from syndicate.config import Config, cron_trigger_fields
 from syndicate.delivery.outbox import newsletter_job
-from syndicate.runs.lock import LockTimeoutError, RunLock
+from syndicate.errors import LockTimeoutError
+from syndicate.runs.lock import RunLock
 from syndicate.runs.pipeline import CycleReport, lock_path, open_state, run_cycle
 from syndicate.state.store import safe_url
 

@@ -15,6 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from syndicate.errors import DigestExistsError
 from syndicate.models import Subscriber
 from syndicate.newsletter.subscribers import CSVRow, address_key
 from syndicate.state.store import (
@@ -294,10 +295,6 @@ class OutboxRow:
     status: str
     attempts: int
     body_id: int
-
-
-class DigestExistsError(Exception):
-    """A digest for exactly these posts was queued before."""
 
 
 def queue_digest(

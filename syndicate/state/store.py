@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from syndicate.config import sqlite_path
-from syndicate.errors import SyndicateError
+from syndicate.errors import StateError
 
 SCHEMA_VERSION = 1
 # Posts are keyed by their path relative to config.yaml's folder. Databases from before
@@ -130,10 +130,6 @@ outbox_table = sa.Table(
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("digest_id", "subscriber_id"),  # never queued twice for one digest
 )
-
-
-class StateError(SyndicateError):
-    """The state database cannot be opened or is from a newer release."""
 
 
 @dataclass(frozen=True, slots=True)

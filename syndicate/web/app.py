@@ -26,17 +26,16 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from syndicate.config import Config
-from syndicate.errors import SyndicateError
+from syndicate.errors import ExpiredTokenError, FormError, SyndicateError, TokenError
 from syndicate.models import Subscriber
 from syndicate.newsletter.archive import ARCHIVE_DIR
 from syndicate.newsletter.render import render_template, site_context, template_environment
-from syndicate.newsletter.tokens import ExpiredTokenError, TokenError, load_secret
+from syndicate.newsletter.tokens import load_secret
 from syndicate.state.store import Store
 from syndicate.web.guard import PAGE_HEADERS, SecurityHeaders, guard_logs, uvicorn_options
 from syndicate.web.requests import client_address, parse_fields, read_body, wants_json
 from syndicate.web.static import StaticFiles, feed_links, known_topics
 from syndicate.web.subscriptions import (
-    FormError,
     SlidingWindowLimiter,
     Subscriptions,
     read_subscription,

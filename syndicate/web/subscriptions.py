@@ -13,19 +13,20 @@ from typing import Any
 
 from syndicate.config import Config
 from syndicate.content.markup import clean_line
-from syndicate.delivery.transport import PermanentSendError, TransientSendError, make_transport
-from syndicate.errors import SyndicateError
+from syndicate.delivery.transport import make_transport
+from syndicate.errors import (
+    AddressError,
+    FormError,
+    PermanentSendError,
+    SyndicateError,
+    TokenError,
+    TransientSendError,
+)
 from syndicate.models import Subscriber
 from syndicate.newsletter.compose import compose_confirmation
 from syndicate.newsletter.render import render_confirmation
-from syndicate.newsletter.subscribers import (
-    AddressError,
-    inbox_key,
-    normalize_address,
-    parse_topics,
-)
+from syndicate.newsletter.subscribers import inbox_key, normalize_address, parse_topics
 from syndicate.newsletter.tokens import (
-    TokenError,
     read_token,
     sign_confirm_token,
     verify_confirm_token,
@@ -67,15 +68,6 @@ class SlidingWindowLimiter:
                 return hits[0] + self.window - now
             hits.append(now)
             return None
-
-
-class FormError(Exception):
-    """A subscribe form the server refuses: a title and a sentence for the reader."""
-
-    def __init__(self, title: str, message: str) -> None:
-        super().__init__(message)
-        self.title = title
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

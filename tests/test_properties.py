@@ -1,0 +1,258 @@
+"""Property tests (hypothesis) where inputs are open-ended: front matter and dates, config
+validation, token signing and parsing, slug uniqueness, and escaping in the three feed
+formats. Each property holds for any input; hypothesis looks for one where it does not."""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from syndicate.config import Config, parse_config
+from syndicate.content.markup import plain_text
+from syndicate.content.posts import assign_unique_slugs, parse_post, render_post
+from syndicate.errors import ConfigError, PostError, TokenError
+from syndicate.feeds.plan import plan_feeds
+from syndicate.feeds.registry import build_feed
+from syndicate.newsletter.tokens import read_token, sign_token, verify_token
+
+from .conftest import SITE_CONFIG
+
+# 60 examples each keeps the fast tier fast; SYNDICATE_PROPERTY_EXAMPLES=2000 searches harder.
+SETTINGS = settings(
+    max_examples=int(os.environ.get("SYNDICATE_PROPERTY_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+ATOM = "http://www.w3.org/2005/Atom"
+SECRET = b"property-secret-0123456789abcdef"
+CONFIG_PATH = Path("/tmp/property-site/config.yaml")  # noqa: S108 - never written: anchors paths
+
+
+def site_config() -> Config:
+    return parse_config(SITE_CONFIG, CONFIG_PATH)
+
+
+# Any text a person (or a broken export) can put in a file: every plane, controls included.
+any_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
+printable_text = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=60
+)
+yaml_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), any_text
+)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
+    max_leaves=12,
+)
+front_matter_keys = st.sampled_from(
+    ["title", "date", "pubDate", "updated", "tags", "categories", "description", "image",
+     "author", "slug", "draft", "id", "keywords", "summary"]
+) | any_text  # fmt: skip
+
+
+# --- front matter and dates -----------------------------------------------------------------
+
+
+@SETTINGS
+@given(st.dictionaries(front_matter_keys, yaml_values, max_size=8), any_text)
+def test_any_front_matter_gives_a_post_or_one_error_with_a_line(
+    meta: dict[str, object], body: str
+) -> None:
+    """Whatever the front matter holds, parsing gives a Post or a PostError that names the
+    file and a line in it: never another exception."""
+    text = "---\n" + yaml.safe_dump(meta, allow_unicode=True) + "---\n" + body
+    config = site_config()
+    try:
+        post, warnings = parse_post(text.encode("utf-8"), "posts/p.md", config)
+    except PostError as exc:
+        (diagnostic,) = exc.diagnostics()
+        assert diagnostic.path == "posts/p.md"
+        assert diagnostic.line is None or 1 <= diagnostic.line <= text.count("\n") + 1
+        assert diagnostic.message
+        return
+    assert post.title and post.slug
+    assert post.date.tzinfo is not None
+    assert all(w.line is None or w.line >= 1 for w in warnings)
+
+
+@SETTINGS
+@given(st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(9998, 12, 30)))
+def test_any_date_written_in_iso_form_is_read_back_exactly(when: datetime) -> None:
+    when = when.replace(microsecond=0)
+    text = f"---\ntitle: T\ndate: {when.isoformat()}Z\n---\nBody.\n"
+    post, _ = parse_post(text.encode(), "posts/p.md", site_config())
+    assert post.date == when.replace(tzinfo=UTC)
+
+
+# --- config validation ------------------------------------------------------------------------
+
+
+config_sections = st.sampled_from(
+    ["site", "content", "output", "feeds", "state", "schedule", "newsletter", "delivery",
+     "serve", "subscribers"]
+)  # fmt: skip
+
+
+@SETTINGS
+@given(st.dictionaries(config_sections | any_text, yaml_values, max_size=6))
+def test_any_config_gives_a_config_or_errors_with_a_key(document: dict[str, object]) -> None:
+    """Random keys and values in config.yaml: a Config, or a ConfigError whose every line
+    names config.yaml; never a traceback."""
+    text = yaml.safe_dump(document, allow_unicode=True)
+    try:
+        parse_config(text, CONFIG_PATH)
+    except ConfigError as exc:
+        diagnostics = exc.diagnostics()
+        assert diagnostics
+        assert all(d.path == str(CONFIG_PATH) and d.message for d in diagnostics)
+
+
+@SETTINGS
+@given(st.integers(min_value=1, max_value=1000), st.sampled_from(["rss", "atom", "json"]))
+def test_valid_values_are_taken_as_given(limit: int, fmt: str) -> None:
+    text = SITE_CONFIG + f"feeds:\n  limit: {limit}\n  formats: [{fmt}]\n"
+    config = parse_config(text, CONFIG_PATH)
+    assert config.feeds.limit == limit and config.feeds.formats == (fmt,)
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+addresses = st.emails()
+
+
+@SETTINGS
+@given(st.integers(min_value=1, max_value=2**31 - 1), addresses)  # the id column's range
+def test_a_signed_token_verifies_for_its_reader_only(subscriber_id: int, email: str) -> None:
+    token = sign_token(SECRET, subscriber_id, email, "unsubscribe")
+    assert read_token(token) == (subscriber_id, "unsubscribe")
+    assert verify_token(SECRET, token, email, "unsubscribe") == subscriber_id
+    for other in (email + "x", "someone@else.example"):
+        try:
+            verify_token(SECRET, token, other, "unsubscribe")
+        except TokenError:
+            continue
+        raise AssertionError(f"a token for {email} verified for {other}")
+
+
+@SETTINGS
+@given(
+    st.integers(min_value=1, max_value=2**31),
+    addresses,
+    st.integers(min_value=0, max_value=200),
+    st.text(string.ascii_letters + string.digits + "._-", max_size=3),
+)
+def test_a_tampered_or_truncated_token_is_refused(
+    subscriber_id: int, email: str, cut: int, junk: str
+) -> None:
+    """Any change to a token (cut short, characters replaced or added) is a TokenError:
+    never accepted, never another exception."""
+    token = sign_token(SECRET, subscriber_id, email, "unsubscribe")
+    changed = token[: cut % (len(token) + 1)] + junk
+    if changed == token:
+        return
+    try:
+        verify_token(SECRET, changed, email, "unsubscribe")
+    except TokenError:
+        return
+    raise AssertionError(f"{changed!r} verified")
+
+
+@SETTINGS
+@given(any_text)
+def test_any_string_as_a_token_is_a_token_error(text: str) -> None:
+    try:
+        verify_token(SECRET, text, "a@example.org", "unsubscribe")
+    except TokenError:
+        return
+    raise AssertionError(f"{text!r} verified")
+
+
+# --- slugs ------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(st.lists(any_text, min_size=1, max_size=12))
+def test_every_post_gets_its_own_slug(titles: list[str]) -> None:
+    """Titles that slugify alike (or to nothing) still give every post a distinct slug."""
+    config = site_config()
+    posts = []
+    for n, title in enumerate(titles):
+        text = f"---\ntitle: {json.dumps(title or 'x')}\ndate: 2025-05-0{1 + n % 9}\n---\n"
+        try:
+            post, _ = parse_post(text.encode(), f"posts/p{n}.md", config, f"posts/p{n}.md")
+        except PostError:
+            continue
+        posts.append(post)
+    unique, _ = assign_unique_slugs(posts, config)
+    assert len({p.slug for p in unique}) == len(unique) == len(posts)
+
+
+# --- escaping in the feeds --------------------------------------------------------------------
+
+
+def as_feedparser_shows(text: str) -> str:
+    """feedparser "repairs" UTF-8 text that reads as Latin-1 mojibake (mixin.py: `Â¡` is
+    shown as `¡`), whatever the feed says; the XML holds the text as written."""
+    try:
+        return text.encode("iso-8859-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+def read_back(data: bytes, fmt: str) -> tuple[tuple[str, list[str]], tuple[str, list[str]]]:
+    """(title, tags) of the first entry as an exact XML reader (lxml) and as feedparser
+    read them; for JSON Feed both are the JSON."""
+    if fmt == "json":
+        item = json.loads(data)["items"][0]
+        exact = (item["title"], item.get("tags", []))
+        return exact, exact
+    root = etree.fromstring(data)
+    if fmt == "rss":
+        entry = root.find("channel/item")
+        assert entry is not None
+        exact = (entry.findtext("title") or "", [c.text or "" for c in entry.findall("category")])
+    else:
+        entry = root.find(f"{{{ATOM}}}entry")
+        assert entry is not None
+        terms = [c.get("term") or "" for c in entry.findall(f"{{{ATOM}}}category")]
+        exact = (entry.findtext(f"{{{ATOM}}}title") or "", terms)
+    parsed = feedparser.parse(data).entries[0]
+    return exact, (parsed.title, [t.term for t in parsed.get("tags", [])])
+
+
+@SETTINGS
+@given(printable_text, printable_text)
+def test_any_title_and_tag_read_back_the_same_in_every_format(title: str, tag: str) -> None:
+    """Escaped exactly once: a title and a tag read back as the post's text (the title as
+    plain text) in RSS, Atom and JSON Feed, by an XML parser and by feedparser alike (no
+    `&amp;amp;`, no lost `<`, no entity left over)."""
+    config = site_config()
+    config = replace(config, feeds=replace(config.feeds, stylesheet=False))
+    text = f"---\ntitle: {json.dumps(title)}\ndate: 2025-05-01\ntags: [{json.dumps(tag)}]\n---\n"
+    try:
+        post, _ = parse_post(text.encode(), "posts/p.md", config, "posts/p.md")
+    except PostError:
+        return
+    post = render_post(post)
+    spec = plan_feeds([post], config)[0]
+    expected = (plain_text(post.title), list(post.tags))
+    for fmt in ("rss", "atom", "json"):
+        exact, parsed = read_back(build_feed(spec, config, fmt), fmt)
+        assert exact == expected, fmt
+        shown = (as_feedparser_shows(expected[0]), [as_feedparser_shows(t) for t in expected[1]])
+        assert (parsed[0].strip(), [t.strip() for t in parsed[1]]) == (
+            shown[0].strip(),
+            [t.strip() for t in shown[1]],
+        ), fmt
