@@ -36,3 +36,12 @@ def test_no_function_is_longer_than_60_lines() -> None:
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length})")
     assert long == []
+
+
+def test_readme_config_table_is_the_declared_keys() -> None:
+    """The README's config table is generated from config.py's declarations: a key added,
+    renamed or re-documented there and not here (or the other way round) fails."""
+    from syndicate.config_doc import with_table
+
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert with_table(readme) == readme, "run: python -m syndicate.config_doc README.md"

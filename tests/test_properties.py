@@ -256,3 +256,45 @@ def test_any_title_and_tag_read_back_the_same_in_every_format(title: str, tag: s
             shown[0].strip(),
             [t.strip() for t in shown[1]],
         ), fmt
+
+
+# --- cron expressions: the check without APScheduler agrees with APScheduler -----------------
+
+cron_numbers = st.one_of(st.integers(0, 6), st.integers(0, 70)).map(str)  # mostly in range
+cron_atoms = st.one_of(
+    st.just("*"),
+    cron_numbers,
+    st.sampled_from(["mon", "tue", "fri", "sun", "xyz", "MON", "jan"]),
+)
+cron_items = st.builds(
+    lambda first, last, step: first + (f"-{last}" if last else "") + (f"/{step}" if step else ""),
+    cron_atoms,
+    st.none() | cron_atoms,
+    st.none() | st.integers(min_value=0, max_value=70).map(str),
+)
+cron_fields = st.lists(cron_items, min_size=1, max_size=3).map(",".join)
+
+
+@SETTINGS
+@given(st.lists(cron_fields, min_size=5, max_size=6).map(" ".join))
+def test_the_plain_cron_check_accepts_only_what_apscheduler_accepts(expression: str) -> None:
+    """config.yaml is checked without importing APScheduler for plain cron expressions;
+    whatever that check accepts, APScheduler must accept too (the rest goes to it)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    from syndicate.config import _plain_cron_ok, cron_trigger_fields
+
+    if _plain_cron_ok(expression):
+        CronTrigger(**cron_trigger_fields(expression), timezone="UTC")  # must not raise
+
+
+@SETTINGS
+@given(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40))
+def test_the_plain_sqlite_check_accepts_only_what_sqlalchemy_opens(path: str) -> None:
+    """A `sqlite:///path` URL accepted without importing SQLAlchemy is one SQLAlchemy
+    parses and has the driver for."""
+    from syndicate.config import _plain_sqlite_file, _sqlalchemy_url_error
+
+    url = "sqlite:///" + path
+    if _plain_sqlite_file(url):
+        assert _sqlalchemy_url_error(url) is None
