@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from syndicate.config import parse_config  # noqa: E402 - after the path tweak
-from syndicate.content.posts import parse_post, published, render_post  # noqa: E402
+from syndicate.content.frontmatter import parse_post  # noqa: E402
+from syndicate.content.posts import published, render_post  # noqa: E402
 from syndicate.newsletter.plan import plan_digest  # noqa: E402
 from syndicate.newsletter.render import render_digest  # noqa: E402
 

@@ -237,7 +237,7 @@ def build(
     A bad post is reported (path:line: error: ...) and skipped; the rest are written
     and the exit status is 1. With --strict nothing is written if any post is bad.
     """
-    from syndicate.content.posts import display_path
+    from syndicate.content.discover import display_path
     from syndicate.runs.pipeline import build_site
 
     config, now = prepare(config_path, content, out, now_text)
@@ -310,7 +310,7 @@ def run(
     Without: an APScheduler daemon on schedule.build, plus a job at the exact date of
     every future post; SIGTERM or SIGINT stop it after the job in flight.
     """
-    from syndicate.content.posts import display_path
+    from syndicate.content.discover import display_path
     from syndicate.delivery.outbox import newsletter_job
     from syndicate.runs.pipeline import run_cycle
     from syndicate.runs.schedule import Daemon
@@ -407,7 +407,8 @@ def digest(
     first one looks back newsletter.first_lookback_days), newest first; posts a run would
     publish now count as entering now, but nothing is published, recorded or sent.
     """
-    from syndicate.content.posts import display_path, read_posts
+    from syndicate.content.discover import display_path
+    from syndicate.content.posts import read_posts
     from syndicate.newsletter.preview import preview_digest
     from syndicate.output import write_atomic
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from syndicate.config import Config, load_config, parse_config
-from syndicate.content.posts import parse_post, published, read_posts
+from syndicate.content.frontmatter import parse_post
+from syndicate.content.posts import published, read_posts
 from syndicate.errors import TemplateError
 from syndicate.models import Post
 from syndicate.newsletter.archive import read_archive, write_archive

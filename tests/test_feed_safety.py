@@ -242,3 +242,21 @@ def test_a_resized_image_rebuilds_the_feeds(
     build(invoke, image_site)
     entry = feedparser.parse((image_site.public / "feed.xml").read_bytes()).entries[0]
     assert entry.enclosures[0].length == "103"
+
+
+@pytest.mark.parametrize("title", ["<?>", "<b></b>", "<!-- draft -->", "<br>"])
+def test_a_title_that_is_all_markup_publishes_with_its_text(
+    title: str, site: Site, invoke: Callable[..., Result]
+) -> None:
+    """A title that strips to nothing (found by the property tests: `<?>` crashed every
+    feed with feedgen's "Required fields not set", exit 70) keeps its text as written,
+    escaped once, and the other posts publish as ever."""
+    site.write_post("odd.md", post(title, "2025-05-02"))
+    site.write_post("fine.md", post("Fine", "2025-05-01"))
+    result = invoke("build", "--config", site.config, "--now", FIXED_NOW, cwd=site.root)
+    assert result.exit_code == 0, result.stderr
+    for name in ("feed.xml", "atom.xml"):
+        titles = [e.title for e in feedparser.parse(site.public / name).entries]
+        assert titles == [title, "Fine"], name
+    items = json.loads((site.public / "feed.json").read_text("utf-8"))["items"]
+    assert [item["title"] for item in items] == [title, "Fine"]

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from syndicate.config import Config, parse_config
-from syndicate.content.posts import assign_unique_slugs, parse_post, published, render_post
+from syndicate.content.frontmatter import parse_post
+from syndicate.content.posts import assign_unique_slugs, published, render_post
 from syndicate.errors import PostError
 
 from .conftest import SEEDS, SITE_CONFIG

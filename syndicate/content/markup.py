@@ -281,6 +281,13 @@ def plain_text(text: str) -> str:
     return clean_line(_TAG.sub("", text))
 
 
+def title_text(title: str) -> str:
+    """A post's title as feeds carry it: plain text, never empty (Atom requires a title,
+    and feedgen refuses an entry without one). A title that is nothing but markup-like
+    text (`<?>`, `<b></b>`) keeps that text as written rather than becoming empty."""
+    return plain_text(title) or clean_line(title) or "(untitled)"
+
+
 def strip_xml_forbidden(text: str) -> str:
     """Remove the characters XML 1.0 cannot carry, so one bad byte never breaks a feed."""
     return XML_FORBIDDEN.sub("", text)

@@ -1,252 +1,45 @@
-"""Posts: bytes -> Post (pure `parse_post`), and reading a content tree (`read_posts`).
-
-One normalised Post from the front-matter dialects of Jekyll, Hugo and Astro. A post
-that cannot be published raises PostError naming its file and line; smaller flaws that
-we can repair (control characters, duplicate slugs) come back as warnings.
+"""All the posts: reading a content tree (`read_posts`, in parallel, through the per-post
+cache), rendering them (with a time limit), unique slugs, what is published and what is
+scheduled. One file's bytes become a Post in frontmatter.py; a file that cannot be
+published is one diagnostic naming its file and line, never a stopped run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import functools
-import hashlib
 import mimetypes
 import os
 import pickle
-import re
 import signal
 import stat
 import threading
-import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import datetime
 from pathlib import Path
 from time import time_ns
-from typing import Any
-from urllib.parse import unquote, urljoin
+from urllib.parse import unquote
 
-import yaml
-from dateutil import parser as date_parser
-from frontmatter.default_handlers import BaseHandler, YAMLHandler
-from slugify import slugify
-
-from syndicate.config import Config, YAMLLimitError, load_yaml, sqlite_path
+from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import CachedRead, PostCache, Stamp, code_fingerprint, file_stamp
+from syndicate.content.discover import (
+    display_path,
+    find_sources,
+    path_namer,
+    post_key,
+    printable,
+    read_regular_file,
+)
+from syndicate.content.frontmatter import content_hash, parse_post, post_url_for
 from syndicate.content.markup import (
-    XML_FORBIDDEN,
     clean_line,
     plain_text,
     render_markdown,
 )
 from syndicate.errors import Diagnostic, PostError, shown
-from syndicate.models import Author, Catalog, Image, Post
+from syndicate.models import Catalog, Post
 from syndicate.workers import parallel_imap
-
-DATE_KEYS = ("date", "pubDate", "published", "publishDate", "pubdate")
-UPDATED_KEYS = ("updated", "updatedDate", "lastmod", "last_modified_at", "modified")
-SUMMARY_KEYS = ("description", "summary", "excerpt")
-IMAGE_KEYS = ("image", "heroImage")
-KNOWN_KEYS = frozenset(
-    {
-        "title", "slug", "id", "guid", "draft", "author", "tags", "tag", "category",
-        "categories", "heroImageAlt", *DATE_KEYS, *UPDATED_KEYS, *SUMMARY_KEYS, *IMAGE_KEYS,
-    }
-)  # fmt: skip
-DATE_HINT = "use YYYY-MM-DD or an ISO 8601 date-time such as 2025-05-13T08:00:00+02:00"
-JEKYLL_NAME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(.+)$")
-_HEADING = re.compile(r"^#[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
-_KEY_LINE = re.compile(r"^[\"']?([A-Za-z_][\w-]*)[\"']?\s*[:=]", re.MULTILINE)
-MAX_FRONT_MATTER = 128 * 1024  # bytes of front matter; real ones are well under 4 KB
-MIN_YEAR, MAX_YEAR = 1900, 9998  # RFC 822 dates have four-digit years; keep a margin for UTC
-_BEFORE_DATE = datetime(1, 1, 1)
-_AFTER_DATE = datetime(2, 2, 2)
-
-
-# LibYAML's parser when PyYAML was built with it: front matter parsing is ~8x faster.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _PlainYAMLLoader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """SafeLoader that leaves dates as strings: we parse them ourselves, with line numbers,
-    so `2025-02-30` is a diagnostic instead of an exception deep inside PyYAML."""
-
-
-_PlainYAMLLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-class _YAML(YAMLHandler):
-    def load(self, fm: str, **kwargs: object) -> Any:
-        return load_yaml(fm, _PlainYAMLLoader)[1]  # aliases bounded: no "billion laughs"
-
-
-class _TOML(BaseHandler):
-    """Hugo's `+++` front matter, read with the standard library's tomllib."""
-
-    FM_BOUNDARY = re.compile(r"^\+{3,}\s*$", re.MULTILINE)
-    START_DELIMITER = END_DELIMITER = "+++"
-
-    def load(self, fm: str, **kwargs: object) -> Any:
-        return tomllib.loads(fm)
-
-
-# (delimiter line, handler, name): YAML "---" as Jekyll and Astro write it, TOML "+++" (Hugo).
-# python-frontmatter gives the handlers' interface, but not its `loads()`: that returns
-# neither the line where the front matter starts nor where the body starts (every
-# diagnostic needs `path:line`), turns YAML dates into datetimes before we can report
-# `2025-02-30` on its line, lets PyYAML's errors and aliases through unbounded, and
-# accepts no blank lines before the opening delimiter, which real posts have.
-_FRONT_MATTER: tuple[tuple[re.Pattern[str], BaseHandler, str], ...] = (
-    (re.compile(r"^-{3,}[ \t]*$", re.MULTILINE), _YAML(), "YAML"),
-    (re.compile(r"^\+{3,}[ \t]*$", re.MULTILINE), _TOML(), "TOML"),
-)
-
-
-class _FrontMatter:
-    """One file's parsed front matter, with the line of each key, so every message about
-    a key points at its line."""
-
-    def __init__(self, source: str, meta: dict[str, Any], fm_line: int, fm_text: str) -> None:
-        self.source = source
-        self.meta = meta
-        self.line = fm_line or 1
-        self.key_lines = {
-            m.group(1): fm_line + fm_text.count("\n", 0, m.start())
-            for m in _KEY_LINE.finditer(fm_text)
-        }
-        self.warnings: list[Diagnostic] = []
-
-    def fail(self, key: str | None, message: str, hint: str | None = None) -> PostError:
-        return PostError(self.source, self.key_lines.get(key or "", self.line), message, hint, key)
-
-    def warn(self, key: str | None, message: str, hint: str | None = None) -> None:
-        line = self.key_lines.get(key or "", self.line)
-        self.warnings.append(Diagnostic(self.source, line, "warning", message, hint))
-
-    def first(self, keys: Iterable[str]) -> str | None:
-        """The first of `keys` with a value (not missing, null or empty)."""
-        return next((k for k in keys if self.meta.get(k) not in (None, "")), None)
-
-
-def parse_post(
-    data: bytes, source: str, config: Config, key: str | None = None
-) -> tuple[Post, list[Diagnostic]]:
-    """Parse one file's bytes into a Post; raise PostError if it cannot be published.
-
-    `source` names the file in messages; `key` identifies the post in the state (its path
-    relative to the config file, see `post_key`), `source` when not given."""
-    text = _decode(data, source)
-    if not text.strip():
-        raise PostError(
-            source, 1, "file is empty", "add front matter with a title and a date, or delete it"
-        )
-    meta, fm_line, fm_text, body, body_line, kind = _split(text, source)
-    fm = _FrontMatter(source, meta, fm_line, fm_text)
-    jekyll = JEKYLL_NAME.match(Path(source).stem)
-    title, body = _title(meta, body, fm.fail, fm.warn, kind)
-    when, updated = _dates(fm, jekyll, config.site.tz)
-    slug_key = fm.first(["slug"])
-    slug_source = str(meta["slug"]) if slug_key else (jekyll[4] if jekyll else title)
-    slug = (
-        slugify(slug_source, max_length=80, word_boundary=True)
-        or "post-" + content_hash(key or source)[:8]
-    )
-    body = _without_forbidden(body, body_line, fm)
-    description = _description(fm)
-    url = _post_url(config, slug, when)
-    id_key = fm.first(("id", "guid"))
-    explicit_id = str(meta[id_key]).strip() if id_key else ""
-    image = _image(meta, url, fm.fail)
-    post = Post(
-        source=source,
-        key=key or source,
-        title=title,
-        slug=slug,
-        url=url,
-        id=explicit_id or url,
-        date=when,
-        updated=updated,
-        summary=description or "",  # else the first paragraph, filled in by render_post
-        body=body,
-        body_line=body_line,
-        description=description,
-        tags=_terms(meta, ("tags", "tag"), fm.fail),
-        categories=_terms(meta, ("categories", "category"), fm.fail),
-        image=image,
-        author=_author(meta.get("author"), fm.fail) or config.site.author,
-        draft=_is_draft(meta, source),
-        explicit_id=bool(explicit_id),
-        explicit_slug=slug_key is not None,
-        content_hash=content_hash(data),
-        extra={k: v for k, v in meta.items() if k not in KNOWN_KEYS},
-        key_lines=fm.key_lines,
-    )
-    return post, fm.warnings
-
-
-def _is_draft(meta: Mapping[str, Any], source: str) -> bool:
-    """`draft: true`, Jekyll's `published: false`, or a file in a `_drafts` folder."""
-    return (
-        _flag(meta.get("draft"))
-        or meta.get("published") is False
-        or Path(source).parent.name == "_drafts"
-    )
-
-
-def _dates(
-    fm: _FrontMatter, jekyll: re.Match[str] | None, tz: tzinfo
-) -> tuple[datetime, datetime | None]:
-    """The publication date (front matter, else a Jekyll file name) and the update date."""
-    meta = fm.meta
-    date_key = next((k for k in DATE_KEYS if _is_date_value(meta.get(k))), None)
-    if date_key is not None:
-        when = _parse_date(meta[date_key], tz, lambda m, h: fm.fail(date_key, m, h), date_key)
-    elif jekyll:
-        try:
-            when = datetime(int(jekyll[1]), int(jekyll[2]), int(jekyll[3]), tzinfo=tz)
-        except ValueError as exc:
-            raise PostError(
-                fm.source, None, f"file name date is impossible: {exc}", DATE_HINT
-            ) from None
-    else:
-        raise fm.fail(None, "no date: add 'date:' to the front matter", DATE_HINT)
-    updated_key = fm.first(UPDATED_KEYS)
-    if updated_key is None:
-        return when, None
-    fail = lambda m, h: fm.fail(updated_key, m, h)  # noqa: E731
-    return when, _parse_date(meta[updated_key], tz, fail, updated_key)
-
-
-def _without_forbidden(body: str, body_line: int, fm: _FrontMatter) -> str:
-    """The body without the characters XML 1.0 forbids (one warning if there were any)."""
-    body, removed = _strip_forbidden(body)
-    if removed:
-        line, char = removed
-        fm.warnings.append(
-            Diagnostic(
-                fm.source,
-                body_line + line,
-                "warning",
-                f"body contains characters that XML 1.0 forbids (first {char}); they were removed",
-                "delete the control characters from the file",
-            )
-        )
-    return body
-
-
-def _description(fm: _FrontMatter) -> str | None:
-    """The author's summary (description, summary, excerpt ...) as one line of text."""
-    key = fm.first(SUMMARY_KEYS)
-    if key is None:
-        return None
-    description = fm.meta[key]
-    if not isinstance(description, str | int | float):
-        raise fm.fail(_present(fm.meta, SUMMARY_KEYS), "the description must be text")
-    return clean_line(str(description))
 
 
 def parse_environment(config: Config) -> str:
@@ -398,33 +191,12 @@ def assign_unique_slugs(posts: list[Post], config: Config) -> tuple[list[Post], 
                     "give one of the posts its own 'slug:' (or a different title)",
                 )
             )
-            url = _post_url(config, new_slug, post.date)
+            url = post_url_for(config, new_slug, post.date)
             post = replace(post, slug=new_slug, url=url, id=post.id if post.explicit_id else url)
             slug = new_slug
         taken[slug] = post
         result[post.key] = post
     return [result[p.key] for p in posts], warnings
-
-
-def find_sources(config: Config) -> list[Path]:
-    """Every content file under content.paths matching content.patterns, sorted.
-
-    Hidden files and folders (".git", ".obsidian") are skipped.
-    """
-    found: set[Path] = set()
-    # fnmatch.fnmatch, compiled once: one regex for all the patterns
-    wanted = re.compile("|".join(fnmatch.translate(p) for p in config.content.patterns) or "(?!)")
-    for root in config.content.paths:
-        if root.exists() and not root.is_dir():
-            found.add(root)  # a file named on its own; read_post says if it is not a regular one
-            continue
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            base = Path(folder)
-            for name in files:
-                if not name.startswith(".") and wanted.match(os.path.normcase(name)):
-                    found.add(base / name)
-    return sorted(found)
 
 
 ReadOutcome = tuple[Post | None, list[Diagnostic]]
@@ -519,8 +291,8 @@ def _from_cache(
     entries = cache.reads()
     todo: list[int] = []
     restamped: list[tuple[str, Stamp, int]] = []
-    key_of = _relative_to(config.path.resolve().parent)
-    source_of = _relative_to(Path.cwd(), display=True)
+    key_of = path_namer(config.path.resolve().parent)
+    source_of = path_namer(Path.cwd(), display=True)
     for index, path in enumerate(sources):
         key = key_of(path)
         entry = entries.pop(key, None)
@@ -582,13 +354,13 @@ def _cached_as_read(
 ) -> Iterator[ReadOutcome]:
     """Pass the fresh outcomes on, storing the cacheable ones (in batches)."""
     batch: list[tuple[str, CachedRead, bytes]] = []
-    for path, (outcome, stamp, read_at, record, body, content_hash) in zip(
+    for path, (outcome, stamp, read_at, record, body, file_hash) in zip(
         sources, parsed, strict=True
     ):
         if outcome is not None or stamp is None:
             yield outcome or (None, [])
             continue
-        entry = CachedRead(display_path(path), stamp, content_hash, record, read_at)
+        entry = CachedRead(display_path(path), stamp, file_hash, record, read_at)
         batch.append((post_key(path, config), entry, body))
         if cache is not None and len(batch) >= 500:
             cache.save_reads(batch)
@@ -663,125 +435,6 @@ def _read_post(path: Path, config: Config) -> tuple[ReadOutcome, bool]:
         return (None, [Diagnostic(source, None, "error", message)]), False
 
 
-_KINDS = {
-    stat.S_IFIFO: "a named pipe (FIFO)",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFDIR: "a folder",
-}
-
-
-def read_regular_file(path: Path) -> bytes:
-    """The bytes of a regular file; anything else (FIFO, socket, device, a dangling symbolic
-    link) is a PostError rather than a read that blocks forever while holding the run lock.
-
-    Opened without blocking and checked again on the descriptor, so a file swapped for a
-    FIFO between the two looks is refused too."""
-    source = display_path(path)
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise _not_regular(source, info.st_mode)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError:
-        link = " (a symbolic link to a missing file)" if path.is_symlink() else ""
-        raise PostError(source, None, f"cannot read: no such file{link}") from None
-    except OSError as exc:
-        raise PostError(source, None, f"cannot read: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as file:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise _not_regular(source, mode)
-        return file.read()
-
-
-def _not_regular(source: str, mode: int) -> PostError:
-    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-    return PostError(
-        source,
-        None,
-        f"is {kind}, not a regular file; skipped",
-        "move it out of the content folder, or narrow content.patterns",
-    )
-
-
-def post_key(path: Path, config: Config) -> str:
-    """The post's identity in the state database: its path relative to the folder of
-    config.yaml, with '/' separators. The same file has the same key whatever the working
-    directory, whether the folder came from content.paths or --content, and two content
-    folders holding the same file name still give two keys."""
-    root = config.path.resolve().parent  # content paths are resolved the same way
-    return printable(os.path.relpath(path.absolute(), root).replace(os.sep, "/"))
-
-
-def legacy_key_mapper(config: Config) -> Callable[[str], str | None]:
-    """old key -> key, for state written before posts were keyed by `post_key`.
-
-    Old keys were paths relative to the working directory of that run (absolute when
-    outside it), which is not known any more. A key is matched against the files there
-    are now: the same absolute path, else the one file whose path ends with the old key,
-    else (several files end so) the old key itself if it is also a new one, else the old
-    key taken from the current working directory. None: no such file."""
-    keys = {
-        printable(str(path.absolute())): post_key(path, config) for path in find_sources(config)
-    }
-    by_suffix: dict[tuple[str, ...], list[str]] = {}
-    for absolute, key in keys.items():
-        parts = tuple(absolute.split("/"))
-        for start in range(1, len(parts)):
-            by_suffix.setdefault(parts[start:], []).append(key)
-    current = set(keys.values())
-
-    def mapper(old: str) -> str | None:
-        here = printable(os.path.normpath(Path.cwd() / old))
-        if old.startswith("/"):
-            return keys.get(os.path.normpath(old))
-        candidates = by_suffix.get(tuple(p for p in old.split("/") if p not in ("", ".")), [])
-        if len(candidates) == 1:
-            return candidates[0]
-        if old in current:
-            return old
-        return keys.get(here)
-
-    return mapper
-
-
-def _relative_to(root: Path, display: bool = False) -> Callable[[Path], str]:
-    """A fast `post_key` (or, with `display`, `display_path`) for many paths: one
-    relpath() per folder instead of a resolve() and a relpath() per file."""
-    folders: dict[str, str] = {}
-
-    def relative(path: Path) -> str:
-        folder, name = os.path.split(path)
-        prefix = folders.get(folder)
-        if prefix is None:
-            prefix = os.path.relpath(folder or ".", root)
-            folders[folder] = prefix
-        if display and prefix.startswith(".."):
-            return printable(str(path))  # as display_path shows a path outside the cwd
-        rel = name if prefix == "." else f"{prefix}{os.sep}{name}"
-        return printable(rel.replace(os.sep, "/") if not display else rel)
-
-    return relative
-
-
-def display_path(path: Path) -> str:
-    """A path as the user would type it: relative to the working directory when inside it.
-    Bytes that are not UTF-8 in a file name are shown as backslash escapes."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return printable(str(path))
-    return printable(str(path) if rel.startswith("..") else rel)
-
-
-def printable(name: str) -> str:
-    """A file name that can be encoded: undecodable bytes (which Python keeps as lone
-    surrogates) become `\\xNN`, so messages, keys and hashes never raise UnicodeEncodeError."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
-
-
 def with_image_length(post: Post, config: Config) -> Post:
     """Fill the featured image's size in bytes (and type) when it is a file under
     site.static_dir: RSS enclosures need the real length."""
@@ -803,296 +456,3 @@ def with_image_length(post: Post, config: Config) -> Post:
 
 
 # --- parsing helpers -------------------------------------------------------------------
-
-
-def _decode(data: bytes, source: str) -> str:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise PostError(
-            source,
-            line,
-            f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column})",
-            "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
-        ) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _split(text: str, source: str) -> tuple[dict[str, Any], int, str, str, int, str]:
-    """-> (metadata, front-matter first line, front-matter text, body, body line, kind)."""
-    lead = len(text) - len(text.lstrip())
-    for boundary, handler, kind in _FRONT_MATTER:
-        start = boundary.match(text, lead)
-        if not start:
-            continue
-        end = boundary.search(text, start.end())
-        open_line = text.count("\n", 0, start.start()) + 1
-        if not end:
-            raise PostError(
-                source,
-                open_line,
-                f"{kind} front matter is never closed",
-                f"add a line '{start.group().strip()}' after the front matter",
-            )
-        fm_text = text[start.end() : end.start()]
-        if len(fm_text) > MAX_FRONT_MATTER:
-            raise PostError(
-                source,
-                open_line,
-                f"{kind} front matter is {len(fm_text) // 1024} KB, more than the "
-                f"{MAX_FRONT_MATTER // 1024} KB allowed",
-                "keep front matter to metadata; long text belongs in the body",
-            )
-        meta = _load_front_matter(handler, fm_text, kind, source, open_line)
-        if meta is None:
-            meta = {}
-        if not isinstance(meta, dict):
-            raise PostError(
-                source,
-                open_line,
-                f"front matter must be a mapping of keys, got a {type(meta).__name__}",
-                "write 'key: value' lines, e.g. 'title: My post'",
-            )
-        meta = {str(k): v for k, v in meta.items()}
-        body_line = text.count("\n", 0, end.end()) + 1
-        return meta, open_line, fm_text, text[end.end() :], body_line, kind
-    return {}, 0, "", text, 1, "none"
-
-
-def _load_front_matter(
-    handler: BaseHandler, fm_text: str, kind: str, source: str, open_line: int
-) -> Any:
-    """The front matter's value; its syntax errors as a PostError on the right line."""
-    try:
-        return handler.load(fm_text)
-    except RecursionError:
-        raise PostError(source, open_line, f"{kind} front matter is nested too deeply") from None
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, source, open_line) from None
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"line (\d+)", str(exc))
-        last_line = open_line + fm_text.count("\n") - 1
-        line = open_line + int(found[1]) - 1 if found else last_line
-        reason = re.sub(r"\s*\(at .*\)$", "", str(exc))
-        raise PostError(
-            source,
-            line,
-            f"invalid TOML front matter: {reason}",
-            'check the quotes and brackets; strings are written "like this"',
-        ) from None
-
-
-def _yaml_error(exc: yaml.YAMLError, source: str, open_line: int) -> PostError:
-    """Point at where the problem started: an unclosed quote is reported at its opening
-    line, not at the end of the front matter where PyYAML noticed it."""
-    problem_mark = getattr(exc, "problem_mark", None)
-    context_mark = getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or "syntax error"
-    context = getattr(exc, "context", None)
-    mark = problem_mark
-    if context_mark is not None and ("end of stream" in problem or "<stream end>" in problem):
-        mark = context_mark
-    line = open_line + mark.line if mark is not None else open_line
-    message = f"{context}: {problem}" if context else problem
-    hint = "quote values that contain ': ' or '#', and close every quote and bracket"
-    if isinstance(exc, YAMLLimitError) and "nested" in message:
-        hint = "front matter is metadata: a few levels of lists and mappings at most"
-    elif isinstance(exc, YAMLLimitError):
-        hint = "an alias (*name) may repeat a value, not multiply it: write the values out"
-    return PostError(source, line, f"invalid YAML front matter: {message}", hint)
-
-
-def _title(
-    meta: Mapping[str, Any],
-    body: str,
-    fail: Callable[..., PostError],
-    warn: Callable[..., None],
-    kind: str,
-) -> tuple[str, str]:
-    raw = meta.get("title")
-    if raw is None or raw == "":
-        heading = _HEADING.search(body)
-        if not heading:
-            if kind == "none":
-                raise fail(
-                    None,
-                    "no front matter and no '# ' heading, so the post has no title",
-                    "start the file with '---', 'title: ...', 'date: ...', '---'",
-                )
-            raise fail(None, "no title: add 'title:' to the front matter or a '# ' heading")
-        raw = heading[1]
-        if not body[: heading.start()].strip():
-            body = body[heading.end() :]  # the title heading would repeat the title
-    if isinstance(raw, list | dict):
-        raise fail("title", "'title' must be text, not a list or mapping", "title: My post")
-    raw = str(raw)
-    title = clean_line(XML_FORBIDDEN.sub("", raw))
-    if not title:
-        raise fail("title", "'title' is empty", "title: My post")
-    if re.search("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]", raw):
-        warn("title", "title contains control characters; they were removed")
-    elif re.search(r"[\r\n]", raw.strip()):
-        warn("title", "title contains a line break; it was folded into one line")
-    return title, body
-
-
-def _is_date_value(value: Any) -> bool:
-    return value is not None and value != "" and not isinstance(value, bool)
-
-
-def _parse_date(
-    value: Any, tz: tzinfo, fail: Callable[[str, str | None], PostError], key: str
-) -> datetime:
-    """A tz-aware datetime from YAML/TOML values or the forms real posts use."""
-    if isinstance(value, datetime):
-        parsed = value if value.tzinfo else value.replace(tzinfo=tz)
-    elif isinstance(value, date):
-        parsed = datetime.combine(value, time(), tz)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError as exc:
-            if "out of range" in str(exc) or "must be in" in str(exc):
-                raise fail(
-                    f"'{key}' is an impossible date ({shown(text)}: {exc})", DATE_HINT
-                ) from None
-            parsed = _parse_human_date(text, fail, key)
-        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
-    else:
-        raise fail(f"'{key}' is not a date (got {shown(value)})", DATE_HINT)
-    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
-        raise fail(
-            f"'{key}' is out of range ({parsed.year}): "
-            f"feeds need a year from {MIN_YEAR} to {MAX_YEAR}",
-            DATE_HINT,
-        )
-    try:
-        parsed.utcoffset()  # dateutil accepts offsets such as +99:00 that datetime cannot use
-        parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise fail(
-            f"'{key}' has an impossible time zone offset ({shown(value)})", DATE_HINT
-        ) from None
-    return parsed
-
-
-def _parse_human_date(
-    text: str, fail: Callable[[str, str | None], PostError], key: str
-) -> datetime:
-    """'Jul 08 2025', 'May 13, 2025', '2025-05-13 10:00:00 +0200' and the like.
-
-    dateutil fills missing parts from a default; parsing with two different defaults
-    and comparing tells us when the text lacked a year, month or day.
-    """
-    try:
-        first = date_parser.parse(text, default=_BEFORE_DATE)
-        second = date_parser.parse(text, default=_AFTER_DATE)
-    except (ValueError, OverflowError) as exc:
-        reason = str(exc).split(":")[0]
-        if "out of range" in reason:
-            raise fail(
-                f"'{key}' is an impossible date ({shown(text)}: {reason})", DATE_HINT
-            ) from None
-        raise fail(f"'{key}' is not a date (got {shown(text)})", DATE_HINT) from None
-    if first.date() != second.date():
-        raise fail(
-            f"'{key}' is not a full date (got {shown(text)}): it needs a year, month and day",
-            DATE_HINT,
-        )
-    return first
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "yes", "on", "1")
-    return bool(value)
-
-
-def _present(meta: Mapping[str, Any], keys: Iterable[str]) -> str | None:
-    return next((k for k in keys if k in meta), None)
-
-
-def _terms(
-    meta: Mapping[str, Any], keys: tuple[str, ...], fail: Callable[..., PostError]
-) -> tuple[str, ...]:
-    """Tags or categories from a list or a comma-separated string, de-duplicated in order."""
-    terms: dict[str, None] = {}
-    for key in keys:
-        value = meta.get(key)
-        if value is None or value == "":
-            continue
-        if isinstance(value, str):
-            items: list[Any] = value.split(",")
-        elif isinstance(value, list | tuple):
-            items = list(value)
-        elif isinstance(value, int | float):
-            items = [value]
-        else:
-            raise fail(key, f"'{key}' must be a list or a comma-separated string", f"{key}: [a, b]")
-        for item in items:
-            if isinstance(item, dict | list):
-                raise fail(key, f"'{key}' items must be text, got {shown(item)}", f"{key}: [a, b]")
-            term = clean_line(str(item))
-            if term:
-                terms.setdefault(term)
-    return tuple(terms)
-
-
-def _image(meta: Mapping[str, Any], base: str, fail: Callable[..., PostError]) -> Image | None:
-    key = _present(meta, IMAGE_KEYS)
-    value = meta.get(key) if key else None
-    if value is None or value == "":
-        return None
-    alt: Any = meta.get("heroImageAlt")
-    if isinstance(value, dict):
-        url = value.get("url") or value.get("src")
-        alt = value.get("alt", alt)
-    else:
-        url = value
-    if not isinstance(url, str) or not url.strip():
-        raise fail(key, f"'{key}' needs a URL", f"{key}: {{url: /images/cover.png, alt: ...}}")
-    absolute = urljoin(base, url.strip())
-    mime, _ = mimetypes.guess_type(absolute.split("?")[0])
-    alt_text = clean_line(str(alt)) if alt not in (None, "") else None
-    return Image(url=absolute, alt=alt_text, type=mime)
-
-
-def _author(value: Any, fail: Callable[..., PostError]) -> Author | None:
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if value is None or value == "":
-        return None
-    if isinstance(value, dict):
-        name = clean_line(str(value.get("name") or ""))
-        email = value.get("email")
-        if not name:
-            raise fail(
-                "author", "'author' needs a name", "author: {name: Ada, email: ada@example.org}"
-            )
-        return Author(name, clean_line(str(email)) if email else None)
-    return Author(clean_line(str(value)))
-
-
-def _strip_forbidden(body: str) -> tuple[str, tuple[int, str] | None]:
-    found = XML_FORBIDDEN.search(body)
-    if not found:
-        return body, None
-    line = body.count("\n", 0, found.start())
-    return XML_FORBIDDEN.sub("", body), (line, f"U+{ord(found.group()):04X}")
-
-
-def _post_url(config: Config, slug: str, when: datetime) -> str:
-    path = config.content.post_url.format(
-        slug=slug, year=f"{when.year:04d}", month=f"{when.month:02d}", day=f"{when.day:02d}"
-    )
-    return config.site.url + path.lstrip("/")
-
-
-def content_hash(data: bytes | str) -> str:
-    raw = data.encode() if isinstance(data, str) else data
-    return hashlib.sha256(raw).hexdigest()

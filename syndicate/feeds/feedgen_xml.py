@@ -16,7 +16,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from syndicate.config import Config
-from syndicate.content.markup import plain_text
+from syndicate.content.markup import title_text
 from syndicate.feeds.plan import (
     EMPTY_FEED_DATE,
     GENERATOR,
@@ -78,7 +78,7 @@ def add_entries(fg: FeedGenerator, spec: FeedSpec, config: Config, own: EntryWri
         assert post.html is not None, "render posts before building feeds"
         fe = fg.add_entry(order="append")
         fe.id(post.id)
-        fe.title(plain_text(post.title))
+        fe.title(title_text(post.title))
         fe.link(href=post.url, rel="alternate", type="text/html")
         fe.published(post.date)
         fe.updated(post.modified)

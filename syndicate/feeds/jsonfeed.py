@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from syndicate.config import Config
-from syndicate.content.markup import plain_text
+from syndicate.content.markup import title_text
 from syndicate.content.posts import summary_text
 from syndicate.feeds.plan import feed_description, feed_title, feed_url
 from syndicate.models import FeedSpec, Post
@@ -32,7 +32,7 @@ def build(spec: FeedSpec, config: Config) -> bytes:
 
 def _item(post: Post, config: Config) -> dict[str, object]:
     assert post.html is not None, "render posts before building feeds"
-    title, summary = plain_text(post.title), summary_text(post)
+    title, summary = title_text(post.title), summary_text(post)
     item: dict[str, object] = {"id": post.id, "url": post.url, "title": title}
     if config.feeds.full_content:
         item["content_html"] = post.html

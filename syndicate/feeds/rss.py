@@ -14,7 +14,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from syndicate.config import Config
-from syndicate.content.markup import html_escape, plain_text
+from syndicate.content.markup import html_escape, title_text
 from syndicate.content.posts import summary_text
 from syndicate.feeds.feedgen_xml import (
     add_entries,
@@ -51,7 +51,7 @@ def _entry(fe: FeedEntry, post: Post, config: Config) -> None:
     if config.feeds.full_content:
         fe.content(post.html, type="CDATA" if "]]>" not in post.html else None)
     elif not summary:
-        fe.description(_cdata(html_escape(plain_text(post.title))))
+        fe.description(_cdata(html_escape(title_text(post.title))))
     if post.author and post.author.email:
         fe.author(author_dict(post.author.name, post.author.email))
     elif post.author:

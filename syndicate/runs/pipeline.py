@@ -16,10 +16,10 @@ from pathlib import Path
 from syndicate import __version__
 from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import PostCache, code_fingerprint
+from syndicate.content.discover import legacy_key_mapper
 from syndicate.content.lint import lint_post
 from syndicate.content.posts import (
     ReadProgress,
-    legacy_key_mapper,
     markdown_bodies,
     open_cache,
     published,
