@@ -438,3 +438,18 @@ def test_publishing_does_not_import_the_newsletter() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_preview_does_not_create_the_cache(site: Site, invoke: Callable[..., Result]) -> None:
+    """`digest --preview` reads posts in full: it has no use for the per-post cache and
+    leaves none behind (the digest of a run takes its bodies from the cache)."""
+    site.set_config(
+        site.config.read_text("utf-8") + "newsletter:\n  from: 'T <news@blog.syndicate.test>'\n"
+    )
+    site.write_post("a.md", post("A", "2025-05-01", "Body A."))
+    result = invoke(
+        "digest", "--preview", "--config", site.config, "--now", "2025-05-02", cwd=site.root
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "Body A." in (site.public / "newsletter" / "preview.txt").read_text("utf-8")
+    assert not cache_file(site).exists()

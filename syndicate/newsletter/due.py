@@ -35,13 +35,21 @@ def next_digest(
         digest = plan_digest(kept, entered, config, now, last, since)
         if digest is None:
             return None
-        with open_cache(config) as cache:
-            bodies = markdown_bodies(digest.posts, config, cache)
+        bodies = _bodies(digest.posts, config)
         rendered = [_rendered(p, bodies) for p in digest.posts]
         good = [r for r in rendered if r is not None]
         if len(good) == len(rendered):
             return replace(digest, posts=tuple(good))
         broken |= {p.key for p, r in zip(digest.posts, rendered, strict=True) if r is None}
+
+
+def _bodies(posts: Sequence[Post], config: Config) -> dict[str, str]:
+    """The Markdown of the posts that came from the cache without it (a run's posts);
+    posts read in full (a preview's) need nothing, and the cache is not even opened."""
+    if all(post.body for post in posts):
+        return {}
+    with open_cache(config) as cache:
+        return markdown_bodies(posts, config, cache)
 
 
 def _rendered(post: Post, bodies: Mapping[str, str]) -> Post | None:
