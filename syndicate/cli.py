@@ -311,8 +311,7 @@ def run(
     every future post; SIGTERM or SIGINT stop it after the job in flight.
     """
     from syndicate.content.discover import display_path
-    from syndicate.delivery.outbox import newsletter_job
-    from syndicate.runs.pipeline import run_cycle
+    from syndicate.runs.pipeline import newsletter_hook, run_cycle
     from syndicate.runs.schedule import Daemon
 
     config = load_config(config_path)
@@ -329,7 +328,7 @@ def run(
         return
     now = parse_now(now_text, config)
     with locked_store(config, lock_timeout) as store:
-        report = run_cycle(config, now, store, kind="once", hooks=(newsletter_job,))
+        report = run_cycle(config, now, store, kind="once", hooks=(newsletter_hook,))
     echo_cycle(report)
     hook_failures = 0
     for result in report.hook_results:

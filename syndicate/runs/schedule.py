@@ -22,10 +22,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from syndicate.config import Config, cron_trigger_fields
-from syndicate.delivery.outbox import newsletter_job
 from syndicate.errors import LockTimeoutError
 from syndicate.runs.lock import RunLock
-from syndicate.runs.pipeline import CycleReport, lock_path, open_state, run_cycle
+from syndicate.runs.pipeline import CycleReport, lock_path, newsletter_hook, open_state, run_cycle
 from syndicate.state.store import safe_url
 
 log = logging.getLogger("syndicate.daemon")
@@ -134,7 +133,7 @@ class Daemon:
         try:
             with RunLock(lock_path(self.config), self.config.schedule.lock_timeout_seconds):
                 report = run_cycle(
-                    self.config, self.clock(), self.store, kind="daemon", hooks=(newsletter_job,)
+                    self.config, self.clock(), self.store, kind="daemon", hooks=(newsletter_hook,)
                 )
         except LockTimeoutError as exc:
             log.warning("run skipped: %s", exc.message)
