@@ -379,6 +379,7 @@ def test_a_render_time_out_is_not_cached_the_next_run_tries_again(
     assert "posts/slow.md" in second.stderr and "took more than 1 s" in second.stderr
 
 
+@pytest.mark.slow
 def test_the_digest_at_a_run_reads_no_post_again(
     site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -168,6 +168,7 @@ def test_import_skips_bad_rows_with_line_numbers_and_is_idempotent(
 # --- sending over SMTP --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_each_subscriber_gets_the_posts_they_follow_with_list_headers(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -206,6 +207,7 @@ def test_each_subscriber_gets_the_posts_they_follow_with_list_headers(
     assert len(ids) == 2
 
 
+@pytest.mark.slow
 def test_a_digest_is_queued_once_and_never_sent_twice(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -243,6 +245,7 @@ def test_the_same_posts_cannot_make_a_second_digest(tmp_path: Path) -> None:
         queue_digest(store, **{**fields, "key": "k2"})  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_451_is_deferred_and_retried_550_bounces_and_suppresses(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -274,6 +277,7 @@ def test_451_is_deferred_and_retried_550_bounces_and_suppresses(
         assert sink.handler.by_recipient() == {"ok@example.org": 1, "later@example.org": 1}
 
 
+@pytest.mark.slow
 def test_a_4xx_gives_up_after_max_attempts(site: Site, invoke: Callable[..., Result]) -> None:
     handler = SinkHandler(tempfail={"later@example.org"})
     with Sink(handler) as sink:
@@ -292,6 +296,7 @@ def test_a_4xx_gives_up_after_max_attempts(site: Site, invoke: Callable[..., Res
         assert send(invoke, site, "2025-09-02T11:00:00Z").stdout == "nothing to send\n"
 
 
+@pytest.mark.slow
 def test_a_dropped_connection_is_retried_and_nobody_gets_two(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -368,6 +373,7 @@ def test_wrong_password_stops_delivery_and_keeps_the_queue(
     assert db(site).execute("select status from outbox").fetchall() == [("queued",)]
 
 
+@pytest.mark.slow
 def test_untrusted_certificate_is_refused(
     site: Site, invoke: Callable[..., Result], tls: tuple[trustme.CA, Path]
 ) -> None:
@@ -729,6 +735,7 @@ def test_tokens_cannot_be_forged_or_reused(site: Site) -> None:
 # --- the scheduler sends at schedule.newsletter ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_once_sends_the_digest_at_the_newsletter_slot(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -764,6 +771,7 @@ def test_run_once_sends_the_digest_at_the_newsletter_slot(
 # --- regressions found in review ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_non_ascii_address_fails_alone_and_the_others_get_their_mail(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -804,6 +812,7 @@ def email_message(data: bytes):  # type: ignore[no-untyped-def]
     return email.message_from_string(data.decode("utf-8"), policy=email.policy.default)
 
 
+@pytest.mark.slow
 def test_nobody_gets_mail_after_unsubscribing_even_if_it_was_deferred(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -909,6 +918,7 @@ def with_header(data: bytes, line: bytes) -> bytes:
     return head + b"\r\n" + line + b"\r\n\r\n" + body
 
 
+@pytest.mark.slow
 def test_every_message_is_signed_and_an_added_header_breaks_the_signature(
     site: Site, invoke: Callable[..., Result], tmp_path: Path
 ) -> None:
@@ -991,6 +1001,7 @@ def test_the_preview_has_the_headers_of_a_sent_digest(
     assert "unsubscribe?token=preview" in message["List-Unsubscribe"]
 
 
+@pytest.mark.slow
 def test_ehlo_name_is_delivery_smtp_helo_else_this_machines_name(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -1015,6 +1026,7 @@ def test_ehlo_name_is_delivery_smtp_helo_else_this_machines_name(
 # --- internationalised domains ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_idn_domain_goes_as_its_a_label_to_a_server_without_smtputf8(
     site: Site, invoke: Callable[..., Result]
 ) -> None:

@@ -267,6 +267,7 @@ def test_utm_parameters_go_on_site_links_only(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_oversized_digest_is_shrunk_below_gmail_clipping(tmp_path: Path) -> None:
     config = make_config(tmp_path, "newsletter:\n  full_content: true\n  max_posts: 10\n")
     big_body = ("A paragraph of the post that goes on for a while. " * 40 + "\n\n") * 10
@@ -415,6 +416,7 @@ def test_preview_writes_html_text_and_a_complete_message(
     assert "unsubscribe?token=preview" in html_part.get_content()
 
 
+@pytest.mark.slow
 def test_no_digest_when_nothing_is_new(invoke: Callable[..., Result], tmp_path: Path) -> None:
     """The seeds entered the feeds on 2025-08-20 (a run), before the first digest's
     look-back (7 days before 2025-09-01): nothing is new."""

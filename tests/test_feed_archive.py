@@ -94,6 +94,7 @@ def walk(public: Path, subscription: str) -> tuple[list[str], list[str]]:
     return feed_ids, archived
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("subscription", ["feed.xml", "atom.xml"])
 @pytest.mark.parametrize(("count", "size", "limit"), [(120, 50, 50), (100, 20, 20), (7, 3, 5)])
 def test_the_chain_holds_every_post_exactly_once(
@@ -125,6 +126,7 @@ def test_pages_hold_fixed_slices_oldest_first(site: Site, invoke: Callable[..., 
     assert not list(site.public.glob("archive/*.json"))  # JSON Feed has no archives
 
 
+@pytest.mark.slow
 def test_a_new_post_touches_only_the_subscription_feeds_and_the_newest_page(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -147,6 +149,7 @@ def test_a_new_post_touches_only_the_subscription_feeds_and_the_newest_page(
     }
 
 
+@pytest.mark.slow
 def test_a_page_that_fills_up_never_changes_again(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -174,6 +177,7 @@ def test_a_page_that_fills_up_never_changes_again(
     }
 
 
+@pytest.mark.slow
 def test_editing_an_old_post_rewrites_only_its_page(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -194,6 +198,7 @@ def test_editing_an_old_post_rewrites_only_its_page(
     assert "Edited." in next(e for e in page.entries if e.id == url_of(10)).content[0].value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["delete", "back-date"])
 def test_removing_or_back_dating_a_post_shifts_the_pages_after_it(
     change: str, site: Site, invoke: Callable[..., Result]
@@ -220,6 +225,7 @@ def test_removing_or_back_dating_a_post_shifts_the_pages_after_it(
         assert Counter(walk(site.public, subscription)[1]) == Counter(expected)
 
 
+@pytest.mark.slow
 def test_no_archive_until_the_history_outgrows_the_limit(
     site: Site, invoke: Callable[..., Result]
 ) -> None:

@@ -74,6 +74,7 @@ def test_runs_from_two_working_directories_agree(
     assert keys == ["posts/one.md", "posts/sub/two.md"]  # relative to config.yaml's folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("old_form", ["cwd-parent", "absolute", "same"])
 def test_state_written_with_working_directory_keys_is_migrated(
     newsletter_site: Site, invoke: Callable[..., Result], old_form: str
@@ -205,6 +206,7 @@ def test_migration_on_postgresql(
     assert sources == ["posts/sub/two.md\tposts/one.md"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("move", ["rename", "new-folder", "content-folder-moved"])
 def test_a_renamed_or_moved_post_is_not_announced_again(
     newsletter_site: Site, invoke: Callable[..., Result], move: str

@@ -78,6 +78,7 @@ def rows(folder: Path, sql: str) -> list[tuple[object, ...]]:
 # --- what a digest holds, and when its posts are used up (issue 9, items 5 and 6) ----------
 
 
+@pytest.mark.slow
 def test_the_quickstart_leaves_the_first_digest_for_the_first_reader(
     invoke: Callable[..., Result], tmp_path: Path
 ) -> None:
@@ -124,6 +125,7 @@ def test_a_digest_nobody_follows_waits_for_a_reader(
     assert [m["To"] for m in outbox(site.root)] == ["py@example.org"]
 
 
+@pytest.mark.slow
 def test_a_slot_with_nobody_to_send_to_is_spent_the_posts_wait_for_the_next_one(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -145,6 +147,7 @@ def test_a_slot_with_nobody_to_send_to_is_spent_the_posts_wait_for_the_next_one(
     assert "Python news" in html_of(message) and "Rust news" not in html_of(message)
 
 
+@pytest.mark.slow
 def test_send_publishes_first_and_back_dated_posts_reach_the_next_digest(
     site: Site, invoke: Callable[..., Result]
 ) -> None:

@@ -33,6 +33,7 @@ def snapshot(folder: Path) -> dict[Path, tuple[bytes, int]]:
     }
 
 
+@pytest.mark.slow
 def test_time_travel_publish_update_withdraw(site: Site, invoke: Callable[..., Result]) -> None:
     site.write_post("old.md", post("Old", "2025-01-01"))
     site.write_post("future.md", post("Future", "2025-03-01T09:00:00Z"))

@@ -462,6 +462,7 @@ def status_of(site: Site, address: str) -> str:
     return found.status
 
 
+@pytest.mark.slow
 def test_an_old_confirm_link_never_resubscribes_after_unsubscribe_or_bounce(
     client: TestClient, site: Site
 ) -> None:
@@ -564,6 +565,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
         (b'{"email": 1e999999}', JSON, 400),
     ],
 )
+@pytest.mark.slow
 def test_malformed_subscribe_bodies_are_a_clear_4xx(
     site: Site, invoke: Callable[..., Result], body: bytes, headers: dict[str, str], status: int
 ) -> None:
