@@ -20,7 +20,7 @@ from syndicate.models import Subscriber
 from syndicate.newsletter.subscribers import CSVRow, address_key
 from syndicate.state.store import (
     Store,
-    _aware,
+    aware_utc,
     bodies_table,
     digests_table,
     meta_table,
@@ -45,9 +45,9 @@ def _subscriber(row: sa.Row) -> Subscriber:  # type: ignore[type-arg]
         name=row.name,
         status=row.status,
         topics=tuple(t for t in row.topics.split("\t") if t),
-        created_at=_aware(row.created_at),
-        confirmed_at=_aware(row.confirmed_at) if row.confirmed_at else None,
-        unsubscribed_at=_aware(row.unsubscribed_at) if row.unsubscribed_at else None,
+        created_at=aware_utc(row.created_at),
+        confirmed_at=aware_utc(row.confirmed_at) if row.confirmed_at else None,
+        unsubscribed_at=aware_utc(row.unsubscribed_at) if row.unsubscribed_at else None,
     )
 
 
@@ -463,7 +463,7 @@ def waiting_rows(store: Store) -> tuple[int, datetime | None]:
                 o.c.status == DEFERRED
             )
         ).one()
-    return int(count), _aware(first) if first else None
+    return int(count), aware_utc(first) if first else None
 
 
 def queued_bodies(store: Store, body_ids: Iterable[int]) -> dict[int, QueuedBody]:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from syndicate.state.store import (
     Store,
-    _aware,
+    aware_utc,
     digests_table,
     outbox_table,
     posts_table,
@@ -56,7 +56,7 @@ def recent_posts(store: Store, limit: int = 10) -> list[RecentPost]:
     )
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [RecentPost(_aware(row[0]), row.title, row.url) for row in rows]
+    return [RecentPost(aware_utc(row[0]), row.title, row.url) for row in rows]
 
 
 def mailing_status(store: Store) -> MailingStatus:
@@ -83,11 +83,11 @@ def mailing_status(store: Store) -> MailingStatus:
             last = DigestSummary(
                 digest.key,
                 digest.subject,
-                _aware(digest.created_at),
+                aware_utc(digest.created_at),
                 digest.status,
                 {state: n for state, n in outcomes.items() if n},
             )
-    return MailingStatus(subscribers, outbox, _aware(retry) if retry else None, last)
+    return MailingStatus(subscribers, outbox, aware_utc(retry) if retry else None, last)
 
 
 def _counts(

@@ -329,12 +329,12 @@ class Store:
         """The end of the window of the newest digest recorded, if any."""
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(sa.func.max(digests_table.c.until))).scalar()
-        return _aware(value) if value else None
+        return aware_utc(value) if value else None
 
     def last_digest_created_at(self) -> datetime | None:
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(sa.func.max(digests_table.c.created_at))).scalar()
-        return _aware(value) if value else None
+        return aware_utc(value) if value else None
 
     def digested_sources(self) -> set[str]:
         """Sources of every post that was in an earlier digest: never announced twice."""
@@ -397,8 +397,8 @@ class Store:
             RunRecord(
                 id=row.id,
                 kind=row.kind,
-                started_at=_aware(row.started_at),
-                finished_at=_aware(row.finished_at) if row.finished_at else None,
+                started_at=aware_utc(row.started_at),
+                finished_at=aware_utc(row.finished_at) if row.finished_at else None,
                 outcome=row.outcome,
                 published=row.published,
                 updated=row.updated,
@@ -427,10 +427,10 @@ def _post_state(row: sa.Row) -> PostState:  # type: ignore[type-arg]
         url=row.url,
         title=row.title,
         content_hash=row.content_hash,
-        due_at=_aware(row.due_at),
-        first_published_at=_aware(row.first_published_at) if row.first_published_at else None,
-        updated_at=_aware(row.updated_at) if row.updated_at else None,
-        withdrawn_at=_aware(row.withdrawn_at) if row.withdrawn_at else None,
+        due_at=aware_utc(row.due_at),
+        first_published_at=aware_utc(row.first_published_at) if row.first_published_at else None,
+        updated_at=aware_utc(row.updated_at) if row.updated_at else None,
+        withdrawn_at=aware_utc(row.withdrawn_at) if row.withdrawn_at else None,
         status=row.status,
         tags=tuple(t for t in row.tags.split("\t") if t),
         categories=tuple(c for c in row.categories.split("\t") if c),
@@ -445,7 +445,7 @@ def to_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def _aware(value: datetime) -> datetime:
+def aware_utc(value: datetime) -> datetime:
     """SQLite returns naive datetimes; everything we store is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
