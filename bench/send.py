@@ -66,14 +66,15 @@ def make_site(folder: Path, port: int, subscribers: int, connections: int) -> Pa
     import sqlalchemy as sa
 
     from syndicate.config import load_config
-    from syndicate.state.store import Store, subscribers_table
+    from syndicate.state.schema import subscribers_table
+    from syndicate.state.store import Store
 
     store = Store(load_config(path).state_url)
     now = datetime(2025, 8, 1, tzinfo=UTC).replace(tzinfo=None)
     rows = [
         {"email": f"reader{n}@bench.test", "email_key": f"reader{n}@bench.test",
          "name": f"Reader {n}",
-         "status": "active", "topics": "", "created_at": now}
+         "status": "active", "created_at": now}
         for n in range(subscribers)
     ]  # fmt: skip
     with store.engine.begin() as conn:

@@ -464,7 +464,7 @@ def subscribers_add(
     """Add ADDRESS (validated and normalised); an existing address is left as it is."""
     from syndicate.content.markup import clean_line
     from syndicate.newsletter.subscribers import parse_topics
-    from syndicate.state.mail import add_subscriber
+    from syndicate.state.subscribers import add_subscriber
 
     config = load_config(config_path)
     email = checked_address(address, config.subscribers.allow_special_domains)
@@ -488,7 +488,7 @@ def subscribers_add(
 @guarded
 def subscribers_remove(address: str, config_path: Path, debug: bool) -> None:
     """Delete ADDRESS and its delivery history."""
-    from syndicate.state.mail import remove_subscriber
+    from syndicate.state.subscribers import remove_subscriber
 
     with state_store(load_config(config_path)) as store:
         if not remove_subscriber(store, address.strip()):
@@ -507,7 +507,7 @@ def subscribers_remove(address: str, config_path: Path, debug: bool) -> None:
 @guarded
 def subscribers_list(status: str | None, config_path: Path, debug: bool) -> None:
     """One line per subscriber: address, status, name, topics."""
-    from syndicate.state.mail import list_subscribers
+    from syndicate.state.subscribers import list_subscribers
 
     with state_store(load_config(config_path)) as store:
         found = list_subscribers(store, status)
@@ -527,7 +527,7 @@ def subscribers_import(csv_file: Path, config_path: Path, debug: bool) -> None:
     importing the same file again changes nothing; unsubscribed and bounced addresses are
     never re-activated by an import."""
     from syndicate.newsletter.subscribers import parse_subscriber_csv
-    from syndicate.state.mail import import_subscribers
+    from syndicate.state.subscribers import import_subscribers
 
     try:
         text = csv_file.read_text("utf-8-sig")
@@ -558,7 +558,7 @@ def subscribers_export(csv_file: Path, config_path: Path, debug: bool) -> None:
     """Write every subscriber to FILE.csv ('-' for standard output)."""
     from syndicate.newsletter.subscribers import format_subscriber_csv
     from syndicate.output import write_atomic
-    from syndicate.state.mail import list_subscribers
+    from syndicate.state.subscribers import list_subscribers
 
     with state_store(load_config(config_path)) as store:
         text = format_subscriber_csv(list_subscribers(store))
@@ -601,7 +601,7 @@ def send(
     from syndicate.delivery.outbox import check_unsubscribe_url, send_newsletter, summary_lines
     from syndicate.errors import DeliveryStoppedError
     from syndicate.runs.pipeline import run_cycle
-    from syndicate.state.mail import list_subscribers
+    from syndicate.state.subscribers import list_subscribers
 
     config = load_config(config_path)
     require_newsletter(config)

@@ -1293,6 +1293,15 @@ def check_yaml_depth(text: str, loader: type[yaml.SafeLoader]) -> None:
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        # libyaml 0.2.6 stops at ~1,000 levels of flow nesting itself, in its scanner, which
+        # reads ahead of our count: the same limit, said the same way whichever comes first.
+        if "exceeded maximum nesting depth" not in (exc.problem or ""):
+            raise
+        raise YAMLLimitError(
+            problem=f"values nested more than {MAX_YAML_DEPTH} levels deep",
+            problem_mark=exc.problem_mark,
+        ) from None
     finally:
         parser.dispose()
 

@@ -73,7 +73,8 @@ def make_site(folder: Path, port: int, messages: int, connections: int, rate: fl
     import sqlalchemy as sa
 
     from syndicate.config import load_config
-    from syndicate.state.store import Store, subscribers_table
+    from syndicate.state.schema import subscribers_table
+    from syndicate.state.store import Store
 
     config = (
         (ROOT / "config.yaml").read_text().replace("paths: [seeds]", f"paths: [{ROOT / 'seeds'}]")
@@ -90,7 +91,7 @@ def make_site(folder: Path, port: int, messages: int, connections: int, rate: fl
     created = datetime(2025, 8, 1, tzinfo=UTC).replace(tzinfo=None)
     rows = [
         {"email": f"r{n:05d}@kill.test", "email_key": f"r{n:05d}@kill.test", "name": "",
-         "status": "active", "topics": "", "created_at": created}
+         "status": "active", "created_at": created}
         for n in range(messages)
     ]  # fmt: skip
     with store.engine.begin() as conn:

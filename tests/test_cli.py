@@ -122,16 +122,16 @@ def test_status_lists_recent_posts_the_mailing_list_the_outbox_and_the_last_dige
     db = sqlite3.connect(site.root / "state" / "syndicate.db")
     with db:
         db.execute(
-            "insert into subscribers (id, email, email_key, name, status, topics, created_at) values "
-            "(1, 'a@x.org','a@x.org','','active','','2025-05-01'),"
-            "(2, 'b@x.org','b@x.org','','active','','2025-05-01'),"
-            "(3, 'c@x.org','c@x.org','','pending','','2025-05-01'),"
-            "(4, 'd@x.org','d@x.org','','bounced','','2025-05-01')"
+            "insert into subscribers (id, email, email_key, name, status, created_at) values "
+            "(1, 'a@x.org','a@x.org','','active','2025-05-01'),"
+            "(2, 'b@x.org','b@x.org','','active','2025-05-01'),"
+            "(3, 'c@x.org','c@x.org','','pending','2025-05-01'),"
+            "(4, 'd@x.org','d@x.org','','bounced','2025-05-01')"
         )
         db.execute(
             "insert into digests (id, key, posts_hash, created_at, since, until, subject, "
-            "post_sources, status) values (100, '2025-05-21-post-12','h','2025-05-21 08:00:00',"
-            "'2025-05-14','2025-05-21','Test Site: 12 new posts','','queued')"
+            "status) values (100, '2025-05-21-post-12','h','2025-05-21 08:00:00',"
+            "'2025-05-14','2025-05-21','Test Site: 12 new posts','queued')"
         )
         db.execute(
             "insert into digest_bodies (id, digest_id, variant, subject, html, text) "

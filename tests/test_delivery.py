@@ -23,7 +23,7 @@ from syndicate.delivery.transport import FileTransport, SMTPTransport
 from syndicate.errors import DigestExistsError, TokenError
 from syndicate.newsletter.compose import MessageTemplate, header_value
 from syndicate.newsletter.tokens import sign_token, verify_token
-from syndicate.state.mail import queue_digest
+from syndicate.state.digests import queue_digest
 from syndicate.state.store import Store
 
 from .conftest import SITE_CONFIG, Result, Site, post, run_subprocess
@@ -817,7 +817,7 @@ def test_nobody_gets_mail_after_unsubscribing_even_if_it_was_deferred(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
     from syndicate.config import load_config
-    from syndicate.state.mail import find_subscriber, set_status
+    from syndicate.state.subscribers import find_subscriber, set_status
 
     handler = SinkHandler(tempfail={"later@example.org"})
     with Sink(handler) as sink:
@@ -1072,7 +1072,7 @@ def test_no_mail_after_an_unsubscribe_returns_even_mid_send(
     import time
 
     from syndicate.config import load_config
-    from syndicate.state.mail import find_subscriber, set_status
+    from syndicate.state.subscribers import find_subscriber, set_status
 
     readers = [f"r{n:02d}@example.org" for n in range(6)]
     gone = ["y-imported@example.org", "z-removed@example.org"]

@@ -42,8 +42,15 @@ def db(site: Site) -> sqlite3.Connection:
 
 
 def digests(site: Site) -> list[str]:
+    """Each digest's announced posts, tab-joined in their order."""
     with db(site) as conn:
-        return [row[0] for row in conn.execute("SELECT post_sources FROM digests ORDER BY id")]
+        rows = conn.execute(
+            "SELECT digest_id, source FROM digest_posts ORDER BY digest_id, position"
+        )
+        joined: dict[int, list[str]] = {}
+        for digest_id, source in rows:
+            joined.setdefault(digest_id, []).append(source)
+    return ["\t".join(sources) for _, sources in sorted(joined.items())]
 
 
 def outbox(site: Site) -> list[Path]:
@@ -91,10 +98,8 @@ def test_state_written_with_working_directory_keys_is_migrated(
     }[old_form]
     with db(site) as conn:
         for (key,) in conn.execute("SELECT source FROM posts").fetchall():
-            conn.execute("UPDATE posts SET source = ? WHERE source = ?", (old(key), key))
-        for digest_id, sources in conn.execute("SELECT id, post_sources FROM digests").fetchall():
-            mapped = "\t".join(old(s) for s in sources.split("\t"))
-            conn.execute("UPDATE digests SET post_sources = ? WHERE id = ?", (mapped, digest_id))
+            for table in ("posts", "post_tags", "post_categories", "digest_posts"):
+                conn.execute(f"UPDATE {table} SET source = ? WHERE source = ?", (old(key), key))  # noqa: S608 - fixed names
         conn.execute("DELETE FROM syndicate_meta WHERE key = 'post_keys'")
 
     again = run_from(invoke, site.root, "config.yaml", NEXT_SLOT)
@@ -124,7 +129,7 @@ def test_duplicate_rows_left_by_the_bug_are_merged(
     with db(site) as conn:
         conn.execute(
             "INSERT INTO posts SELECT ? || source, post_id, url, title, content_hash, due_at, "
-            "first_published_at, updated_at, withdrawn_at, 'withdrawn', tags, categories "
+            "first_published_at, updated_at, withdrawn_at, 'withdrawn' "
             "FROM posts",
             (f"{site.root}/",),
         )
@@ -192,7 +197,7 @@ def test_migration_on_postgresql(
             sa.text("UPDATE posts SET source = :root || source"), {"root": f"{site.root}/"}
         )
         conn.execute(
-            sa.text("UPDATE digests SET post_sources = REPLACE(post_sources, 'posts/', :p)"),
+            sa.text("UPDATE digest_posts SET source = REPLACE(source, 'posts/', :p)"),
             {"p": f"{str(site.root).lstrip('/')}/posts/"},
         )
         conn.execute(sa.text("DELETE FROM syndicate_meta WHERE key = 'post_keys'"))
@@ -200,10 +205,13 @@ def test_migration_on_postgresql(
     assert_no_churn(again)
     with engine.connect() as conn:
         keys = sorted(conn.execute(sa.text("SELECT source FROM posts")).scalars())
-        sources = conn.execute(sa.text("SELECT post_sources FROM digests")).scalars().all()
+        sources = conn.execute(
+            sa.text("SELECT source FROM digest_posts ORDER BY digest_id, position")
+        ).scalars()
+        announced = list(sources)
     engine.dispose()
     assert keys == ["posts/one.md", "posts/sub/two.md"]
-    assert sources == ["posts/sub/two.md\tposts/one.md"]
+    assert announced == ["posts/sub/two.md", "posts/one.md"]
 
 
 @pytest.mark.slow

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
-from syndicate.state.mail import find_subscriber, set_status
 from syndicate.state.store import Store
+from syndicate.state.subscribers import find_subscriber, set_status
 from syndicate.web.app import create_app
 
 from .conftest import SITE_CONFIG, Result, Site, post

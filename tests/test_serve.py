@@ -22,8 +22,13 @@ from starlette.testclient import TestClient
 
 from syndicate.config import Config, load_config
 from syndicate.newsletter.tokens import sign_confirm_token, sign_token
-from syndicate.state.mail import add_subscriber, find_subscriber, list_subscribers, set_status
 from syndicate.state.store import Store
+from syndicate.state.subscribers import (
+    add_subscriber,
+    find_subscriber,
+    list_subscribers,
+    set_status,
+)
 from syndicate.web.app import create_app
 
 from .conftest import SITE_CONFIG, Result, Site, post

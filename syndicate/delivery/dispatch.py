@@ -23,7 +23,8 @@ from syndicate.errors import (
 from syndicate.models import Digest
 from syndicate.newsletter.compose import MessageTemplate, Prepared, ascii_address, dkim_signer
 from syndicate.newsletter.tokens import sign_token
-from syndicate.state.mail import (
+from syndicate.state.digests import queued_bodies
+from syndicate.state.outbox import (
     BOUNCED,
     DEFERRED,
     FAILED,
@@ -32,10 +33,9 @@ from syndicate.state.mail import (
     OutboxRow,
     claim_row,
     mark_row,
-    queued_bodies,
-    set_status,
 )
 from syndicate.state.store import Store
+from syndicate.state.subscribers import set_status
 
 SendProgress = Callable[[int, int], None]  # (messages just finished, total)
 StopReason = tuple[str, str | None, int | None]  # (message, hint, SMTP code)

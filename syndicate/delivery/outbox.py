@@ -44,24 +44,22 @@ from syndicate.newsletter.plan import archive_url, plan_digest
 from syndicate.newsletter.render import render_digest
 from syndicate.newsletter.subscribers import wants
 from syndicate.newsletter.tokens import load_secret
-from syndicate.state.mail import (
+from syndicate.state.digests import (
     ARCHIVE_VARIANT,
     QueuedBody,
     QueuedRecipient,
     archived_digest_keys,
-    cancel_for_inactive,
     digest_exists,
-    due_rows,
-    finish_digests,
-    list_subscribers,
+    last_digest_created_at,
     load_archive_body,
     queue_digest,
     set_slot_handled_at,
     slot_handled_at,
     unique_digest_key,
-    waiting_rows,
 )
+from syndicate.state.outbox import cancel_for_inactive, due_rows, finish_digests, waiting_rows
 from syndicate.state.store import Store
+from syndicate.state.subscribers import list_subscribers
 from syndicate.words import counted
 
 
@@ -347,7 +345,7 @@ def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
     from syndicate.config import cron_trigger_fields
 
     trigger = CronTrigger(**cron_trigger_fields(expression), timezone=config.site.tz)
-    handled = [t for t in (store.last_digest_created_at(), slot_handled_at(store)) if t]
+    handled = [t for t in (last_digest_created_at(store), slot_handled_at(store)) if t]
     start = max(handled) if handled else now - timedelta(days=7)
     slot = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
     return slot is not None and slot <= now

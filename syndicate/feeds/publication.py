@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from syndicate.models import Post
-from syndicate.state.store import PostState
+from syndicate.state.posts import PostState
 
 
 @dataclass(frozen=True, slots=True)

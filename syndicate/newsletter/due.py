@@ -12,7 +12,9 @@ from syndicate.config import Config
 from syndicate.content.posts import markdown_bodies, open_cache, published, render_or_diagnose
 from syndicate.models import Digest, Post
 from syndicate.newsletter.plan import plan_digest
-from syndicate.state.store import PostState, Store
+from syndicate.state.digests import digested_sources, last_digest_at
+from syndicate.state.posts import PostState, load_post_states
+from syndicate.state.store import Store
 
 
 def next_digest(
@@ -26,9 +28,9 @@ def next_digest(
     one that an earlier digest already announced (what `send` queues and `digest
     --preview` shows). A post no run has published yet counts as entering the feeds at
     `now`: `send` publishes it first; a preview shows what that would do."""
-    announced = store.digested_sources()
+    announced = digested_sources(store)
     ready = [p for p in published(posts, now) if p.key not in announced]
-    entered, last = entered_feeds_at(ready, store.post_states(), now), store.last_digest_at()
+    entered, last = entered_feeds_at(ready, load_post_states(store), now), last_digest_at(store)
     broken: set[str] = set()  # posts that cannot be rendered (the feeds step reports them)
     while True:
         kept = [p for p in ready if p.key not in broken]

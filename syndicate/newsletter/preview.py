@@ -12,6 +12,7 @@ from syndicate.models import Post
 from syndicate.newsletter.compose import compose_preview
 from syndicate.newsletter.due import next_digest
 from syndicate.newsletter.render import TOKEN_PLACEHOLDER, render_digest
+from syndicate.state.digests import last_digest_at
 from syndicate.state.store import Store
 
 PREVIEW_TOKEN = "preview"  # noqa: S105 - stands in for a subscriber's token in previews
@@ -30,7 +31,7 @@ def preview_digest(
     """The files of the digest that is due now; nothing is published, recorded or sent."""
     planned = next_digest(posts, store, config, now, since)
     if planned is None:
-        last = store.last_digest_at()
+        last = last_digest_at(store)
         lookback = timedelta(days=config.newsletter.first_lookback_days)
         return Preview(since or last or now - lookback)
     rendered = render_digest(planned, config)

@@ -9,6 +9,8 @@ from datetime import datetime
 from syndicate.config import Config
 from syndicate.content.posts import read_posts, scheduled
 from syndicate.runs.schedule import next_fire_times
+from syndicate.state.posts import load_post_states
+from syndicate.state.runs import recent_runs
 from syndicate.state.status import MailingStatus, mailing_status, recent_posts
 from syndicate.state.store import Store
 
@@ -23,7 +25,7 @@ def status_lines(config: Config, store: Store, now: datetime) -> list[str]:
         return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "-"
 
     catalog = read_posts(config)
-    live = [s for s in store.post_states().values() if s.status == "published"]
+    live = [s for s in load_post_states(store).values() if s.status == "published"]
     upcoming = scheduled(catalog.posts, now)
     drafts = sum(1 for p in catalog.posts if p.draft)
     lines = [f"posts: {len(live)} published, {len(upcoming)} scheduled, {drafts} drafts"]
@@ -45,7 +47,7 @@ def status_lines(config: Config, store: Store, now: datetime) -> list[str]:
 
 def run_lines(store: Store, when: When) -> list[str]:
     """The last five runs and what each did."""
-    runs = store.recent_runs(5)
+    runs = recent_runs(store, 5)
     lines = ["last runs:" if runs else "last runs: none yet"]
     for record in runs:
         counts = (

@@ -36,6 +36,8 @@ from syndicate.feeds.websub import ping_hub
 from syndicate.models import Catalog, FeedSpec, HookResult, Post, ReportLine
 from syndicate.output import current_feeds, outputs_intact, write_outputs
 from syndicate.resources import read_template
+from syndicate.state.posts import load_post_states, migrate_post_keys, save_post_states
+from syndicate.state.runs import fail_run, finish_run, mark_interrupted, start_run
 from syndicate.state.store import Store
 from syndicate.workers import parallel_imap, parallel_map
 
@@ -320,12 +322,12 @@ def run_cycle(
     records them as published. A run killed in between is simply redone by the next run,
     which finds the same changes and rewrites identical bytes.
     """
-    store.mark_interrupted(now)
-    run_id = store.start_run(kind, now)
+    mark_interrupted(store, now)
+    run_id = start_run(store, kind, now)
     try:
         report = _publish(config, now, store, run_id)
     except BaseException as exc:
-        store.fail_run(run_id, now, f"{type(exc).__name__}: {exc}")
+        fail_run(store, run_id, now, f"{type(exc).__name__}: {exc}")
         raise
     posts = report.posts
     return replace(
@@ -340,7 +342,7 @@ def _publish(config: Config, now: datetime, store: Store, run_id: int) -> CycleR
     with open_cache(config) as cache:
         catalog = read_posts(config, cache=cache)
         ready = published(catalog.posts, now)
-        known = store.post_states()
+        known = load_post_states(store)
         changes = diff_publication(ready, known, now)
         written, removed, failures = update_feeds(ready, config, changes.any, cache)
     if failures:  # left out of the feeds: not published either
@@ -349,8 +351,8 @@ def _publish(config: Config, now: datetime, store: Store, run_id: int) -> CycleR
     diagnostics = catalog.diagnostics + tuple(failures.values())
     errors = count_errors(diagnostics)
     with store.transaction() as conn:
-        store.save_post_states(conn, changes.states)
-        store.finish_run(
+        save_post_states(conn, changes.states)
+        finish_run(
             conn,
             run_id,
             now,
@@ -429,7 +431,7 @@ def open_state(config: Config) -> Store:
     """The state database, its post keys migrated to the current form (once)."""
     store = Store(config.state_url)
     try:
-        store.migrate_post_keys(lambda: legacy_key_mapper(config))
+        migrate_post_keys(store, lambda: legacy_key_mapper(config))
     except BaseException:
         store.close()
         raise

@@ -8,14 +8,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from syndicate.state.store import (
-    Store,
-    aware_utc,
-    digests_table,
-    outbox_table,
-    posts_table,
-    subscribers_table,
-)
+from syndicate.state.schema import digests_table, outbox_table, posts_table, subscribers_table
+from syndicate.state.store import Store, aware_utc
 
 SUBSCRIBER_STATUSES = ("active", "pending", "unsubscribed", "bounced")
 OUTBOX_STATES = ("queued", "sending", "deferred", "sent", "bounced", "failed", "cancelled")

@@ -32,14 +32,14 @@ from syndicate.newsletter.tokens import (
     verify_confirm_token,
     verify_token,
 )
-from syndicate.state.mail import (
+from syndicate.state.store import Store
+from syndicate.state.subscribers import (
     add_subscriber,
     confirm_pending,
     get_subscriber,
     renew_pending,
     set_status,
 )
-from syndicate.state.store import Store
 from syndicate.web.requests import is_text
 
 log = logging.getLogger("syndicate.serve")

@@ -1,0 +1,178 @@
+"""The outbox: one row per digest and recipient, written before anything is sent; each
+row then moves queued -> sending -> sent (or deferred / bounced / failed / cancelled),
+one commit per step (see delivery/outbox.py for why that order is crash-safe)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from syndicate.state.schema import digests_table, outbox_table, subscribers_table
+from syndicate.state.store import Store, aware_utc, to_utc
+
+# Outbox row states.
+QUEUED, SENDING, SENT, DEFERRED, BOUNCED, FAILED, CANCELLED = (
+    "queued", "sending", "sent", "deferred", "bounced", "failed", "cancelled",
+)  # fmt: skip
+OPEN = (QUEUED, SENDING, DEFERRED)  # not final: may still be sent
+
+# How long an unsubscribe waits for a message to that address already in an SMTP
+# transaction (claimed before the request came) to finish: see wait_in_flight.
+IN_FLIGHT_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    digest_id: int
+    digest_key: str
+    subscriber_id: int
+    email: str
+    name: str
+    status: str
+    attempts: int
+    body_id: int
+
+
+def cancel_unsent(conn: sa.Connection, subscriber_id: int) -> None:
+    """Queued and deferred rows of this subscriber will never be sent. A row `sending` is
+    left alone: it is either in flight (wait_in_flight) or left by a killed run, and then
+    claim_row refuses it, since the subscriber is no longer active."""
+    o = outbox_table
+    conn.execute(
+        sa.update(o)
+        .where(o.c.subscriber_id == subscriber_id, o.c.status.in_((QUEUED, DEFERRED)))
+        .values(status=CANCELLED, last_response="subscriber no longer active")
+    )
+
+
+def wait_in_flight(
+    store: Store, subscriber_id: int, timeout: float = IN_FLIGHT_WAIT_SECONDS
+) -> bool:
+    """Wait until no row of this subscriber is `sending`, at most `timeout` seconds.
+
+    A row claimed before the unsubscribe committed may be mid-transaction with the SMTP
+    server; waiting for it means that when an unsubscribe returns, nothing more reaches
+    the address. A row left `sending` by a killed run never finishes: the wait gives up
+    after `timeout` (that row is never resent: claim_row checks the subscriber).
+    -> whether nothing was in flight any more."""
+    o = outbox_table
+    query = sa.select(sa.func.count()).where(
+        o.c.subscriber_id == subscriber_id, o.c.status == SENDING
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        with store.engine.connect() as conn:
+            if not conn.execute(query).scalar():
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+def cancel_for_inactive(store: Store) -> int:
+    """Unsent rows of subscribers who unsubscribed (or bounced) since they were queued are
+    cancelled: nobody gets mail after saying stop."""
+    o, s = outbox_table, subscribers_table
+    inactive = sa.select(s.c.id).where(s.c.status != "active")
+    with store.engine.begin() as conn:
+        result = conn.execute(
+            sa.update(o)
+            .where(o.c.status.in_(OPEN), o.c.subscriber_id.in_(inactive))
+            .values(status=CANCELLED, last_response="subscriber no longer active")
+        )
+        return int(result.rowcount or 0)
+
+
+def due_rows(store: Store, now: datetime) -> list[OutboxRow]:
+    """Rows to send now: queued, in doubt (`sending` when we hold the lock), or deferred
+    whose retry time has come; oldest digest first."""
+    o, d = outbox_table, digests_table
+    query = (
+        sa.select(o, d.c.key.label("digest_key"))
+        .join(d, d.c.id == o.c.digest_id)
+        .where(
+            sa.or_(
+                o.c.status.in_((QUEUED, SENDING)),
+                sa.and_(o.c.status == DEFERRED, o.c.next_attempt_at <= to_utc(now)),
+            )
+        )
+        .order_by(o.c.digest_id, o.c.id)
+    )
+    with store.engine.connect() as conn:
+        return [
+            OutboxRow(
+                id=row.id,
+                digest_id=row.digest_id,
+                digest_key=row.digest_key,
+                subscriber_id=row.subscriber_id,
+                email=row.email,
+                name=row.name,
+                status=row.status,
+                attempts=row.attempts,
+                body_id=row.body_id,
+            )
+            for row in conn.execute(query)
+        ]
+
+
+def claim_row(store: Store, row_id: int, attempts: int) -> bool:
+    """Mark a row `sending`, in the same statement that checks it is still open and its
+    subscriber still active. An unsubscribe either committed before (the row is cancelled
+    or its subscriber inactive: not claimed, and cancelled here) or waits for this message
+    (wait_in_flight). -> whether the row is ours to send."""
+    o, s = outbox_table, subscribers_table
+    still_open = o.c.status.in_(OPEN)
+    active = sa.exists(sa.select(s.c.id).where(s.c.id == o.c.subscriber_id, s.c.status == "active"))
+    with store.engine.begin() as conn:
+        claimed = conn.execute(
+            sa.update(o)
+            .where(o.c.id == row_id, still_open, active)
+            .values(status=SENDING, attempts=attempts)
+        ).rowcount
+        if claimed:
+            return True
+        conn.execute(
+            sa.update(o)
+            .where(o.c.id == row_id, still_open)
+            .values(status=CANCELLED, last_response="subscriber no longer active")
+        )
+    return False
+
+
+def waiting_rows(store: Store) -> tuple[int, datetime | None]:
+    """Deferred rows waiting for their retry: how many, and the earliest retry time."""
+    o = outbox_table
+    with store.engine.connect() as conn:
+        count, first = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(o.c.next_attempt_at)).where(
+                o.c.status == DEFERRED
+            )
+        ).one()
+    return int(count), aware_utc(first) if first else None
+
+
+def mark_row(store: Store, row_id: int, status: str, **values: object) -> None:
+    """One state change of one outbox row, committed at once."""
+    for key in ("next_attempt_at", "sent_at"):
+        if key in values and values[key] is not None:
+            values[key] = to_utc(values[key])  # type: ignore[arg-type]
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(outbox_table)
+            .where(outbox_table.c.id == row_id)
+            .values(status=status, **values)
+        )
+
+
+def finish_digests(store: Store) -> None:
+    """A digest whose rows are all final (sent, bounced, failed) is `sent`."""
+    o, d = outbox_table, digests_table
+    open_rows = sa.select(o.c.id).where(o.c.digest_id == d.c.id, o.c.status.in_(OPEN))
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(d).where(d.c.status == "queued", ~sa.exists(open_rows)).values(status="sent")
+        )
