@@ -211,3 +211,34 @@ def test_the_limits_come_from_delivery_domains(tmp_path: Path) -> None:
         "example.org",
         DomainLimit("default", (), 3, 0.0),
     )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_row_is_handed_out_exactly_once_whatever_the_answers(seed: int) -> None:
+    """Random answers (a third of them throttle answers) on a random clock, over three
+    lanes with different limits: each row is sent or held exactly once, and no lane ever
+    has more transactions in flight than its (current) connections."""
+    import random
+
+    rng = random.Random(seed)  # noqa: S311 - a reproducible series, not a secret
+    addresses = [
+        f"r{n}@{rng.choice(['gmail.com', 'googlemail.com', 'a.org', 'b.net'])}" for n in range(60)
+    ]
+    t = throttle(*addresses, jitter=rng.random(), pause_seconds=rng.choice([0.5, 3, 30]))
+    now, in_flight, seen = 0.0, [], []
+    while True:
+        pick = t.take(now)
+        if pick.done and not in_flight:
+            break
+        if pick.row is not None:
+            lane = t.state(t.lane_name(pick.row))
+            assert lane.in_flight <= lane.connections(4)
+            in_flight.append(pick.row)
+            seen.append(pick.row.id)
+        seen.extend(h.row.id for h in pick.held)
+        if in_flight and (pick.row is None or rng.random() < 0.5):
+            row = in_flight.pop(rng.randrange(len(in_flight)))
+            outcome = rng.choice([SENT, SENT, THROTTLED, OTHER])
+            t.answered(row, now, outcome, SLOW_421)
+        now += rng.choice([0.0, 0.1, 1.0, pick.wait])
+    assert sorted(seen) == list(range(1, 61))

@@ -236,8 +236,11 @@ class _Dispatcher:
     def hold(self, held: Sequence[Held]) -> None:
         """Rows of a destination still paused when nothing else is left, never tried:
         deferred to the pause's end, their attempts unchanged. Claimed first, in the
-        statement that checks the subscriber is still active, as a send would be."""
+        statement that checks the subscriber is still active, as a send would be. Not
+        once the run is gone: its successor may be sending these rows already."""
         for item in held:
+            if self.parent_gone():
+                return  # the rest stay as they were (queued or deferred), untouched
             row = item.row
             with self.db_lock:
                 if not claim_row(self.batch.store, row.id, row.attempts + 1):

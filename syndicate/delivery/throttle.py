@@ -182,7 +182,7 @@ class Throttle:
         """The outcome of a row `take` handed out (SENT, THROTTLED or OTHER).
         -> for how many more seconds its lane is paused (0 when it is not)."""
         with self.lock:
-            lane = self.lanes[self._lane_name(row)]
+            lane = self.lanes[self.lane_name(row)]
             lane.in_flight -= 1
             if outcome == THROTTLED:
                 self._slow_down(lane, now, answer)
@@ -204,7 +204,8 @@ class Throttle:
         lane.paused_until = now + pause
         lane.next_slot = max(lane.next_slot, lane.paused_until)
 
-    def _lane_name(self, row: OutboxRow) -> str:
+    def lane_name(self, row: OutboxRow) -> str:
+        """The destination a row goes to: its domain's group, else the domain."""
         return self.limits.destination(recipient_domain(row.email))[0]
 
     def state(self, lane: str) -> Lane:
