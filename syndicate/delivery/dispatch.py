@@ -1,7 +1,8 @@
 """Working through a batch of outbox rows over `connections` parallel SMTP connections:
 each worker (a thread of a concurrent.futures pool) reuses one connection across its
 rows, claims each row just before its transaction and records the outcome right after
-(see outbox.py for why that order is crash-safe)."""
+(see outbox.py for why that order is crash-safe). The rows come from the throttle
+(throttle.py), which spaces them per destination and holds back a paused one's."""
 
 from __future__ import annotations
 
