@@ -63,6 +63,7 @@ _KINDS: dict[str, type | tuple[type, ...]] = {
     "float": (int, float),
     "tuple[str, ...]": list,
     "tuple[Path, ...]": list,
+    "DomainLimits": dict,
 }
 
 
@@ -413,6 +414,51 @@ _DKIM_DOC = (
 
 
 @dataclass(frozen=True, slots=True)
+class DomainLimit:
+    """The limits of one destination: a recipient domain, a group of domains that share
+    one provider's limits (an MX group such as gmail.com + googlemail.com), or `default`
+    (each other domain, on its own). 0 = no limit of its own (the overall ones apply)."""
+
+    name: str
+    domains: tuple[str, ...]  # normalised (lower case, A-labels); () for default
+    connections: int = 0
+    rate_per_second: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DomainLimits:
+    """`delivery.domains`: the default limits and the named domains and groups."""
+
+    default: DomainLimit = DomainLimit("default", ())
+    named: tuple[DomainLimit, ...] = ()
+
+    def destination(self, domain: str) -> tuple[str, DomainLimit]:
+        """-> the destination a (normalised) recipient domain belongs to (a group's name,
+        else the domain itself) and its limits."""
+        for entry in self.named:
+            if domain in entry.domains:
+                return entry.name, entry
+        return domain, self.default
+
+
+def normal_domain(domain: str) -> str | None:
+    """A domain as throttling compares it: lower case, no final dot, A-labels
+    (`Exämple.ORG` -> `xn--exmple-cua.org`). None when it is no valid domain name."""
+    domain = domain.strip().rstrip(".").lower()
+    if not domain.isascii():
+        import idna  # email-validator's own dependency: the same IDNA 2008 it applies
+
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            return None
+    return domain if _DOMAIN.fullmatch(domain) else None
+
+
+_DOMAIN = re.compile(r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryConfig:
     transport: str = key(  # smtp | file
         "file",
@@ -429,6 +475,30 @@ class DeliveryConfig:
         " `failed`.",
     )
     retry_base_seconds: int = key(300, low=1, doc="The first retry delay.")
+    domains: DomainLimits = key(
+        {},
+        shown="none (only `delivery.smtp`'s overall limits)",
+        doc="Limits per recipient domain and per group of domains that share one"
+        " provider's limits (MX groups), e.g. `{default: {connections: 4, rate_per_second:"
+        " 10}, google: {domains: [gmail.com, googlemail.com], connections: 2,"
+        " rate_per_second: 5}, yahoo.com: {rate_per_second: 2}}`. Each entry takes"
+        " `connections` (1 to 100: transactions in flight at once) and `rate_per_second`"
+        " (`0` = none of its own); an entry with `domains:` is a group (its name is a label),"
+        " one without is the domain it names; `default` applies to every other domain, each"
+        " on its own. `delivery.smtp.connections` and `rate_per_second` stay the overall"
+        " limits. See [throttling](#throttling-per-destination).",
+    )
+    throttle_pause_seconds: float = key(
+        30,
+        low=0.1,
+        doc="A `421` or a `4.7.x` answer for one destination pauses it (only it) this long,"
+        " doubled at each further one (with jitter: ×0.5 to 1), and halves its rate.",
+    )
+    throttle_max_pause_seconds: float = key(
+        3600,
+        low=0.1,
+        doc="The longest such pause (at least `throttle_pause_seconds`).",
+    )
     dkim: DKIMConfig | None = key(
         doc="",
         keys={
@@ -533,7 +603,13 @@ class Config:
 SCHEMA: _Schema = schema_of(Config)
 
 
-_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", list: "a list"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "a whole number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 class _Problems:
@@ -1011,6 +1087,7 @@ def _delivery(
         dkim_config = DKIMConfig(
             dkim["selector"], dkim["domain"], (root / dkim["key_file"]).resolve()
         )
+    _check_pauses(section, problems)
     host = urlsplit(site_url).hostname or "localhost"
     ca_file = (root / smtp["ca_file"]).resolve() if smtp["ca_file"] else None
     return _section(
@@ -1020,7 +1097,110 @@ def _delivery(
         smtp=_section(SMTPConfig, smtp, ca_file=ca_file),
         dkim=dkim_config,
         list_id=section["list_id"] or f"newsletter.{host}",
+        domains=_domain_limits(section["domains"], problems),
     )
+
+
+_DOMAIN_ENTRY: _Schema = {
+    "domains": _Key(list, None, item=str),
+    "connections": _Key(int, None, low=1, high=100),
+    "rate_per_second": _Key((int, float), None, low=0),
+}
+_GROUP_EXAMPLE = "e.g. google: {domains: [gmail.com, googlemail.com], connections: 2}"
+
+
+def _domain_limits(raw: dict[str, Any], problems: _Problems) -> DomainLimits:
+    """`delivery.domains`: `default`, domains and groups, each checked like a section (its
+    keys, types, bounds, did-you-mean), every domain in at most one entry."""
+    default = DomainLimit("default", ())
+    named: list[DomainLimit] = []
+    owner: dict[str, str] = {}  # domain -> the entry that names it
+    for name, value in raw.items():
+        where = f"delivery.domains.{name}"
+        if not isinstance(value, dict):
+            problems.add(
+                where,
+                f"expected a mapping of {', '.join(_DOMAIN_ENTRY)}, got {_describe(value)}",
+                "e.g. {connections: 2, rate_per_second: 5}",
+            )
+            continue
+        values = _check(value, _DOMAIN_ENTRY, where + ".", problems)
+        entry = _domain_entry(str(name), values, where, problems)
+        if entry is None:
+            continue
+        if entry.name == "default":
+            default = entry
+            continue
+        for domain in entry.domains:
+            if domain in owner:
+                problems.add(
+                    where,
+                    f"{domain} is already in delivery.domains.{owner[domain]}",
+                    "a domain belongs to one entry: remove it from one of them",
+                )
+            owner.setdefault(domain, entry.name)
+        named.append(entry)
+    return DomainLimits(default, tuple(named))
+
+
+def _domain_entry(
+    name: str, values: dict[str, Any], where: str, problems: _Problems
+) -> DomainLimit | None:
+    """One type-checked entry of `delivery.domains` -> its domains and limits (None when
+    unusable: the problem is reported)."""
+    listed = values.get("domains")
+    limits: dict[str, Any] = {
+        "connections": values.get("connections") or 0,
+        "rate_per_second": float(values.get("rate_per_second") or 0),
+    }
+    if name == "default":
+        if listed is None:
+            return DomainLimit(name, (), **limits)
+        problems.add(
+            f"{where}.domains",
+            "default applies to every domain named nowhere else; it takes no domains list",
+            "make a group of these domains instead, " + _GROUP_EXAMPLE,
+        )
+        return None
+    if listed is None:
+        domain = normal_domain(name)
+        if domain is None:
+            problems.add(
+                where,
+                f"{show_value(name)} is neither a domain name nor a group (a group needs"
+                " a domains: list)",
+                _GROUP_EXAMPLE,
+            )
+            return None
+        return DomainLimit(domain, (domain,), **limits)
+    if normal_domain(name) is not None:
+        problems.add(
+            where,
+            "a group's name is a label, not a domain (it would not count as one of its domains)",
+            f"name the group (e.g. google) and list {name} in its domains",
+        )
+        return None
+    domains = [normal_domain(item) for item in listed]
+    for item, domain in zip(listed, domains, strict=True):
+        if domain is None:
+            problems.add(
+                f"{where}.domains",
+                f"{show_value(item)} is not a domain name",
+                "write the part after the @, e.g. gmail.com",
+            )
+    if not listed:
+        problems.add(f"{where}.domains", "must list at least one domain", _GROUP_EXAMPLE)
+    return DomainLimit(name, tuple(dict.fromkeys(d for d in domains if d)), **limits)
+
+
+def _check_pauses(section: dict[str, Any], problems: _Problems) -> None:
+    if section["throttle_max_pause_seconds"] < section["throttle_pause_seconds"]:
+        problems.add(
+            "delivery.throttle_max_pause_seconds",
+            f"must be at least delivery.throttle_pause_seconds"
+            f" ({section['throttle_pause_seconds']:g}), got"
+            f" {section['throttle_max_pause_seconds']:g}",
+        )
 
 
 def _formats(pattern: str, **fields: str) -> bool:

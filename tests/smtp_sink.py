@@ -1,8 +1,9 @@
 """A real SMTP server on 127.0.0.1 for the delivery tests (aiosmtpd), with the failures a
 sender must survive: 451 and 550 per recipient, a dropped connection after K messages, a
 pause mid-DATA or at RCPT (so a test can kill -9 the sender at a known point), a slow
-server, STARTTLS and AUTH; optionally without SMTPUTF8. It records the EHLO name and when
-each message was accepted."""
+server, STARTTLS and AUTH, a provider that throttles (an answer per recipient domain);
+optionally without SMTPUTF8. It records the EHLO name and when each message was
+accepted."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ class SinkHandler:
     pause_answer: str = "451 4.3.0 Released without delivery"  # the answer once released
     hold_rcpt: set[str] = field(default_factory=set)  # hold RCPT TO these until released
     slow: float = 0.0  # seconds each message takes before its 250 (a slow server)
+    # answer RCPT TO any address at these domains so, e.g. {"gmail.com": "421 4.7.0 ..."}:
+    # every test domain resolves to this one server, which plays each provider by domain
+    domain_answers: dict[str, str] = field(default_factory=dict)
+    rcpt_seen: list[str] = field(default_factory=list)  # every RCPT TO, in order
     received: list[Received] = field(default_factory=list)
     data_count: int = 0
     paused: threading.Event = field(default_factory=threading.Event)
@@ -60,6 +65,11 @@ class SinkHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
+        with self.lock:
+            self.rcpt_seen.append(address)
+        answer = self.domain_answers.get(address.rpartition("@")[2].lower())
+        if answer is not None:
+            return answer
         if address in self.hold_rcpt:
             self.paused.set()
             while not self.release.is_set():

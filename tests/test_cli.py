@@ -160,6 +160,21 @@ def test_status_lists_recent_posts_the_mailing_list_the_outbox_and_the_last_dige
         "last digest: 'Test Site: 12 new posts' (2025-05-21-post-12), queued "
         "2025-05-21 08:00 UTC: 1 deferred, 1 sent, 1 failed" in lines
     )
+    assert "  x.org: 1 sent, 1 deferred, 0 bounced, 1 failed" in lines  # per recipient domain
+
+
+def test_status_lists_the_ten_busiest_domains_of_the_last_digest_and_names_groups() -> None:
+    from syndicate.config import DomainLimit, DomainLimits
+    from syndicate.runs.overview import domain_lines
+
+    domains = {"GMail.com": {"deferred": 4, "queued": 1}}
+    domains |= {f"d{n:02d}.org": {"sent": 20 - n} for n in range(12)}
+    google = DomainLimits(named=(DomainLimit("google", ("gmail.com", "googlemail.com")),))
+    lines = domain_lines(domains, google)
+    assert lines[0] == "  GMail.com (google): 0 sent, 4 deferred, 0 bounced, 1 queued"
+    assert lines[1] == "  d00.org: 20 sent, 0 deferred, 0 bounced"
+    assert len(lines) == 11
+    assert lines[-1] == "  and 3 more domains (30 messages)"
 
 
 def test_status_of_a_new_install(site: Site, invoke: Callable[..., Result]) -> None:

@@ -178,3 +178,86 @@ def test_numbers_out_of_range_name_their_bounds(
 ) -> None:
     text = f"site: {{title: T, url: 'https://x.test'}}\n{section}\n"
     assert any(fragment in line for line in problems(text, tmp_path))
+
+
+DOMAINS = "site: {title: T, url: 'https://x.test'}\ndelivery:\n  domains:\n"
+
+
+@pytest.mark.parametrize(
+    ("entries", "fragment"),
+    [
+        (
+            "    google:\n      domains: [gmail.com]\n      conections: 2\n",
+            ":6: error: delivery.domains.google.conections: unknown key (known keys here:"
+            " domains, connections, rate_per_second)\n"
+            "  hint: did you mean 'delivery.domains.google.connections'?",
+        ),
+        (
+            "    default: {connections: 0}\n",
+            ":4: error: delivery.domains.default.connections: must be from 1 to 100, got 0",
+        ),
+        (
+            "    yahoo.com: {rate_per_second: -1}\n",
+            ":4: error: delivery.domains.yahoo.com.rate_per_second: must be at least 0, got -1",
+        ),
+        (
+            "    yahoo.com: {rate_per_second: fast}\n",
+            "delivery.domains.yahoo.com.rate_per_second: expected a number, got 'fast'",
+        ),
+        ("    yahoo.com: 5\n", ":4: error: delivery.domains.yahoo.com: expected a mapping of"),
+        (
+            "    google: {connections: 2}\n",
+            ":4: error: delivery.domains.google: 'google' is neither a domain name nor a group",
+        ),
+        (
+            "    hotmail.com: {domains: [outlook.com]}\n",
+            "delivery.domains.hotmail.com: a group's name is a label, not a domain",
+        ),
+        (
+            "    google: {domains: [gmail.com, 'not a domain']}\n",
+            "delivery.domains.google.domains: 'not a domain' is not a domain name",
+        ),
+        ("    google: {domains: []}\n", "delivery.domains.google.domains: must list at least"),
+        ("    google: {domains: gmail.com}\n", "delivery.domains.google.domains: expected a list"),
+        (
+            "    default: {domains: [gmail.com]}\n",
+            "delivery.domains.default.domains: default applies to every domain named nowhere",
+        ),
+        (
+            "    google: {domains: [gmail.com, googlemail.com]}\n    GMail.com: {connections: 1}\n",
+            ":5: error: delivery.domains.GMail.com: gmail.com is already in"
+            " delivery.domains.google",
+        ),
+    ],
+)
+def test_bad_delivery_domains_are_named_by_key_path_and_line(
+    entries: str, fragment: str, tmp_path: Path
+) -> None:
+    found = "\n".join(problems(DOMAINS + entries, tmp_path))
+    assert fragment in found
+
+
+def test_delivery_domains_must_be_a_mapping_and_the_pauses_in_order(tmp_path: Path) -> None:
+    found = problems(
+        "site: {title: T, url: 'https://x.test'}\ndelivery:\n  domains: [gmail.com]\n",
+        tmp_path,
+    )
+    assert found == [
+        f"{tmp_path / 'config.yaml'}:3: error: delivery.domains: expected a mapping, got a list"
+    ]
+    found = problems(
+        "site: {title: T, url: 'https://x.test'}\n"
+        "delivery: {throttle_pause_seconds: 60, throttle_max_pause_seconds: 10}\n",
+        tmp_path,
+    )
+    assert any(
+        "delivery.throttle_max_pause_seconds: must be at least"
+        " delivery.throttle_pause_seconds (60), got 10" in line
+        for line in found
+    )
+
+
+def test_without_delivery_domains_only_the_overall_limits_apply(tmp_path: Path) -> None:
+    config = parse_config("site: {title: T, url: 'https://x.test'}\n", tmp_path / "config.yaml")
+    assert config.delivery.domains.named == ()
+    assert config.delivery.domains.destination("gmail.com")[1].connections == 0

@@ -1117,3 +1117,87 @@ def test_no_mail_after_an_unsubscribe_returns_even_mid_send(
     [inflight] = [r for r in sink.handler.received if r.recipients == ["m-inflight@example.org"]]
     assert returned and inflight.accepted_at <= returned[0]
     assert returned[0] - started >= 0.25  # it waited for the message in flight
+
+
+# --- per-destination throttling -----------------------------------------------------------
+
+THROTTLED_GOOGLE = (
+    "  domains:\n    default: {connections: 2}\n"
+    "    google: {domains: [gmail.com, googlemail.com], connections: 1}\n"
+    "  throttle_pause_seconds: 60\n"
+)
+
+
+def test_a_throttled_domain_is_slowed_alone_and_its_group_with_it(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """gmail.com's server answers 451 4.7.1 (a rate limit): Google's group (gmail.com and
+    googlemail.com, one connection) pauses after that one answer and its other rows are
+    deferred without being tried; every other domain is sent in the same run. Once the
+    pause is over the next send delivers them, each exactly once."""
+    google = [f"g{n}@gmail.com" for n in range(4)] + ["m0@googlemail.com", "m1@googlemail.com"]
+    others = [f"o{n}@example.org" for n in range(4)] + [f"n{n}@example.net" for n in range(3)]
+    handler = SinkHandler(domain_answers={"gmail.com": "451 4.7.1 Rate limited, try later"})
+    with Sink(handler) as sink:
+        mail_site(site, sink.port, extra=THROTTLED_GOOGLE)
+        subscribe(invoke, site, *google, *others)
+        first = send(invoke, site)
+        assert first.exit_code == 1
+        assert "sent 7, deferred 6, bounced 0, failed 0" in first.stdout
+        tried = [a for a in handler.rcpt_seen if a in google]
+        assert tried == ["g0@gmail.com"]  # the one answer paused the whole group
+        assert sink.handler.by_recipient() == dict.fromkeys(others, 1)
+        assert (
+            "deferred: g0@gmail.com: 451 4.7.1 Rate limited, try later (retry in 60s)"
+            in first.stderr
+        )
+        held = [line for line in first.stderr.splitlines() if "not tried" in line]
+        assert len(held) == 5
+        assert all("google is throttled (451 4.7.1 Rate limited" in line for line in held)
+        with db(site) as conn:
+            rows = dict(
+                conn.execute("SELECT email, attempts FROM outbox WHERE status = 'deferred'")
+            )
+        assert rows == {"g0@gmail.com": 1, **dict.fromkeys(google[1:], 0)}  # never tried: 0
+
+        status = invoke("status", "--config", site.config, "--now", NOW, cwd=site.root)
+        assert status.exit_code == 0, status.stderr
+        assert "  gmail.com (google): 0 sent, 4 deferred, 0 bounced" in status.stdout
+        assert "  googlemail.com (google): 0 sent, 2 deferred, 0 bounced" in status.stdout
+        assert "  example.org: 4 sent, 0 deferred, 0 bounced" in status.stdout
+        assert "  example.net: 3 sent, 0 deferred, 0 bounced" in status.stdout
+
+        handler.domain_answers.clear()
+        later = send(invoke, site, "2025-09-01T09:01:01Z")
+        assert later.exit_code == 0, later.stderr
+        assert "sent 6, deferred 0" in later.stdout
+    assert sink.handler.by_recipient() == dict.fromkeys(google + others, 1)
+
+
+def test_a_421_slows_only_its_domain_and_other_deferrals_keep_their_schedule(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """yahoo.com answers 421 4.7.0 (throttled: one try, the rest held); busy@example.org
+    gets an ordinary 451 4.3.0, deferred on today's schedule without slowing example.org."""
+    yahoo = [f"y{n}@yahoo.com" for n in range(3)]
+    others = [f"o{n}@example.org" for n in range(5)]
+    handler = SinkHandler(
+        domain_answers={"yahoo.com": "421 4.7.0 Too many messages, slow down"},
+        tempfail={"busy@example.org"},
+    )
+    with Sink(handler) as sink:
+        extra = "  domains: {yahoo.com: {connections: 1}}\n  throttle_pause_seconds: 60\n"
+        mail_site(site, sink.port, extra=extra)
+        subscribe(invoke, site, *yahoo, "busy@example.org", *others)
+        first = send(invoke, site)
+        assert "sent 5, deferred 4, bounced 0, failed 0" in first.stdout
+        assert [a for a in handler.rcpt_seen if a in yahoo] == ["y0@yahoo.com"]
+        assert (
+            "deferred: busy@example.org: 451 4.3.0 Mailbox busy, try again later (retry in 60s)"
+            in first.stderr
+        )
+        assert (
+            sum("not tried: yahoo.com is throttled" in line for line in first.stderr.splitlines())
+            == 2
+        )
+    assert sink.handler.by_recipient() == dict.fromkeys(others, 1)

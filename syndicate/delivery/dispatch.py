@@ -1,18 +1,23 @@
 """Working through a batch of outbox rows over `connections` parallel SMTP connections:
 each worker (a thread of a concurrent.futures pool) reuses one connection across its
 rows, claims each row just before its transaction and records the outcome right after
-(see outbox.py for why that order is crash-safe)."""
+(see outbox.py for why that order is crash-safe). The rows come from the throttle
+(throttle.py), which spaces them per destination and holds back a paused one's."""
 
 from __future__ import annotations
 
-import queue
+import math
+import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from syndicate.config import Config
+from syndicate.config import Config, DomainLimits
+from syndicate.delivery import throttle
+from syndicate.delivery.throttle import Backoff, Held, Throttle, is_throttle_answer
 from syndicate.delivery.transport import Connection, SendRateLimiter, Transport
 from syndicate.errors import (
     DeliveryError,
@@ -39,6 +44,7 @@ from syndicate.state.subscribers import set_status
 
 SendProgress = Callable[[int, int], None]  # (messages just finished, total)
 StopReason = tuple[str, str | None, int | None]  # (message, hint, SMTP code)
+WAIT_SLICE = 0.25  # a waiting worker looks at parent_gone() at least this often
 
 
 @dataclass
@@ -119,6 +125,21 @@ def message_templates(batch: Batch) -> dict[int, MessageTemplate]:
     }
 
 
+def make_throttle(batch: Batch) -> Throttle:
+    """The batch's rows by destination, under `delivery.domains` (SMTP only: a file
+    transport has no destinations to spare)."""
+    delivery = batch.config.delivery
+    smtp = delivery.transport == "smtp"
+    return Throttle(
+        batch.rows,
+        delivery.domains if smtp else DomainLimits(),
+        Backoff(delivery.throttle_pause_seconds, delivery.throttle_max_pause_seconds),
+        connections=batch.transport.connections,
+        rate=delivery.smtp.rate_per_second if smtp else 0.0,
+        jitter=random.random,  # spreads the retries of parallel senders
+    )
+
+
 def _digest_key(rows: Sequence[OutboxRow], body_id: int) -> str:
     return next(r.digest_key for r in rows if r.body_id == body_id)
 
@@ -140,9 +161,7 @@ class _Dispatcher:
         self.progress = progress
         self.templates: Mapping[int, MessageTemplate] = message_templates(batch)
         self.signer = dkim_signer(batch.config)
-        self.rows: queue.Queue[OutboxRow] = queue.Queue()
-        for row in batch.rows:
-            self.rows.put(row)
+        self.throttle = make_throttle(batch)
         smtp = self.config.delivery.transport == "smtp"
         self.limiter = SendRateLimiter(self.config.delivery.smtp.rate_per_second if smtp else 0)
         self.report_lock = threading.Lock()
@@ -156,14 +175,19 @@ class _Dispatcher:
         connection: Connection | None = None
         try:
             while not self.fatal and not self.parent_gone():
-                try:
-                    row = self.rows.get_nowait()
-                except queue.Empty:
+                pick = self.throttle.take(time.monotonic())
+                if pick.done:
                     break
+                if pick.held:
+                    self.hold(pick.held)
+                    continue
+                if pick.row is None:
+                    time.sleep(min(pick.wait, WAIT_SLICE))
+                    continue
                 self.limiter.wait()
                 if self.parent_gone():  # the run was killed: start nothing new
                     break
-                connection = self.send_row(row, connection)
+                connection = self.send_row(pick.row, connection)
         except DeliveryError as exc:
             self.fatal.append(exc)
         except Exception as exc:
@@ -176,6 +200,7 @@ class _Dispatcher:
         """One row through its states; returns the connection to reuse (None if closed)."""
         with self.db_lock:
             if not claim_row(self.batch.store, row.id, row.attempts + 1):
+                self.throttle.answered(row, time.monotonic(), throttle.OTHER)
                 return connection  # unsubscribed since it was queued: cancelled, not sent
         try:
             if connection is None:
@@ -209,6 +234,29 @@ class _Dispatcher:
         self.finish(row, SENT, response, sent_at=self.batch.clock())
         return connection
 
+    def hold(self, held: Sequence[Held]) -> None:
+        """Rows of a destination still paused when nothing else is left, never tried:
+        deferred to the pause's end, their attempts unchanged. Claimed first, in the
+        statement that checks the subscriber is still active, as a send would be. Not
+        once the run is gone: its successor may be sending these rows already."""
+        for item in held:
+            if self.parent_gone():
+                return  # the rest stay as they were (queued or deferred), untouched
+            row = item.row
+            with self.db_lock:
+                if not claim_row(self.batch.store, row.id, row.attempts + 1):
+                    continue  # unsubscribed since it was queued: cancelled
+            delay = math.ceil(item.pause)
+            response = f"not tried: {item.lane} is throttled ({item.answer})"
+            self.mark(
+                row.id,
+                DEFERRED,
+                attempts=row.attempts,
+                last_response=response,
+                next_attempt_at=self.batch.clock() + timedelta(seconds=delay),
+            )
+            self.record(row, DEFERRED, f"{response} (retry in {delay}s)")
+
     def prepare(self, row: OutboxRow, connection: Connection) -> Prepared:
         token = sign_token(self.batch.secret, row.subscriber_id, row.email, "unsubscribe")
         # An internationalised domain goes as its A-label where the server has no SMTPUTF8
@@ -219,17 +267,31 @@ class _Dispatcher:
         return replace(prepared, data=self.signer(prepared.data)) if self.signer else prepared
 
     def transient(self, row: OutboxRow, response: str) -> None:
-        """Deferred with exponential back-off, or failed after delivery.max_attempts."""
+        """Deferred with exponential back-off, or failed after delivery.max_attempts. A
+        throttle answer (421, 4.7.x) also pauses the row's destination, and the row waits
+        at least as long as the pause."""
+        outcome = throttle.THROTTLED if is_throttle_answer(response) else throttle.OTHER
+        paused = self.throttle.answered(row, time.monotonic(), outcome, response)
         attempts = row.attempts + 1
         if attempts >= self.config.delivery.max_attempts:
-            self.finish(row, FAILED, response, f" (gave up after {attempts} attempts)")
+            self.settle(row, FAILED, response, f" (gave up after {attempts} attempts)")
             return
         delay = self.config.delivery.retry_base_seconds * 2 ** (attempts - 1)
+        if outcome == throttle.THROTTLED:
+            delay = max(delay, math.ceil(paused))
         retry_at = self.batch.clock() + timedelta(seconds=delay)
         self.mark(row.id, DEFERRED, last_response=response, next_attempt_at=retry_at)
         self.record(row, DEFERRED, f"{response} (retry in {delay}s)")
 
     def finish(
+        self, row: OutboxRow, status: str, response: str, note: str = "", **values: object
+    ) -> None:
+        """A row's final outcome: its destination is told, the row marked and counted."""
+        outcome = throttle.SENT if status == SENT else throttle.OTHER
+        self.throttle.answered(row, time.monotonic(), outcome)
+        self.settle(row, status, response, note, **values)
+
+    def settle(
         self, row: OutboxRow, status: str, response: str, note: str = "", **values: object
     ) -> None:
         self.mark(row.id, status, last_response=response, **values)

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from syndicate.config import Config
+from syndicate.config import Config, DomainLimits, normal_domain
 from syndicate.content.posts import read_posts, scheduled
 from syndicate.runs.schedule import next_fire_times
 from syndicate.state.posts import load_post_states
 from syndicate.state.runs import recent_runs
 from syndicate.state.status import MailingStatus, mailing_status, recent_posts
 from syndicate.state.store import Store
+from syndicate.words import counted
 
 When = Callable[[datetime | None], str]
 
@@ -36,7 +37,7 @@ def status_lines(config: Config, store: Store, now: datetime) -> list[str]:
     if upcoming:
         lines.append("scheduled:")
         lines += [f"  {when(p.date)}  {p.title}  ({p.source})" for p in upcoming]
-    lines += mailing_lines(mailing_status(store), when)
+    lines += mailing_lines(mailing_status(store), when, config.delivery.domains)
     lines += run_lines(store, when)
     lines.append("next jobs:")
     lines += [f"  {name}: {when(fire)}" for name, fire in next_fire_times(config, now).items()]
@@ -59,8 +60,11 @@ def run_lines(store: Store, when: When) -> list[str]:
     return lines
 
 
-def mailing_lines(status: MailingStatus, when: When) -> list[str]:
-    """The mailing list part of `status`: subscribers, outbox, last digest."""
+def mailing_lines(
+    status: MailingStatus, when: When, limits: DomainLimits | None = None
+) -> list[str]:
+    """The mailing list part of `status`: subscribers, outbox, last digest (and what
+    became of it per recipient domain)."""
     subscribers = ", ".join(f"{n} {name}" for name, n in status.subscribers.items())
     shown = {name: n for name, n in status.outbox.items() if n}
     outbox = ", ".join(
@@ -78,4 +82,25 @@ def mailing_lines(status: MailingStatus, when: When) -> list[str]:
             f"last digest: {digest.subject!r} ({digest.key}), {digest.status} "
             f"{when(digest.created_at)}: {outcomes or 'no recipients'}"
         )
+        lines += domain_lines(digest.domains, limits or DomainLimits())
+    return lines
+
+
+MAX_DOMAIN_LINES = 10
+
+
+def domain_lines(domains: dict[str, dict[str, int]], limits: DomainLimits) -> list[str]:
+    """One line per recipient domain (most rows first, the first ten): sent, deferred and
+    bounced, then any other state it has rows in; a domain of a group names it."""
+    lines = []
+    for domain, states in list(domains.items())[:MAX_DOMAIN_LINES]:
+        name = normal_domain(domain)
+        group = limits.destination(name)[0] if name else domain
+        label = domain if group in (domain, name) else f"{domain} ({group})"
+        counts = {"sent": 0, "deferred": 0, "bounced": 0} | states
+        lines.append(f"  {label}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    rest = list(domains.values())[MAX_DOMAIN_LINES:]
+    if rest:
+        rows = sum(sum(states.values()) for states in rest)
+        lines.append(f"  and {counted(len(rest), 'more domain')} ({counted(rows, 'message')})")
     return lines

@@ -3,7 +3,7 @@ list, the outbox and the last digest. Read-only queries; the CLI only formats th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -29,6 +29,8 @@ class DigestSummary:
     created_at: datetime
     status: str
     outcomes: dict[str, int]  # outbox state -> rows of this digest
+    # recipient domain -> outbox state -> rows of this digest, most rows first
+    domains: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +82,23 @@ def mailing_status(store: Store) -> MailingStatus:
                 aware_utc(digest.created_at),
                 digest.status,
                 {state: n for state, n in outcomes.items() if n},
+                _domain_outcomes(conn, digest.id),
             )
     return MailingStatus(subscribers, outbox, aware_utc(retry) if retry else None, last)
+
+
+def _domain_outcomes(conn: sa.Connection, digest_id: int) -> dict[str, dict[str, int]]:
+    """A digest's rows by recipient domain (taken from the address here, in Python: the
+    schema has no domain column), most rows first, then by name."""
+    query = sa.select(outbox_table.c.email, outbox_table.c.status).where(
+        outbox_table.c.digest_id == digest_id
+    )
+    found: dict[str, dict[str, int]] = {}
+    for email, state in conn.execute(query):
+        states = found.setdefault(email.rpartition("@")[2].lower(), {})
+        states[state] = states.get(state, 0) + 1
+    ranked = sorted(found.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    return dict(ranked)
 
 
 def _counts(
