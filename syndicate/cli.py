@@ -30,7 +30,7 @@ from syndicate.errors import (
     TemplateError,
 )
 from syndicate.models import SUBSCRIBER_STATUSES, ReportLine
-from syndicate.runs.lock import EX_TEMPFAIL, RunLock
+from syndicate.runs.lock import EX_TEMPFAIL, DatabaseLock, RunLock
 from syndicate.words import counted, plural
 
 if TYPE_CHECKING:  # the heavy modules are imported where a command needs them
@@ -164,13 +164,17 @@ def state_store(config: Config) -> Iterator[Store]:
 
 
 @contextlib.contextmanager
-def locked_store(config: Config, lock_timeout: float | None) -> Iterator[Store]:
-    """The run lock (one run at a time), then the state database."""
-    from syndicate.runs.pipeline import lock_path
+def locked_store(
+    config: Config, lock_timeout: float | None
+) -> Iterator[tuple[Store, RunLock | DatabaseLock]]:
+    """The run lock (one run at a time), then the state database; the caller may release
+    the lock before the end (delivery on a shared database needs no run lock)."""
+    from syndicate.runs.pipeline import run_lock
 
     timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
-    with RunLock(lock_path(config), timeout), state_store(config) as store:
-        yield store
+    lock = run_lock(config, timeout)
+    with lock, state_store(config) as store:
+        yield store, lock
 
 
 def emit(diagnostics: Iterable[Diagnostic]) -> None:
@@ -311,7 +315,7 @@ def run(
     every future post; SIGTERM or SIGINT stop it after the job in flight.
     """
     from syndicate.content.discover import display_path
-    from syndicate.runs.pipeline import newsletter_hook, run_cycle
+    from syndicate.runs.pipeline import deliver_after_lock, newsletter_hook, run_cycle
     from syndicate.runs.schedule import Daemon
 
     config = load_config(config_path)
@@ -327,8 +331,10 @@ def run(
         Daemon(config).run()
         return
     now = parse_now(now_text, config)
-    with locked_store(config, lock_timeout) as store:
+    with locked_store(config, lock_timeout) as (store, lock):
         report = run_cycle(config, now, store, kind="once", hooks=(newsletter_hook,))
+        lock.release()
+        report = deliver_after_lock(config, now, store, report)
     echo_cycle(report)
     hook_failures = 0
     for result in report.hook_results:
@@ -598,15 +604,19 @@ def send(
     a post has errors), 2 if the newsletter is off.
     """
     from syndicate.content.posts import read_posts
-    from syndicate.delivery.outbox import check_unsubscribe_url, send_newsletter, summary_lines
-    from syndicate.errors import DeliveryStoppedError
+    from syndicate.delivery.outbox import (
+        check_unsubscribe_url,
+        queue_newsletter,
+        send_newsletter,
+        summary_lines,
+    )
     from syndicate.runs.pipeline import run_cycle
     from syndicate.state.subscribers import list_subscribers
 
     config = load_config(config_path)
     require_newsletter(config)
     now = parse_now(now_text, config)
-    with locked_store(config, lock_timeout) as store:
+    with locked_store(config, lock_timeout) as (store, lock):
         if dry_run:
             posts = read_posts(config).posts
             report = send_newsletter(config, store, now, posts, dry_run=True)
@@ -615,20 +625,10 @@ def send(
                 check_unsubscribe_url(config)  # a config error: before publishing anything
             cycle = run_cycle(config, now, store, kind="send", hooks=())
             echo_cycle(cycle)
-            bar = ProgressReporter() if interactive() else None
-            try:
-                progress = bar.update if bar else None
-                report = send_newsletter(config, store, now, cycle.posts, progress=progress)
-            except DeliveryStoppedError as stopped:
-                # What was queued (and sent) before delivery stopped, then the error.
-                if bar:
-                    bar.finish()
-                    bar = None
-                echo_lines(summary_lines(stopped.report))
-                raise
-            finally:
-                if bar:
-                    bar.finish()
+            planned = queue_newsletter(config, store, now, cycle.posts)
+            if store.shared:  # other hosts' senders share the outbox: no lock to send
+                lock.release()
+            report = deliver_with_progress(config, store, now, planned)
     if dry_run:
         echo_dry_run(report)
         return
@@ -638,6 +638,28 @@ def send(
     echo_lines(lines)
     failed = report.deferred or report.waiting or report.failed or cycle.errors
     sys.exit(EXIT_ERRORS if failed else EXIT_OK)
+
+
+def deliver_with_progress(
+    config: Config, store: Store, now: datetime, planned: SendReport
+) -> SendReport:
+    """The outbox's due rows, with a progress bar on a terminal; when delivery stops,
+    what was queued (and sent) before it is printed, then the error."""
+    from syndicate.delivery.outbox import deliver_queued, summary_lines
+    from syndicate.errors import DeliveryStoppedError
+
+    bar = ProgressReporter() if interactive() else None
+    try:
+        return deliver_queued(config, store, now, planned, progress=bar.update if bar else None)
+    except DeliveryStoppedError as stopped:
+        if bar:
+            bar.finish()
+            bar = None
+        echo_lines(summary_lines(stopped.report))
+        raise
+    finally:
+        if bar:
+            bar.finish()
 
 
 def echo_lines(lines: Iterable[ReportLine]) -> None:

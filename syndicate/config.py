@@ -475,6 +475,23 @@ class DeliveryConfig:
         " `failed`.",
     )
     retry_base_seconds: int = key(300, low=1, doc="The first retry delay.")
+    lease_seconds: int = key(
+        300,
+        low=1,
+        high=86400,
+        doc="With a PostgreSQL `state.url`, several `send` (or `run`) processes, on one"
+        " host or many, share a digest's outbox: each leases a batch of rows for this long,"
+        " renewed as each message starts; rows of a sender that died (kill -9, a lost host)"
+        " are taken over by another once their lease has run out. See"
+        " [several senders](#several-senders-on-postgresql).",
+    )
+    lease_batch: int = key(
+        200,
+        low=1,
+        high=10000,
+        doc="Rows a sender leases at a time (a dead sender's unsent rows wait up to"
+        " `lease_seconds`; fewer rows a lease means less waiting, more queries).",
+    )
     domains: DomainLimits = key(
         {},
         shown="none (only `delivery.smtp`'s overall limits)",

@@ -16,8 +16,8 @@ from syndicate.delivery.throttle import (
     Pick,
     Throttle,
     is_throttle_answer,
-    recipient_domain,
 )
+from syndicate.newsletter.subscribers import recipient_domain
 from syndicate.state.outbox import OutboxRow
 
 GOOGLE = DomainLimit("google", ("gmail.com", "googlemail.com"), connections=2, rate_per_second=5)

@@ -35,6 +35,7 @@ from syndicate.state.outbox import (
     FAILED,
     QUEUED,
     SENT,
+    Lease,
     OutboxRow,
     claim_row,
     mark_row,
@@ -83,6 +84,7 @@ class Batch:
 
     config: Config
     store: Store
+    lease: Lease
     rows: list[OutboxRow]
     transport: Transport
     secret: bytes
@@ -199,7 +201,7 @@ class _Dispatcher:
     def send_row(self, row: OutboxRow, connection: Connection | None) -> Connection | None:
         """One row through its states; returns the connection to reuse (None if closed)."""
         with self.db_lock:
-            if not claim_row(self.batch.store, row.id, row.attempts + 1):
+            if not self.claim(row):
                 self.throttle.answered(row, time.monotonic(), throttle.OTHER)
                 return connection  # unsubscribed since it was queued: cancelled, not sent
         try:
@@ -244,7 +246,7 @@ class _Dispatcher:
                 return  # the rest stay as they were (queued or deferred), untouched
             row = item.row
             with self.db_lock:
-                if not claim_row(self.batch.store, row.id, row.attempts + 1):
+                if not self.claim(row):
                     continue  # unsubscribed since it was queued: cancelled
             delay = math.ceil(item.pause)
             response = f"not tried: {item.lane} is throttled ({item.answer})"
@@ -297,9 +299,14 @@ class _Dispatcher:
         self.mark(row.id, status, last_response=response, **values)
         self.record(row, status, response + note)
 
+    def claim(self, row: OutboxRow) -> bool:
+        """The row is ours to send now (see claim_row), its lease renewed."""
+        batch = self.batch
+        return claim_row(batch.store, row.id, row.attempts + 1, batch.lease, batch.clock())
+
     def mark(self, row_id: int, status: str, **values: object) -> None:
         with self.db_lock:
-            mark_row(self.batch.store, row_id, status, **values)
+            mark_row(self.batch.store, row_id, self.batch.lease, status, **values)
 
     def record(self, row: OutboxRow, outcome: str, response: str) -> None:
         with self.report_lock:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syndicate.config import Config, secure_unsubscribe_url
-from syndicate.delivery.dispatch import Batch, SendProgress, SendReport, send_rows
+from syndicate.delivery.dispatch import Batch, SendProgress, SendReport, StopReason, send_rows
 from syndicate.delivery.sender import can_fork, delivery_lock_path, run_in_sender, wait_for_orphans
 from syndicate.delivery.transport import Transport, make_transport
 from syndicate.errors import ConfigError, DeliveryError, DeliveryStoppedError, DigestExistsError
@@ -57,7 +59,14 @@ from syndicate.state.digests import (
     slot_handled_at,
     unique_digest_key,
 )
-from syndicate.state.outbox import cancel_for_inactive, due_rows, finish_digests, waiting_rows
+from syndicate.state.outbox import (
+    Lease,
+    cancel_for_inactive,
+    due_count,
+    finish_digests,
+    lease_rows,
+    waiting_rows,
+)
 from syndicate.state.store import Store
 from syndicate.state.subscribers import list_subscribers
 from syndicate.words import counted
@@ -242,32 +251,34 @@ def deliver_outbox(
 ) -> SendReport:
     """Send every due outbox row over `connections` parallel, reused connections, in a
     forked sender process that outlives a killed run just long enough to finish the
-    transactions in flight (syndicate/sender.py)."""
+    transactions in flight (syndicate/sender.py). The rows are leased a batch at a time,
+    so senders on other hosts (PostgreSQL) share the work: see lease_rows."""
     report = SendReport()
     lock = _delivery_lock(config)
     # A sender of a killed run may still be finishing rows it left `sending`: wait for it
     # (bounded: it only reads answers and commits) before treating them as in doubt.
     wait_for_orphans(lock, 2 * config.delivery.smtp.timeout + 10)
     cancel_for_inactive(store)
-    rows = due_rows(store, now)
-    if not rows:
+    lease = Lease(_lease_holder(), config.delivery.lease_seconds, store.shared)
+    total = due_count(store, now, lease.shared)
+    if not total:
         finish_digests(store)
         report.waiting, report.next_retry = waiting_rows(store)
         return report
-    secret = load_secret(config.delivery.secret_env)
     batch = Batch(
         config=config,
         store=store,
-        rows=rows,
+        lease=lease,
+        rows=[],
         transport=transport or make_transport(config),
-        secret=secret,
+        secret=load_secret(config.delivery.secret_env),
         now=now,
         clock=clock or (lambda: now),
     )
     if can_fork() and store.prepare_fork():
         try:
             report, stopped = run_in_sender(
-                lambda stop, relay: send_rows(batch, report, stop, _relay_progress(relay)),
+                lambda stop, relay: send_leased(batch, report, stop, _relay_progress(relay, total)),
                 lambda total: progress(1, total) if progress else None,
                 lock,
                 2 * config.delivery.smtp.timeout + 10,
@@ -277,12 +288,48 @@ def deliver_outbox(
         except RuntimeError as exc:  # the sender died: its rows in flight stay in doubt
             stopped = (f"delivery stopped: {exc}", None, None)
     else:
-        report, stopped = send_rows(batch, report, lambda: False, progress)
+        report, stopped = send_leased(batch, report, lambda: False, _fixed_total(progress, total))
     finish_digests(store)
     report.waiting, report.next_retry = waiting_rows(store)
     if stopped is not None:
         raise DeliveryStoppedError(DeliveryError(*stopped), report)
     return report
+
+
+def send_leased(
+    batch: Batch,
+    report: SendReport,
+    parent_gone: Callable[[], bool],
+    progress: SendProgress | None,
+) -> tuple[SendReport, StopReason | None]:
+    """Lease a batch of due rows, send it, and again, until none is left (or delivery
+    stops). A row is leased once per delivery: one deferred again is for the next run."""
+    seen: set[int] = set()
+    limit = batch.config.delivery.lease_batch
+    while not parent_gone():
+        rows = [
+            r
+            for r in lease_rows(batch.store, batch.lease, batch.clock(), limit)
+            if r.id not in seen
+        ]
+        if not rows:
+            break
+        seen.update(r.id for r in rows)
+        report, stopped = send_rows(replace(batch, rows=rows), report, parent_gone, progress)
+        if stopped is not None:
+            return report, stopped
+    return report, None
+
+
+def _lease_holder() -> str:
+    """This sender, as the outbox's `claimed_by` names it: host, process, and a random
+    part (a pid is reused; two deliveries of one process are two holders)."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _fixed_total(progress: SendProgress | None, total: int) -> SendProgress | None:
+    """Progress against the rows due at the start (a batch knows only its own)."""
+    return (lambda done, _batch_total: progress(done, total)) if progress else None
 
 
 def _delivery_lock(config: Config) -> Path:
@@ -291,8 +338,8 @@ def _delivery_lock(config: Config) -> Path:
     return delivery_lock_path(lock_path(config))
 
 
-def _relay_progress(relay: Callable[[object], None]) -> SendProgress:
-    return lambda _done, total: relay(total)
+def _relay_progress(relay: Callable[[object], None], total: int) -> SendProgress:
+    return lambda _done, _batch_total: relay(total)
 
 
 def send_newsletter(
@@ -306,11 +353,33 @@ def send_newsletter(
 ) -> SendReport:
     """Restore lost archive pages, queue the due digest (if any), then deliver everything
     due in the outbox."""
+    planned = queue_newsletter(config, store, now, posts, dry_run)
+    if dry_run:
+        return planned
+    return deliver_queued(config, store, now, planned, transport, progress)
+
+
+def queue_newsletter(
+    config: Config, store: Store, now: datetime, posts: Sequence[Post], dry_run: bool = False
+) -> SendReport:
+    """Restore lost archive pages, then plan and queue the due digest (if any): the part
+    of a send that needs the run lock."""
     restored = [] if dry_run else restore_archive(config, store)
     planned = plan_and_queue(config, store, now, posts, dry_run)
     planned.notes[:0] = [f"restored the archive page of digest {key}" for key in restored]
-    if dry_run:
-        return planned
+    return planned
+
+
+def deliver_queued(
+    config: Config,
+    store: Store,
+    now: datetime,
+    planned: SendReport,
+    transport: Transport | None = None,
+    progress: SendProgress | None = None,
+) -> SendReport:
+    """Deliver everything due in the outbox; the report says what `planned` queued too.
+    On a shared database this runs after the run lock is released, beside other senders."""
     try:
         delivered = deliver_outbox(config, store, now, transport, progress)
     except DeliveryStoppedError as stopped:
@@ -352,23 +421,38 @@ def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
 
 
 def newsletter_job(
-    config: Config, now: datetime, store: Store, posts: Sequence[Post]
+    config: Config, now: datetime, store: Store, posts: Sequence[Post], deliver: bool = True
 ) -> HookResult:
-    """After each publishing cycle (given the posts it read): send the digest when its
-    slot has come, and retry deferred messages whose time has come. Nothing at all when
-    the newsletter is off."""
+    """After each publishing cycle (given the posts it read): queue the digest when its
+    slot has come, and send what is due in the outbox (`deliver`; on a shared database
+    that is delivery_job's, after the run lock is released). Nothing at all when the
+    newsletter is off."""
     if not config.newsletter.enabled:
         return HookResult()
     if newsletter_due(config, store, now):
-        report = send_newsletter(config, store, now, posts)
+        report = queue_newsletter(config, store, now, posts)
+        if deliver:
+            report = deliver_queued(config, store, now, report)
         # The slot is spent even when nobody got a digest: the posts wait for the next
         # slot, not for the next 15-minute cycle.
         set_slot_handled_at(store, now)
-    elif cancel_for_inactive(store) or due_rows(store, now):
+    elif deliver and _anything_due(store, now):
         report = deliver_outbox(config, store, now)
     else:
         return HookResult()
     return HookResult(tuple(summary_lines(report)), report.deferred + report.failed)
+
+
+def delivery_job(config: Config, now: datetime, store: Store) -> HookResult:
+    """The outbox's due rows, leased beside the other senders of a shared database."""
+    if not config.newsletter.enabled or not _anything_due(store, now):
+        return HookResult()
+    report = deliver_outbox(config, store, now)
+    return HookResult(tuple(summary_lines(report)), report.deferred + report.failed)
+
+
+def _anything_due(store: Store, now: datetime) -> bool:
+    return bool(cancel_for_inactive(store) or due_count(store, now, store.shared))
 
 
 def summary_lines(report: SendReport) -> list[ReportLine]:

@@ -20,7 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from syndicate.config import DomainLimit, DomainLimits, normal_domain
+from syndicate.config import DomainLimit, DomainLimits
+from syndicate.newsletter.subscribers import recipient_domain
 from syndicate.state.outbox import OutboxRow
 
 SENT = "sent"
@@ -42,12 +43,6 @@ def is_throttle_answer(response: str) -> bool:
         return False
     code, klass, subject, _ = match.groups()
     return code == "421" or (klass == "4" and subject == "7")
-
-
-def recipient_domain(address: str) -> str:
-    """The part after the last @, as throttling compares domains (lower case, A-labels)."""
-    domain = address.rpartition("@")[2]
-    return normal_domain(domain) or domain.lower()
 
 
 @dataclass(frozen=True, slots=True)

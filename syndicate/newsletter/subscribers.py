@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from syndicate.config import normal_domain
 from syndicate.content.markup import clean_line
 from syndicate.errors import AddressError
 from syndicate.models import SUBSCRIBER_STATUSES, Post, Subscriber
@@ -242,3 +243,10 @@ def format_subscriber_csv(subscribers: list[Subscriber]) -> str:
         cells = [s.email, s.name, ", ".join(s.topics), s.status]
         writer.writerow([escape_cell(cell) for cell in cells])
     return out.getvalue()
+
+
+def recipient_domain(address: str) -> str:
+    """The part after the last @, as throttling and `status` compare domains (lower case,
+    A-labels)."""
+    domain = address.rpartition("@")[2]
+    return normal_domain(domain) or domain.lower()

@@ -1,4 +1,5 @@
-"""One run at a time across processes: a locked file beside the state database.
+"""One run at a time across processes: a locked file beside the state database, or, for
+a database several hosts share (PostgreSQL), a lock in the database itself.
 
 A POSIX record lock (lockf), not flock: the kernel drops it when its process dies, however
 it dies, so a lock left by a killed run is never stale; and unlike flock it is not shared
@@ -13,6 +14,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from syndicate.errors import LockTimeoutError, SyndicateError
 
@@ -82,3 +84,87 @@ def _read_holder(fd: int) -> str:
     except OSError:
         return ""
     return f" (pid {pid})" if pid.isdigit() else ""
+
+
+# pg_advisory_lock key of the run lock: "synd", 2 (migrate.py holds "synd", 1 briefly).
+RUN_LOCK_KEY = 0x73796E64_00000002
+
+
+class DatabaseLock:
+    """The run lock of a PostgreSQL state database: a session-level advisory lock, held
+    on a connection of its own for as long as the run. Two hosts sharing the database
+    take the same lock (a lock file is only one host's). The server drops it when the
+    connection ends, however the holder ends (kill -9; a lost host once TCP notices)."""
+
+    def __init__(self, url: str, timeout: float = 60.0, poll: float = 0.2) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.poll = poll
+        self._engine: Any = None
+        self._conn: Any = None
+
+    def acquire(self) -> None:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(
+            self.url,
+            poolclass=sa.pool.NullPool,
+            connect_args={"application_name": f"syndicate run lock, pid {os.getpid()}"},
+        )
+        conn = engine.connect()
+        deadline = time.monotonic() + self.timeout
+        try:
+            while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(RUN_LOCK_KEY))).scalar():
+                conn.rollback()  # nothing held open on the server while we wait
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        f"another syndicate run{_pg_holder(conn)} holds the run lock of the "
+                        f"state database; gave up after waiting {self.timeout:g}s",
+                        "it will be retried at the next scheduled run; "
+                        "raise --lock-timeout to wait longer",
+                    )
+                time.sleep(self.poll)
+            conn.commit()
+        except BaseException:
+            conn.close()
+            engine.dispose()
+            raise
+        self._engine, self._conn = engine, conn
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # ends the session: the server releases the lock
+            self._engine.dispose()
+            self._conn = self._engine = None
+
+    def __enter__(self) -> DatabaseLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _pg_holder(conn: Any) -> str:
+    """` (host, pid N)` of the session holding the run lock, when the server says."""
+    import sqlalchemy as sa
+
+    query = sa.text(
+        "SELECT a.application_name, a.client_addr FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+        "AND l.granted AND (l.classid::bigint << 32) + l.objid::bigint = :key"
+    )
+    try:
+        row = conn.execute(query, {"key": RUN_LOCK_KEY}).first()
+        conn.rollback()
+    except Exception:
+        return ""
+    if row is None:
+        return ""
+    where = f" at {row.client_addr}" if row.client_addr else ""
+    return f" ({row.application_name}{where})" if row.application_name else where

@@ -36,6 +36,7 @@ from syndicate.feeds.websub import ping_hub
 from syndicate.models import Catalog, FeedSpec, HookResult, Post, ReportLine
 from syndicate.output import current_feeds, outputs_intact, write_outputs
 from syndicate.resources import read_template
+from syndicate.runs.lock import DatabaseLock, RunLock
 from syndicate.state.posts import load_post_states, migrate_post_keys, save_post_states
 from syndicate.state.runs import fail_run, finish_run, mark_interrupted, start_run
 from syndicate.state.store import Store
@@ -386,12 +387,30 @@ def newsletter_hook(
     config: Config, now: datetime, store: Store, posts: Sequence[Post]
 ) -> HookResult:
     """The newsletter job as `run` and the daemon add it: with the newsletter off, the
-    delivery code (Jinja, MJML, DKIM: ~0.4 s of imports) is not even loaded."""
+    delivery code (Jinja, MJML, DKIM: ~0.4 s of imports) is not even loaded. On a shared
+    database it only queues: delivery comes after the run lock (deliver_after_lock)."""
     if not config.newsletter.enabled:
         return HookResult()
     from syndicate.delivery.outbox import newsletter_job
 
-    return newsletter_job(config, now, store, posts)
+    return newsletter_job(config, now, store, posts, deliver=not store.shared)
+
+
+def deliver_after_lock(
+    config: Config, now: datetime, store: Store, report: CycleReport
+) -> CycleReport:
+    """On a shared database (PostgreSQL), once the run lock is released: send the
+    outbox's due rows beside the other hosts' senders (each leases its own)."""
+    if not (config.newsletter.enabled and store.shared):
+        return report
+
+    def delivery(config: Config, now: datetime, store: Store, _posts: Sequence[Post]) -> HookResult:
+        from syndicate.delivery.outbox import delivery_job
+
+        return delivery_job(config, now, store)
+
+    result = _run_hook(delivery, config, now, store, ())
+    return replace(report, hook_results=(*report.hook_results, result))
 
 
 def _run_hook(
@@ -436,6 +455,15 @@ def open_state(config: Config) -> Store:
         store.close()
         raise
     return store
+
+
+def run_lock(config: Config, timeout: float) -> RunLock | DatabaseLock:
+    """One run at a time: a lock file on one host (SQLite, and any database but
+    PostgreSQL), or, when several hosts may share the state (PostgreSQL), the database's
+    own advisory lock."""
+    if config.state_url.startswith(("postgresql:", "postgresql+", "postgres:")):
+        return DatabaseLock(config.state_url, timeout)
+    return RunLock(lock_path(config), timeout)
 
 
 def lock_path(config: Config) -> Path:

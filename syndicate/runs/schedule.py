@@ -23,8 +23,14 @@ from apscheduler.triggers.date import DateTrigger
 
 from syndicate.config import Config, cron_trigger_fields
 from syndicate.errors import LockTimeoutError
-from syndicate.runs.lock import RunLock
-from syndicate.runs.pipeline import CycleReport, lock_path, newsletter_hook, open_state, run_cycle
+from syndicate.runs.pipeline import (
+    CycleReport,
+    deliver_after_lock,
+    newsletter_hook,
+    open_state,
+    run_cycle,
+    run_lock,
+)
 from syndicate.state.store import safe_url
 
 log = logging.getLogger("syndicate.daemon")
@@ -131,10 +137,12 @@ class Daemon:
         now = self.clock()
         log.info("run started")
         try:
-            with RunLock(lock_path(self.config), self.config.schedule.lock_timeout_seconds):
+            with run_lock(self.config, self.config.schedule.lock_timeout_seconds):
+                started = self.clock()
                 report = run_cycle(
-                    self.config, self.clock(), self.store, kind="daemon", hooks=(newsletter_hook,)
+                    self.config, started, self.store, kind="daemon", hooks=(newsletter_hook,)
                 )
+            report = deliver_after_lock(self.config, started, self.store, report)
         except LockTimeoutError as exc:
             log.warning("run skipped: %s", exc.message)
             return

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from syndicate.errors import DigestExistsError
+from syndicate.newsletter.subscribers import recipient_domain
 from syndicate.state.outbox import QUEUED
 from syndicate.state.schema import (
     bodies_table,
@@ -80,6 +81,7 @@ def queue_digest(
                     "subscriber_id": r.subscriber_id,
                     "body_id": body_ids[r.variant],
                     "email": r.email,
+                    "domain": recipient_domain(r.email),
                     "name": r.name,
                     "status": QUEUED,
                     "attempts": 0,

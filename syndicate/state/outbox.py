@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -87,57 +88,107 @@ def cancel_for_inactive(store: Store) -> int:
         return int(result.rowcount or 0)
 
 
-def due_rows(store: Store, now: datetime) -> list[OutboxRow]:
-    """Rows to send now: queued, in doubt (`sending` when we hold the lock), or deferred
-    whose retry time has come; oldest digest first."""
-    o, d = outbox_table, digests_table
-    query = (
-        sa.select(o, d.c.key.label("digest_key"))
-        .join(d, d.c.id == o.c.digest_id)
-        .where(
-            sa.or_(
-                o.c.status.in_((QUEUED, SENDING)),
-                sa.and_(o.c.status == DEFERRED, o.c.next_attempt_at <= to_utc(now)),
-            )
-        )
-        .order_by(o.c.digest_id, o.c.id)
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    """Rows to send now: queued, in doubt (`sending`), or deferred whose time has come."""
+    o = outbox_table
+    return sa.or_(
+        o.c.status.in_((QUEUED, SENDING)),
+        sa.and_(o.c.status == DEFERRED, o.c.next_attempt_at <= to_utc(now)),
     )
+
+
+def _free(now: datetime) -> sa.ColumnElement[bool]:
+    """Not leased by a live sender: never leased, or its lease has run out."""
+    o = outbox_table
+    return sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= to_utc(now))
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who leases outbox rows (a sender process: host, pid, a random part) and for how
+    long; `shared`: other senders may work the same outbox (PostgreSQL), so their live
+    leases are respected. On SQLite one sender at a time holds the run lock, and a row
+    left `sending` under a lease is a killed run's: in doubt, sent again at once."""
+
+    holder: str
+    seconds: float
+    shared: bool
+
+    def until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.seconds)
+
+
+def lease_rows(store: Store, lease: Lease, now: datetime, limit: int) -> list[OutboxRow]:
+    """Take up to `limit` due rows for this sender, oldest digest first. On PostgreSQL the
+    pick is `FOR UPDATE SKIP LOCKED`: senders picking at once get different rows, and
+    none waits for another's pick."""
+    o, d = outbox_table, digests_table
+    pick = sa.select(o.c.id).where(_due(now)).order_by(o.c.digest_id, o.c.id).limit(limit)
+    if lease.shared:
+        pick = pick.where(_free(now)).with_for_update(skip_locked=True)
+    with store.engine.begin() as conn:
+        ids = list(conn.execute(pick).scalars())
+        if not ids:
+            return []
+        conn.execute(
+            sa.update(o)
+            .where(o.c.id.in_(ids))
+            .values(claimed_by=lease.holder, lease_until=to_utc(lease.until(now)))
+        )
+        query = (
+            sa.select(o, d.c.key.label("digest_key"))
+            .join(d, d.c.id == o.c.digest_id)
+            .where(o.c.id.in_(ids))
+            .order_by(o.c.digest_id, o.c.id)
+        )
+        return [_outbox_row(row) for row in conn.execute(query)]
+
+
+def _outbox_row(row: sa.Row[Any]) -> OutboxRow:
+    return OutboxRow(
+        id=row.id,
+        digest_id=row.digest_id,
+        digest_key=row.digest_key,
+        subscriber_id=row.subscriber_id,
+        email=row.email,
+        name=row.name,
+        status=row.status,
+        attempts=row.attempts,
+        body_id=row.body_id,
+    )
+
+
+def due_count(store: Store, now: datetime, shared: bool) -> int:
+    """How many rows are due and not leased by another live sender."""
+    o = outbox_table
+    query = sa.select(sa.func.count()).select_from(o).where(_due(now))
+    if shared:
+        query = query.where(_free(now))
     with store.engine.connect() as conn:
-        return [
-            OutboxRow(
-                id=row.id,
-                digest_id=row.digest_id,
-                digest_key=row.digest_key,
-                subscriber_id=row.subscriber_id,
-                email=row.email,
-                name=row.name,
-                status=row.status,
-                attempts=row.attempts,
-                body_id=row.body_id,
-            )
-            for row in conn.execute(query)
-        ]
+        return int(conn.execute(query).scalar() or 0)
 
 
-def claim_row(store: Store, row_id: int, attempts: int) -> bool:
-    """Mark a row `sending`, in the same statement that checks it is still open and its
-    subscriber still active. An unsubscribe either committed before (the row is cancelled
-    or its subscriber inactive: not claimed, and cancelled here) or waits for this message
-    (wait_in_flight). -> whether the row is ours to send."""
+def claim_row(store: Store, row_id: int, attempts: int, lease: Lease, now: datetime) -> bool:
+    """Mark a row `sending` (its lease renewed), in the statement that checks it is still
+    open, still ours, and its subscriber still active. An unsubscribe either committed
+    before (the row is cancelled or its subscriber inactive: not claimed, and cancelled
+    here) or waits for this message (wait_in_flight). A row whose lease ran out and that
+    another sender took is left to it. -> whether the row is ours to send."""
     o, s = outbox_table, subscribers_table
     still_open = o.c.status.in_(OPEN)
+    ours = o.c.claimed_by == lease.holder
     active = sa.exists(sa.select(s.c.id).where(s.c.id == o.c.subscriber_id, s.c.status == "active"))
     with store.engine.begin() as conn:
         claimed = conn.execute(
             sa.update(o)
-            .where(o.c.id == row_id, still_open, active)
-            .values(status=SENDING, attempts=attempts)
+            .where(o.c.id == row_id, still_open, ours, active)
+            .values(status=SENDING, attempts=attempts, lease_until=to_utc(lease.until(now)))
         ).rowcount
         if claimed:
             return True
         conn.execute(
             sa.update(o)
-            .where(o.c.id == row_id, still_open)
+            .where(o.c.id == row_id, still_open, ours, ~active)
             .values(status=CANCELLED, last_response="subscriber no longer active")
         )
     return False
@@ -155,16 +206,17 @@ def waiting_rows(store: Store) -> tuple[int, datetime | None]:
     return int(count), aware_utc(first) if first else None
 
 
-def mark_row(store: Store, row_id: int, status: str, **values: object) -> None:
-    """One state change of one outbox row, committed at once."""
+def mark_row(store: Store, row_id: int, lease: Lease, status: str, **values: object) -> None:
+    """One state change of one of our rows, committed at once; the lease is given up. A
+    row another sender took over (our lease ran out) is not ours to mark."""
     for key in ("next_attempt_at", "sent_at"):
         if key in values and values[key] is not None:
             values[key] = to_utc(values[key])  # type: ignore[arg-type]
     with store.engine.begin() as conn:
         conn.execute(
             sa.update(outbox_table)
-            .where(outbox_table.c.id == row_id)
-            .values(status=status, **values)
+            .where(outbox_table.c.id == row_id, outbox_table.c.claimed_by == lease.holder)
+            .values(status=status, claimed_by=None, lease_until=None, **values)
         )
 
 

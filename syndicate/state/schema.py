@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # The Alembic revision these tables are. Store compares it with the database's
 # alembic_version row without importing Alembic, which only runs when they differ.
-HEAD = "0002"
+HEAD = "0003"
 
 metadata = sa.MetaData()
 
@@ -149,7 +149,12 @@ outbox_table = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("last_response", sa.Text, nullable=True),
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    # Which sender holds the row, and until when (several senders on PostgreSQL).
+    sa.Column("claimed_by", sa.String(128), nullable=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("domain", sa.String(255), nullable=False, server_default=""),  # lower-cased
     sa.UniqueConstraint("digest_id", "subscriber_id"),  # never queued twice for one digest
+    sa.Index("ix_outbox_open", "status", "digest_id", "id"),  # the open rows of a big outbox
 )
 
 # Posts are keyed by their path relative to config.yaml's folder. Databases from before

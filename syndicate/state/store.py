@@ -58,6 +58,13 @@ class Store:
                 "check state.url in config.yaml and that its folder is writable",
             ) from None
 
+    @property
+    def shared(self) -> bool:
+        """Can other processes, on other hosts, work on this database at once? PostgreSQL
+        (any server database), yes: senders lease rows and the run lock is in the database.
+        SQLite is one host's, serialised by the run lock file beside it."""
+        return self.engine.dialect.name != "sqlite"
+
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
