@@ -138,10 +138,10 @@ def test_status_lists_recent_posts_the_mailing_list_the_outbox_and_the_last_dige
             "values (100, 100, 'v', 's', 'h', 't')"
         )
         db.execute(
-            "insert into outbox (digest_id, subscriber_id, body_id, email, status, "
-            "next_attempt_at) values (100, 1, 100, 'a@x.org', 'sent', null),"
-            "(100, 2, 100, 'b@x.org', 'deferred', '2025-05-21 09:30:00'),"
-            "(100, 4, 100, 'd@x.org', 'failed', null)"
+            "insert into outbox (digest_id, subscriber_id, body_id, email, domain, status, "
+            "next_attempt_at) values (100, 1, 100, 'a@x.org', 'x.org', 'sent', null),"
+            "(100, 2, 100, 'b@x.org', 'x.org', 'deferred', '2025-05-21 09:30:00'),"
+            "(100, 4, 100, 'd@x.org', 'x.org', 'failed', null)"
         )
     db.close()
 
