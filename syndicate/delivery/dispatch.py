@@ -65,6 +65,8 @@ class SendReport:
     lines: list[str] = field(default_factory=list)  # one per deferred/bounced/failed recipient
     waiting: int = 0  # deferred rows left in the outbox after this run, waiting for a retry
     next_retry: datetime | None = None  # the earliest of their retry times
+    leased: int = 0  # open rows other senders (a PostgreSQL outbox) still hold a lease on
+    lease_ends: datetime | None = None  # when the last of those leases runs out
 
     def count(self, outcome: str) -> None:
         """One more message with this outcome (sent, deferred, bounced or failed)."""

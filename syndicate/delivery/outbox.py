@@ -65,6 +65,7 @@ from syndicate.state.outbox import (
     due_count,
     finish_digests,
     lease_rows,
+    leased_elsewhere,
     waiting_rows,
 )
 from syndicate.state.store import Store
@@ -291,6 +292,8 @@ def deliver_outbox(
         report, stopped = send_leased(batch, report, lambda: False, _fixed_total(progress, total))
     finish_digests(store)
     report.waiting, report.next_retry = waiting_rows(store)
+    if lease.shared:
+        report.leased, report.lease_ends = leased_elsewhere(store, lease, batch.clock())
     if stopped is not None:
         raise DeliveryStoppedError(DeliveryError(*stopped), report)
     return report
@@ -479,4 +482,12 @@ def summary_lines(report: SendReport) -> list[ReportLine]:
     if report.waiting and report.next_retry is not None:
         retry = report.next_retry.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         lines.append(ReportLine(f"{report.waiting} deferred, next retry at {retry}"))
+    if report.leased and report.lease_ends is not None:
+        ends = report.lease_ends.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines.append(
+            ReportLine(
+                f"{counted(report.leased, 'message')} still leased by other senders until "
+                f"{ends}; sent by them, or by the next send after that"
+            )
+        )
     return lines

@@ -206,6 +206,17 @@ def waiting_rows(store: Store) -> tuple[int, datetime | None]:
     return int(count), aware_utc(first) if first else None
 
 
+def leased_elsewhere(store: Store, lease: Lease, now: datetime) -> tuple[int, datetime | None]:
+    """Open rows another sender holds a live lease on: how many, and until when."""
+    o = outbox_table
+    query = sa.select(sa.func.count(), sa.func.max(o.c.lease_until)).where(
+        o.c.status.in_(OPEN), o.c.claimed_by != lease.holder, ~_free(now)
+    )
+    with store.engine.connect() as conn:
+        count, until = conn.execute(query).one()
+    return int(count), aware_utc(until) if until else None
+
+
 def mark_row(store: Store, row_id: int, lease: Lease, status: str, **values: object) -> None:
     """One state change of one of our rows, committed at once; the lease is given up. A
     row another sender took over (our lease ran out) is not ours to mark."""
