@@ -59,7 +59,8 @@ schedule:
   newsletter: null  # the digest is sent by `send`, timed
 delivery:
   transport: smtp
-  smtp: {{host: 127.0.0.1, port: {port}, security: none, helo: {name}.bench.test, connections: 4, rate_per_second: 0, timeout: 30}}
+  smtp: {{host: 127.0.0.1, port: {port}, security: none, helo: {name}.bench.test,
+         connections: 4, rate_per_second: 0, timeout: 30}}
 """
 
 
@@ -130,7 +131,9 @@ def add_subscribers(url: str, count: int) -> None:
 def one_round(base: str, senders: int, recipients: int, ports: list[int], work: Path) -> float:
     """Wall time for `senders` processes to deliver one digest to `recipients`."""
     url = create_database(base)
-    hosts = [make_host(work, f"s{senders}-h{n}", url, ports[n % len(ports)]) for n in range(senders)]
+    hosts = [
+        make_host(work, f"s{senders}-h{n}", url, ports[n % len(ports)]) for n in range(senders)
+    ]
     prepare = syndicate(hosts[0], "status")  # creates the schema
     if prepare.wait() != 0:
         raise SystemExit(prepare.stderr.read().decode() if prepare.stderr else "status failed")
@@ -172,7 +175,11 @@ def claim_cost(base: str, total: int, sample: int = 2000) -> float:
                 subject="s", status="queued",
             )
         )  # fmt: skip
-        conn.execute(sa.insert(bodies_table).values(id=1, digest_id=1, variant="v", subject="s", html="h", text="t"))
+        conn.execute(
+            sa.insert(bodies_table).values(
+                id=1, digest_id=1, variant="v", subject="s", html="h", text="t"
+            )
+        )
     step = 50_000
     for start in range(0, total, step):
         count = min(step, total - start)
@@ -188,8 +195,8 @@ def claim_cost(base: str, total: int, sample: int = 2000) -> float:
             conn.execute(
                 sa.insert(outbox_table),
                 [
-                    {"digest_id": 1, "subscriber_id": n + 1, "body_id": 1, "email": f"r{n}@x.example",
-                     "domain": "x.example", "name": "",
+                    {"digest_id": 1, "subscriber_id": n + 1, "body_id": 1,
+                     "email": f"r{n}@x.example", "domain": "x.example", "name": "",
                      "status": "queued" if n >= total - sample else "sent", "attempts": 0}
                     for n in range(start, start + count)
                 ],
@@ -201,7 +208,7 @@ def claim_cost(base: str, total: int, sample: int = 2000) -> float:
     start_time = time.perf_counter()
     while rows := lease_rows(store, lease, now, 200):
         for row in rows:
-            claim_row(store, row.id, 1, lease, now)
+            claim_row(store, row.id, 1, lease)
             mark_row(store, row.id, lease, "sent", sent_at=now + timedelta(seconds=1))
             done += 1
     elapsed = time.perf_counter() - start_time
@@ -236,7 +243,8 @@ def main() -> int:
         sink.start()
     time.sleep(1.0)
     try:
-        print(f"{args.recipients:,} recipients, {SINKS} sinks, latency {args.latency * 1000:.0f} ms, "
+        latency = f"{args.latency * 1000:.0f} ms"
+        print(f"{args.recipients:,} recipients, {SINKS} sinks, latency {latency}, "
               f"{os.cpu_count()} cores")  # fmt: skip
         times: dict[int, float] = {}
         for senders in args.senders:

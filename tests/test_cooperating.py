@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from syndicate.runs.lock import RUN_LOCK_KEY
 from syndicate.state.schema import outbox_table, subscribers_table
+from syndicate.state.store import Store
 
 from .conftest import SITE_CONFIG, post
 from .kill_scenario import wait_for_group_gone
@@ -179,3 +180,72 @@ def test_three_senders_share_one_digest_and_survive_a_kill(tmp_path: Path, pg_ur
     engine.dispose()
     assert states == {"sent": recipients}
     assert leased == 0
+
+
+def queued_outbox(url: str, rows: int) -> Store:
+    """A store with one digest queued for `rows` active subscribers."""
+    from syndicate.state.digests import QueuedBody, QueuedRecipient, queue_digest
+
+    store = Store(url)  # the schema first
+    add_subscribers(url, rows)
+    when = datetime(2025, 9, 1, tzinfo=UTC)
+    queue_digest(
+        store,
+        key="d",
+        posts_hash="h",
+        since=when,
+        until=when,
+        subject="s",
+        post_sources=["posts/one.md"],
+        archive_url="",
+        bodies=[QueuedBody("v", "s", "h", "t")],
+        recipients=[QueuedRecipient(n + 1, f"r{n:05d}@x.example", "", "v") for n in range(rows)],
+        now=when,
+    )
+    return store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_leases_share_rows_and_outlive_only_their_time(pg_url: str) -> None:  # noqa: F811
+    """The rules under the senders: two leases never get one row; a row is claimed and
+    marked only by its holder (another's claim neither sends nor cancels it); a lease that
+    ran out (on the wall clock, not `--now`) is taken over."""
+    from syndicate.state.outbox import Lease, claim_row, lease_rows, mark_row
+
+    store = queued_outbox(pg_url, 30)
+    clock = Clock()
+    due = datetime(2025, 9, 1, 1, tzinfo=UTC)  # what `--now` says; leases ignore it
+    try:
+        first = Lease("host-a:1:aa", 60, True, clock)
+        second = Lease("host-b:2:bb", 60, True, clock)
+        taken_a = lease_rows(store, first, due, 20)
+        taken_b = lease_rows(store, second, due, 20)
+        assert len(taken_a) == 20 and len(taken_b) == 10
+        assert not {r.id for r in taken_a} & {r.id for r in taken_b}
+        assert lease_rows(store, Lease("host-c:3:cc", 60, True, clock), due, 20) == []
+
+        row = taken_a[0]
+        assert not claim_row(store, row.id, 1, second)  # not b's: untouched
+        mark_row(store, row.id, second, "sent")  # ignored: not b's row
+        assert claim_row(store, row.id, 1, first)
+        clock.now += timedelta(seconds=61)  # a's lease runs out (a died mid-message)
+        taken_c = lease_rows(store, Lease("host-c:3:cc", 60, True, clock), due, 50)
+        assert {r.id for r in taken_c} == {r.id for r in taken_a} | {r.id for r in taken_b}
+        assert not claim_row(store, row.id, 2, first)  # a is back too late: c holds it now
+        mark_row(store, row.id, first, "sent")
+        with store.engine.connect() as conn:
+            status, holder = conn.execute(
+                sa.select(outbox_table.c.status, outbox_table.c.claimed_by).where(
+                    outbox_table.c.id == row.id
+                )
+            ).one()
+        assert (status, holder) == ("sending", "host-c:3:cc")  # in doubt, c's to resend
+    finally:
+        store.close()

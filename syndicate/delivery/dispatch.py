@@ -304,7 +304,7 @@ class _Dispatcher:
     def claim(self, row: OutboxRow) -> bool:
         """The row is ours to send now (see claim_row), its lease renewed."""
         batch = self.batch
-        return claim_row(batch.store, row.id, row.attempts + 1, batch.lease, batch.clock())
+        return claim_row(batch.store, row.id, row.attempts + 1, batch.lease)
 
     def mark(self, row_id: int, status: str, **values: object) -> None:
         with self.db_lock:

@@ -293,7 +293,7 @@ def deliver_outbox(
     finish_digests(store)
     report.waiting, report.next_retry = waiting_rows(store)
     if lease.shared:
-        report.leased, report.lease_ends = leased_elsewhere(store, lease, batch.clock())
+        report.leased, report.lease_ends = leased_elsewhere(store, lease)
     if stopped is not None:
         raise DeliveryStoppedError(DeliveryError(*stopped), report)
     return report

@@ -5,8 +5,9 @@ one commit per step (see delivery/outbox.py for why that order is crash-safe).""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,10 +98,14 @@ def _due(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def _free(now: datetime) -> sa.ColumnElement[bool]:
-    """Not leased by a live sender: never leased, or its lease has run out."""
+def _free(at: datetime) -> sa.ColumnElement[bool]:
+    """Not leased by a live sender at `at`: never leased, or its lease has run out."""
     o = outbox_table
-    return sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= to_utc(now))
+    return sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= to_utc(at))
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,14 +113,21 @@ class Lease:
     """Who leases outbox rows (a sender process: host, pid, a random part) and for how
     long; `shared`: other senders may work the same outbox (PostgreSQL), so their live
     leases are respected. On SQLite one sender at a time holds the run lock, and a row
-    left `sending` under a lease is a killed run's: in doubt, sent again at once."""
+    left `sending` under a lease is a killed run's: in doubt, sent again at once.
+
+    A lease is about whether its holder is still alive, so it runs on the wall clock
+    (`clock`), never on a run's `--now`, which only says what is due."""
 
     holder: str
     seconds: float
     shared: bool
+    clock: Callable[[], datetime] = _wall_clock
 
-    def until(self, now: datetime) -> datetime:
-        return now + timedelta(seconds=self.seconds)
+    def until(self) -> datetime:
+        return self.clock() + timedelta(seconds=self.seconds)
+
+    def free(self) -> sa.ColumnElement[bool]:
+        return _free(self.clock())
 
 
 def lease_rows(store: Store, lease: Lease, now: datetime, limit: int) -> list[OutboxRow]:
@@ -125,7 +137,7 @@ def lease_rows(store: Store, lease: Lease, now: datetime, limit: int) -> list[Ou
     o, d = outbox_table, digests_table
     pick = sa.select(o.c.id).where(_due(now)).order_by(o.c.digest_id, o.c.id).limit(limit)
     if lease.shared:
-        pick = pick.where(_free(now)).with_for_update(skip_locked=True)
+        pick = pick.where(lease.free()).with_for_update(skip_locked=True)
     with store.engine.begin() as conn:
         ids = list(conn.execute(pick).scalars())
         if not ids:
@@ -133,7 +145,7 @@ def lease_rows(store: Store, lease: Lease, now: datetime, limit: int) -> list[Ou
         conn.execute(
             sa.update(o)
             .where(o.c.id.in_(ids))
-            .values(claimed_by=lease.holder, lease_until=to_utc(lease.until(now)))
+            .values(claimed_by=lease.holder, lease_until=to_utc(lease.until()))
         )
         query = (
             sa.select(o, d.c.key.label("digest_key"))
@@ -163,12 +175,12 @@ def due_count(store: Store, now: datetime, shared: bool) -> int:
     o = outbox_table
     query = sa.select(sa.func.count()).select_from(o).where(_due(now))
     if shared:
-        query = query.where(_free(now))
+        query = query.where(_free(_wall_clock()))
     with store.engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
 
 
-def claim_row(store: Store, row_id: int, attempts: int, lease: Lease, now: datetime) -> bool:
+def claim_row(store: Store, row_id: int, attempts: int, lease: Lease) -> bool:
     """Mark a row `sending` (its lease renewed), in the statement that checks it is still
     open, still ours, and its subscriber still active. An unsubscribe either committed
     before (the row is cancelled or its subscriber inactive: not claimed, and cancelled
@@ -182,7 +194,7 @@ def claim_row(store: Store, row_id: int, attempts: int, lease: Lease, now: datet
         claimed = conn.execute(
             sa.update(o)
             .where(o.c.id == row_id, still_open, ours, active)
-            .values(status=SENDING, attempts=attempts, lease_until=to_utc(lease.until(now)))
+            .values(status=SENDING, attempts=attempts, lease_until=to_utc(lease.until()))
         ).rowcount
         if claimed:
             return True
@@ -206,11 +218,11 @@ def waiting_rows(store: Store) -> tuple[int, datetime | None]:
     return int(count), aware_utc(first) if first else None
 
 
-def leased_elsewhere(store: Store, lease: Lease, now: datetime) -> tuple[int, datetime | None]:
+def leased_elsewhere(store: Store, lease: Lease) -> tuple[int, datetime | None]:
     """Open rows another sender holds a live lease on: how many, and until when."""
     o = outbox_table
     query = sa.select(sa.func.count(), sa.func.max(o.c.lease_until)).where(
-        o.c.status.in_(OPEN), o.c.claimed_by != lease.holder, ~_free(now)
+        o.c.status.in_(OPEN), o.c.claimed_by != lease.holder, ~lease.free()
     )
     with store.engine.connect() as conn:
         count, until = conn.execute(query).one()
