@@ -249,3 +249,16 @@ def test_leases_share_rows_and_outlive_only_their_time(pg_url: str) -> None:  # 
         assert (status, holder) == ("sending", "host-c:3:cc")  # in doubt, c's to resend
     finally:
         store.close()
+
+
+def test_an_unreachable_database_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """The run lock is the first thing to reach the database: a server that is down is a
+    state error naming the URL (password masked), never an internal error."""
+    folder = make_host(tmp_path, "host-a", "postgresql+psycopg://u:s3cret@127.0.0.1:1/db")
+    code, out, err = finish(syndicate(folder, "run", "--once"))
+    assert code == 1 and out == ""
+    assert err.startswith(
+        "syndicate: error: cannot take the run lock in the state database "
+        "postgresql+psycopg://u:***@127.0.0.1:1/db"
+    ), err
+    assert "s3cret" not in err and "internal error" not in err

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from syndicate.errors import LockTimeoutError, SyndicateError
+from syndicate.errors import LockTimeoutError, StateError, SyndicateError
 
 EX_TEMPFAIL = 75
 
@@ -106,12 +106,22 @@ class DatabaseLock:
     def acquire(self) -> None:
         import sqlalchemy as sa
 
+        from syndicate.state.store import safe_url
+
         engine = sa.create_engine(
             self.url,
             poolclass=sa.pool.NullPool,
             connect_args={"application_name": f"syndicate run lock, pid {os.getpid()}"},
         )
-        conn = engine.connect()
+        try:
+            conn = engine.connect()
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            first = str(exc).splitlines()[0][:200].replace(self.url, safe_url(self.url))
+            raise StateError(
+                f"cannot take the run lock in the state database {safe_url(self.url)}: {first}",
+                "check state.url in config.yaml and that the database server is up",
+            ) from None
         deadline = time.monotonic() + self.timeout
         try:
             while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(RUN_LOCK_KEY))).scalar():
