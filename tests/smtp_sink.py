@@ -56,11 +56,20 @@ class SinkHandler:
     # every test domain resolves to this one server, which plays each provider by domain
     domain_answers: dict[str, str] = field(default_factory=dict)
     rcpt_seen: list[str] = field(default_factory=list)  # every RCPT TO, in order
+    sessions: int = 0  # EHLO/HELO greetings: about one per connection
     received: list[Received] = field(default_factory=list)
     data_count: int = 0
     paused: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.lock:
+            self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]

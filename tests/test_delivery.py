@@ -1128,18 +1128,20 @@ THROTTLED_GOOGLE = (
 )
 
 
+@pytest.mark.parametrize("lease", ["", "  lease_batch: 2\n"], ids=["one-lease", "leases-of-2"])
 def test_a_throttled_domain_is_slowed_alone_and_its_group_with_it(
-    site: Site, invoke: Callable[..., Result]
+    site: Site, invoke: Callable[..., Result], lease: str
 ) -> None:
     """gmail.com's server answers 451 4.7.1 (a rate limit): Google's group (gmail.com and
     googlemail.com, one connection) pauses after that one answer and its other rows are
     deferred without being tried; every other domain is sent in the same run. Once the
-    pause is over the next send delivers them, each exactly once."""
+    pause is over the next send delivers them, each exactly once. Rows leased two at a
+    time keep the pause from one lease to the next."""
     google = [f"g{n}@gmail.com" for n in range(4)] + ["m0@googlemail.com", "m1@googlemail.com"]
     others = [f"o{n}@example.org" for n in range(4)] + [f"n{n}@example.net" for n in range(3)]
     handler = SinkHandler(domain_answers={"gmail.com": "451 4.7.1 Rate limited, try later"})
     with Sink(handler) as sink:
-        mail_site(site, sink.port, extra=THROTTLED_GOOGLE)
+        mail_site(site, sink.port, extra=THROTTLED_GOOGLE + lease)
         subscribe(invoke, site, *google, *others)
         first = send(invoke, site)
         assert first.exit_code == 1
@@ -1201,3 +1203,19 @@ def test_a_421_slows_only_its_domain_and_other_deferrals_keep_their_schedule(
             == 2
         )
     assert sink.handler.by_recipient() == dict.fromkeys(others, 1)
+
+
+def test_connections_are_reused_from_one_lease_to_the_next(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """Rows come a lease at a time (here 3); the connections stay open across leases, so a
+    big list costs one TLS handshake and login per connection, not per lease."""
+    readers = [f"r{n}@example.org" for n in range(10)]
+    with Sink() as sink:
+        mail_site(site, sink.port, extra="  lease_batch: 3\n")
+        subscribe(invoke, site, *readers)
+        result = send(invoke, site)
+        assert result.exit_code == 0, result.stderr
+        assert "sent 10, deferred 0" in result.stdout
+    assert sink.handler.by_recipient() == dict.fromkeys(readers, 1)
+    assert 1 <= sink.handler.sessions <= 2  # delivery.smtp.connections: 2 in these tests

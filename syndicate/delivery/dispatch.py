@@ -10,7 +10,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -99,11 +99,15 @@ def send_rows(
     report: SendReport,
     parent_gone: Callable[[], bool],
     progress: SendProgress | None,
+    more: Callable[[], list[OutboxRow]] | None = None,
 ) -> tuple[SendReport, StopReason | None]:
-    """The connections' workers over the rows; no new transaction once `parent_gone()`.
+    """The connections' workers over the rows, and over what `more()` gives when they run
+    out (the next lease), until it gives nothing; no new transaction once `parent_gone()`.
+    The connections, the throttle's state and the rate stay from one lease to the next.
     -> the report, and the error that stopped delivery."""
-    dispatcher = _Dispatcher(batch, report, parent_gone, progress)
-    workers = min(batch.transport.connections, len(batch.rows))
+    dispatcher = _Dispatcher(batch, report, parent_gone, progress, more)
+    connections = batch.transport.connections
+    workers = connections if more else min(connections, len(batch.rows))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtp") as pool:
         for _ in range(workers):
             pool.submit(dispatcher.work)
@@ -113,20 +117,24 @@ def send_rows(
     return report, None
 
 
-def message_templates(batch: Batch) -> dict[int, MessageTemplate]:
-    """One composer per queued body (a topic set of the digest)."""
-    bodies = queued_bodies(batch.store, (r.body_id for r in batch.rows))
-    return {
-        body_id: MessageTemplate(
-            batch.config,
-            _digest_key(batch.rows, body_id),
-            body.subject,
-            body.html,
-            body.text,
-            batch.now,
-        )
-        for body_id, body in bodies.items()
-    }
+class _Templates:
+    """One composer per queued body (a topic set of a digest), made the first time a row
+    of that body comes (rows come a lease at a time)."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.made: dict[int, MessageTemplate] = {}
+        self.lock = threading.Lock()
+
+    def __getitem__(self, row: OutboxRow) -> MessageTemplate:
+        with self.lock:
+            if row.body_id not in self.made:
+                batch = self.batch
+                body = queued_bodies(batch.store, [row.body_id])[row.body_id]
+                self.made[row.body_id] = MessageTemplate(
+                    batch.config, row.digest_key, body.subject, body.html, body.text, batch.now
+                )
+            return self.made[row.body_id]
 
 
 def make_throttle(batch: Batch) -> Throttle:
@@ -144,10 +152,6 @@ def make_throttle(batch: Batch) -> Throttle:
     )
 
 
-def _digest_key(rows: Sequence[OutboxRow], body_id: int) -> str:
-    return next(r.digest_key for r in rows if r.body_id == body_id)
-
-
 class _Dispatcher:
     """The state the workers share: the rows to take, the report, the first fatal error."""
 
@@ -157,13 +161,16 @@ class _Dispatcher:
         report: SendReport,
         parent_gone: Callable[[], bool],
         progress: SendProgress | None,
+        more: Callable[[], list[OutboxRow]] | None = None,
     ) -> None:
         self.batch = batch
+        self.more = more
+        self.more_lock = threading.Lock()
         self.config = batch.config
         self.report = report
         self.parent_gone = parent_gone
         self.progress = progress
-        self.templates: Mapping[int, MessageTemplate] = message_templates(batch)
+        self.templates = _Templates(batch)
         self.signer = dkim_signer(batch.config)
         self.throttle = make_throttle(batch)
         smtp = self.config.delivery.transport == "smtp"
@@ -181,6 +188,8 @@ class _Dispatcher:
             while not self.fatal and not self.parent_gone():
                 pick = self.throttle.take(time.monotonic())
                 if pick.done:
+                    if self.refill():
+                        continue
                     break
                 if pick.held:
                     self.hold(pick.held)
@@ -267,7 +276,7 @@ class _Dispatcher:
         # (envelope and To alike); a non-ASCII local part stays, and the transport says why
         # it cannot carry it.
         address = row.email if connection.utf8 else ascii_address(row.email) or row.email
-        prepared = self.templates[row.body_id].render(row.subscriber_id, address, row.name, token)
+        prepared = self.templates[row].render(row.subscriber_id, address, row.name, token)
         return replace(prepared, data=self.signer(prepared.data)) if self.signer else prepared
 
     def transient(self, row: OutboxRow, response: str) -> None:
@@ -300,6 +309,20 @@ class _Dispatcher:
     ) -> None:
         self.mark(row.id, status, last_response=response, **values)
         self.record(row, status, response + note)
+
+    def refill(self) -> bool:
+        """The rows ran out: the next lease, if any (one worker asks; the others wait for
+        it and then find the rows). -> whether there are rows to take again."""
+        if self.more is None:
+            return False
+        with self.more_lock:
+            if not self.throttle.empty():
+                return True  # another worker refilled meanwhile
+            if self.fatal or self.parent_gone():
+                return False
+            rows = self.more()
+            self.throttle.add(rows)
+            return bool(rows)
 
     def claim(self, row: OutboxRow) -> bool:
         """The row is ours to send now (see claim_row), its lease renewed."""

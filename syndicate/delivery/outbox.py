@@ -61,6 +61,7 @@ from syndicate.state.digests import (
 )
 from syndicate.state.outbox import (
     Lease,
+    OutboxRow,
     cancel_for_inactive,
     due_count,
     finish_digests,
@@ -305,23 +306,22 @@ def send_leased(
     parent_gone: Callable[[], bool],
     progress: SendProgress | None,
 ) -> tuple[SendReport, StopReason | None]:
-    """Lease a batch of due rows, send it, and again, until none is left (or delivery
-    stops). A row is leased once per delivery: one deferred again is for the next run."""
+    """Lease a batch of due rows and send it, leasing the next as the rows run out, until
+    none is left (or delivery stops). A row is leased once per delivery: one deferred
+    again is for the next run."""
     seen: set[int] = set()
     limit = batch.config.delivery.lease_batch
-    while not parent_gone():
-        rows = [
-            r
-            for r in lease_rows(batch.store, batch.lease, batch.clock(), limit)
-            if r.id not in seen
-        ]
-        if not rows:
-            break
-        seen.update(r.id for r in rows)
-        report, stopped = send_rows(replace(batch, rows=rows), report, parent_gone, progress)
-        if stopped is not None:
-            return report, stopped
-    return report, None
+
+    def next_lease() -> list[OutboxRow]:
+        rows = lease_rows(batch.store, batch.lease, batch.clock(), limit)
+        fresh = [r for r in rows if r.id not in seen]
+        seen.update(r.id for r in fresh)
+        return fresh
+
+    first = next_lease()
+    if not first:
+        return report, None
+    return send_rows(replace(batch, rows=first), report, parent_gone, progress, more=next_lease)
 
 
 def _lease_holder() -> str:

@@ -125,11 +125,24 @@ class Throttle:
         self.jitter = jitter
         self.lock = threading.Lock()
         self.lanes: dict[str, Lane] = {}
-        for row in rows:
-            name, limit = limits.destination(recipient_domain(row.email))
-            self.lanes.setdefault(name, Lane(name, limit)).rows.append(row)
         # lanes with rows left, the one served longest ago first
-        self.order: deque[str] = deque(self.lanes)
+        self.order: deque[str] = deque()
+        self.add(rows)
+
+    def add(self, rows: Iterable[OutboxRow]) -> None:
+        """More rows (the next lease): into their lanes, which keep their pauses and
+        levels; a lane that had run out joins the round again."""
+        with self.lock:
+            for row in rows:
+                name, limit = self.limits.destination(recipient_domain(row.email))
+                self.lanes.setdefault(name, Lane(name, limit)).rows.append(row)
+                if name not in self.order:
+                    self.order.append(name)
+
+    def empty(self) -> bool:
+        """No row left to hand out (some may still be in flight)."""
+        with self.lock:
+            return not self.order
 
     def take(self, now: float) -> Pick:
         """The next row that may go at `now`, round robin over the lanes."""
