@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import email
 import mailbox
-from collections.abc import Callable
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from pathlib import Path
 
 import pytest
+import trustme
 
 from syndicate.config import parse_config
 from syndicate.delivery.bounces import (
@@ -37,7 +45,7 @@ from syndicate.newsletter.tokens import sign_bounce_token, sign_token, verify_bo
 from syndicate.newsletter.tokens import verify_token as verify_link_token
 
 from .conftest import Result, Site
-from .smtp_sink import Sink
+from .smtp_sink import Sink, free_port
 from .test_delivery import SECRET, db, mail_site, send, subscribe
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bounces"
@@ -406,3 +414,121 @@ def test_the_imap_password_comes_from_the_environment() -> None:
 def test_an_unreachable_imap_server_is_an_error_not_a_traceback() -> None:
     with pytest.raises(SyndicateError, match="cannot connect"):
         list(read_imap("imaps://u@127.0.0.1:9/INBOX", "pw"))
+
+
+# --- IMAP, against Debian's Dovecot on 127.0.0.1 ------------------------------------------
+
+DOVECOT = "/usr/sbin/dovecot"
+IMAP_PASSWORD = "imap-test-password"  # noqa: S105 - a test server's
+
+
+def dovecot_config(folder: Path, port: int) -> str:
+    return f"""\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {folder}/run
+state_dir = {folder}/state
+log_path = {folder}/dovecot.log
+ssl = required
+ssl_cert = <{folder}/cert.pem
+ssl_key = <{folder}/key.pem
+auth_mechanisms = plain
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = {port}
+    ssl = yes
+  }}
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {folder}/users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={folder}/home
+}}
+mail_location = maildir:{folder}/Maildir
+"""
+
+
+@pytest.fixture
+def dovecot() -> Iterator[tuple[str, ssl.SSLContext, Path]]:
+    """A Dovecot IMAPS server on 127.0.0.1 with a trustme certificate, serving a Maildir
+    of two fixtures as user `bounces`. -> (URL, a client context trusting it, Maildir)."""
+    if not Path(DOVECOT).exists() or os.geteuid() != 0:
+        pytest.skip("needs Debian's dovecot-imapd, run as root (it serves as `nobody`)")
+    folder = Path(tempfile.mkdtemp(prefix="syndicate-dovecot-"))  # others may enter it
+    folder.chmod(0o755)
+    try:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        (folder / "key.pem").write_bytes(cert.private_key_pem.bytes())
+        (folder / "cert.pem").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
+        (folder / "users").write_text(f"bounces:{{PLAIN}}{IMAP_PASSWORD}\n")
+        for sub in ("run", "state", "home"):
+            (folder / sub).mkdir()
+        box = mailbox.Maildir(folder / "Maildir", create=True)
+        for name in ("postfix-unknown-user.eml", "postfix-delayed.eml"):
+            box.add((FIXTURES / name).read_bytes())
+        subprocess.run(["chown", "-R", "nobody:nogroup", folder / "Maildir", folder / "home"])
+        port = free_port()
+        (folder / "dovecot.conf").write_text(dovecot_config(folder, port))
+        server = subprocess.Popen([DOVECOT, "-F", "-c", folder / "dovecot.conf"])
+        try:
+            wait_for_port(port)
+            context = ssl.create_default_context()
+            ca.configure_trust(context)
+            yield f"imaps://bounces@127.0.0.1:{port}/INBOX", context, folder / "Maildir"
+        finally:
+            server.terminate()
+            server.wait(10)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def messages_in(maildir: Path) -> list[str]:
+    return sorted(
+        f"{p.parent.name}/{p.name}" for sub in ("new", "cur") for p in (maildir / sub).iterdir()
+    )
+
+
+def wait_for_port(port: int) -> None:
+    for _ in range(100):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"dovecot did not listen on {port}")
+
+
+@pytest.mark.slow
+def test_imap_reader_reads_every_message_and_changes_nothing(
+    dovecot: tuple[str, ssl.SSLContext, Path],
+) -> None:
+    url, context, maildir = dovecot
+    before = messages_in(maildir)
+    first = list(read_imap(url, IMAP_PASSWORD, context))
+    second = list(read_imap(url, IMAP_PASSWORD, context))
+    assert [i for i, _ in first] == [i for i, _ in second]
+    assert len(first) == 2 and all(i.startswith("imap:") for i, _ in first)
+    assert len({i for i, _ in first}) == 2
+    reports = scan_mailbox(first, FIXTURE_RETURN_PATH, FIXTURE_SECRET)
+    assert sorted((r.kind, r.subscriber_id) for r in reports) == [(HARD, 7), (SOFT, 9)]
+    # EXAMINE and BODY.PEEK: still unread, still in new/, nothing removed
+    assert messages_in(maildir) == before  # (Dovecot adds its index files beside them)
+    assert len(list((maildir / "new").iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_imap_refuses_a_wrong_password_and_an_untrusted_certificate(
+    dovecot: tuple[str, ssl.SSLContext, Path],
+) -> None:
+    url, context, _ = dovecot
+    with pytest.raises(SyndicateError, match="login as bounces refused") as caught:
+        list(read_imap(url, "not-the-password", context))
+    assert caught.value.hint == "check SYNDICATE_IMAP_PASSWORD"
+    with pytest.raises(SyndicateError, match="CERTIFICATE_VERIFY_FAILED"):
+        list(read_imap(url, IMAP_PASSWORD))  # the system's CAs do not know trustme's
