@@ -525,6 +525,16 @@ class DeliveryConfig:
         },
     )
     list_id: str = key(None, shown="`newsletter.<site host>`", doc="The `List-Id` header.")
+    return_path: str | None = key(  # VERP: bounces name their subscriber and digest
+        None,
+        doc="A VERP envelope sender (`MAIL FROM`) for digest messages, e.g."
+        " `bounces+{token}@example.org`: `{token}` (once, in the local part) becomes a"
+        " signed, lower-case token naming the recipient and the digest, so a bounce sent"
+        " back to it says whose message failed (see [bounces](#bounces-and-complaints))."
+        " The `From:` header is unchanged; confirmation emails keep `newsletter.from`."
+        " Unset: the envelope sender is `newsletter.from`'s address. Not an address with"
+        " one `{token}`: config error.",
+    )
     secret_env: str = key(
         "SYNDICATE_SECRET",
         doc="The variable holding the key that signs unsubscribe tokens (at least 16"
@@ -1105,6 +1115,7 @@ def _delivery(
             dkim["selector"], dkim["domain"], (root / dkim["key_file"]).resolve()
         )
     _check_pauses(section, problems)
+    _check_return_path(section["return_path"], problems)
     host = urlsplit(site_url).hostname or "localhost"
     ca_file = (root / smtp["ca_file"]).resolve() if smtp["ca_file"] else None
     return _section(
@@ -1116,6 +1127,36 @@ def _delivery(
         list_id=section["list_id"] or f"newsletter.{host}",
         domains=_domain_limits(section["domains"], problems),
     )
+
+
+# The longest token (12-digit ids): the local part must still fit in 64 characters.
+_SAMPLE_TOKEN = "999999999999.999999999999.aaaaaaaaaaaaaaaa"  # noqa: S105 (no secret)
+
+
+def _check_return_path(template: str | None, problems: _Problems) -> None:
+    """`delivery.return_path`: one `{token}`, in the local part, and a valid address with
+    the longest token in its place."""
+    if template is None:
+        return
+    where, hint = "delivery.return_path", "e.g. bounces+{token}@example.org"
+    if template.count("{token}") != 1:
+        problems.add(where, f"must contain {{token}} once, got {template!r}", hint)
+        return
+    local, at, _ = template.rpartition("@")
+    if not at or "{token}" not in local:
+        problems.add(where, f"{{token}} must be in the part before the @, got {template!r}", hint)
+        return
+    from email_validator import EmailNotValidError, validate_email
+
+    try:  # test_environment: a .test domain is fine (tests, local MTAs)
+        validate_email(
+            template.replace("{token}", _SAMPLE_TOKEN),
+            check_deliverability=False,
+            test_environment=True,
+            strict=True,  # the local part's 64 characters (RFC 5321)
+        )
+    except EmailNotValidError as exc:
+        problems.add(where, f"is not a valid address with a token in it: {exc}", hint)
 
 
 _DOMAIN_ENTRY: _Schema = {

@@ -19,6 +19,7 @@ from syndicate.config import Config, DomainLimits
 from syndicate.delivery import throttle
 from syndicate.delivery.throttle import Backoff, Held, Throttle, is_throttle_answer
 from syndicate.delivery.transport import Connection, SendRateLimiter, Transport
+from syndicate.delivery.verp import return_path_for
 from syndicate.errors import (
     DeliveryError,
     PermanentSendError,
@@ -277,6 +278,12 @@ class _Dispatcher:
         # it cannot carry it.
         address = row.email if connection.utf8 else ascii_address(row.email) or row.email
         prepared = self.templates[row].render(row.subscriber_id, address, row.name, token)
+        return_path = self.config.delivery.return_path
+        if return_path:  # VERP: a bounce comes back to an address naming row and digest
+            sender = return_path_for(
+                return_path, row.subscriber_id, row.digest_id, self.batch.secret
+            )
+            prepared = replace(prepared, sender=sender)
         return replace(prepared, data=self.signer(prepared.data)) if self.signer else prepared
 
     def transient(self, row: OutboxRow, response: str) -> None:

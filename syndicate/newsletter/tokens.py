@@ -8,6 +8,11 @@ Confirm tokens (`id.confirm.expiry.mac`) also sign their expiry and the subscrib
 state when the link was made (pending, and since when): once the subscriber is confirmed,
 unsubscribes or bounces, the link stops verifying, and a new subscription gets a new link.
 Unsubscribe tokens (`id.unsubscribe.mac`) never expire: they sit in sent emails.
+
+Bounce tokens (`id.digest.mac`, for VERP return paths: delivery/verp.py) name a subscriber
+and a digest, not an address: a bounce names whatever address it likes. Their MAC is over
+another purpose (`bounce`), so neither kind of token passes for the other. They are lower
+case (the MAC in base32), since some mail servers lower-case the local part they hand on.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ CONFIRM_LIFETIME = timedelta(days=7)
 _EXPIRY = re.compile(r"[0-9]{1,12}")
 _ID = re.compile(r"[0-9]{1,12}")  # ASCII digits only ("²".isdigit() is True); fits SQL integers
 _MAC = re.compile(r"[A-Za-z0-9_-]{1,64}")
+BOUNCE = "bounce"
+_BOUNCE_TOKEN = re.compile(r"([0-9]{1,12})\.([0-9]{1,12})\.([a-z2-7]{16})")
 
 
 def load_secret(env_name: str) -> bytes:
@@ -113,3 +120,27 @@ def _mac(secret: bytes, subscriber_id: int, email: str, purpose: str, *bound: st
     message = "\0".join([purpose, str(subscriber_id), address_key(email), *bound]).encode()
     digest = hmac.new(secret, message, hashlib.sha256).digest()[:18]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def sign_bounce_token(secret: bytes, subscriber_id: int, digest_id: int) -> str:
+    """`12.34.mac` for a VERP return path: the subscriber and the digest, signed; lower
+    case only, so it survives a server that lower-cases the local part."""
+    return f"{subscriber_id}.{digest_id}.{_bounce_mac(secret, subscriber_id, digest_id)}"
+
+
+def verify_bounce_token(secret: bytes, token: str) -> tuple[int, int]:
+    """(subscriber id, digest id) if `token` is a bounce token we signed (in any letter
+    case); else TokenError (an unsubscribe or confirm token is one too)."""
+    match = _BOUNCE_TOKEN.fullmatch(token.lower())
+    if match is None:
+        raise TokenError("not a bounce token")
+    subscriber_id, digest_id = int(match[1]), int(match[2])
+    if not hmac.compare_digest(_bounce_mac(secret, subscriber_id, digest_id), match[3]):
+        raise TokenError("bounce token signature does not match")
+    return subscriber_id, digest_id
+
+
+def _bounce_mac(secret: bytes, subscriber_id: int, digest_id: int) -> str:
+    message = "\0".join([BOUNCE, str(subscriber_id), str(digest_id)]).encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()[:10]  # 80 bits
+    return base64.b32encode(digest).decode().lower()  # 16 letters and digits, no padding
