@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from syndicate.config import Config, sqlite_path
 from syndicate.errors import LockTimeoutError, SyndicateError
 
 EX_TEMPFAIL = 75
@@ -74,6 +75,14 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def lock_path(config: Config) -> Path:
+    """The run lock lives beside the SQLite database, else beside config.yaml."""
+    db = sqlite_path(config.state_url)
+    if db is not None:
+        return db.with_name(db.name + ".lock")
+    return config.path.resolve().parent / ".syndicate.lock"
 
 
 def _read_holder(fd: int) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from syndicate import __version__
-from syndicate.config import Config, sqlite_path
+from syndicate.config import Config
 from syndicate.content.cache import PostCache, code_fingerprint
 from syndicate.content.discover import legacy_key_mapper
 from syndicate.content.lint import lint_post
@@ -434,11 +434,3 @@ def open_state(config: Config) -> Store:
         store.close()
         raise
     return store
-
-
-def lock_path(config: Config) -> Path:
-    """The run lock lives beside the SQLite database, else beside config.yaml."""
-    db = sqlite_path(config.state_url)
-    if db is not None:
-        return db.with_name(db.name + ".lock")
-    return config.path.resolve().parent / ".syndicate.lock"

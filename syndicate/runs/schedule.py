@@ -23,8 +23,8 @@ from apscheduler.triggers.date import DateTrigger
 
 from syndicate.config import Config, cron_trigger_fields
 from syndicate.errors import LockTimeoutError
-from syndicate.runs.lock import RunLock
-from syndicate.runs.pipeline import CycleReport, lock_path, newsletter_hook, open_state, run_cycle
+from syndicate.runs.lock import RunLock, lock_path
+from syndicate.runs.pipeline import CycleReport, newsletter_hook, open_state, run_cycle
 from syndicate.state.store import safe_url
 
 log = logging.getLogger("syndicate.daemon")
