@@ -30,13 +30,14 @@ from syndicate.errors import (
     TemplateError,
 )
 from syndicate.models import SUBSCRIBER_STATUSES, ReportLine
-from syndicate.runs.lock import EX_TEMPFAIL, DatabaseLock, RunLock
+from syndicate.runs.lock import EX_TEMPFAIL, DatabaseLock, RunLock, run_lock
 from syndicate.words import counted, plural
 
 if TYPE_CHECKING:  # the heavy modules are imported where a command needs them
     from syndicate.content.posts import ReadOutcome, ReadProgress
     from syndicate.delivery.dispatch import SendReport
     from syndicate.runs.pipeline import CycleReport
+    from syndicate.runs.shortcut import QuietRun
     from syndicate.state.store import Store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -169,8 +170,6 @@ def locked_store(
 ) -> Iterator[tuple[Store, RunLock | DatabaseLock]]:
     """The run lock (one run at a time), then the state database; the caller may release
     the lock before the end (delivery on a shared database needs no run lock)."""
-    from syndicate.runs.pipeline import run_lock
-
     timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
     lock = run_lock(config, timeout)
     with lock, state_store(config) as store:
@@ -315,11 +314,12 @@ def run(
     every future post; SIGTERM or SIGINT stop it after the job in flight.
     """
     from syndicate.content.discover import display_path
-    from syndicate.runs.pipeline import deliver_after_lock, newsletter_hook, run_cycle
-    from syndicate.runs.schedule import Daemon
+    from syndicate.runs.shortcut import QuietRun
 
     config = load_config(config_path)
     if not once:
+        from syndicate.runs.schedule import Daemon
+
         if now_text:
             raise click.UsageError("--now only works with --once")
         logging.basicConfig(
@@ -331,10 +331,15 @@ def run(
         Daemon(config).run()
         return
     now = parse_now(now_text, config)
-    with locked_store(config, lock_timeout) as (store, lock):
-        report = run_cycle(config, now, store, kind="once", hooks=(newsletter_hook,))
-        lock.release()
-        report = deliver_after_lock(config, now, store, report)
+    outcome = run_once(config, now, lock_timeout)
+    if isinstance(outcome, QuietRun):
+        echo_lines(ReportLine(line, problem=True) for line in outcome.stderr)
+        if verbose:
+            click.echo(
+                f"run {outcome.run_id}: nothing changed → {display_path(config.output_dir)}/"
+            )
+        return
+    report = outcome
     echo_cycle(report)
     hook_failures = 0
     for result in report.hook_results:
@@ -349,6 +354,29 @@ def run(
         )
         click.echo(f"run {report.run_id}: {what} → {display_path(config.output_dir)}/")
     sys.exit(EXIT_ERRORS if report.errors or hook_failures else EXIT_OK)
+
+
+def run_once(config: Config, now: datetime, lock_timeout: float | None) -> CycleReport | QuietRun:
+    """One cycle under the run lock: the cron shortcut when nothing can have changed
+    (syndicate.runs.shortcut: no post read, no heavy library imported), else the full
+    cycle, after which the shortcut's record is written for the next run."""
+    from syndicate.runs.shortcut import quiet_run, remember_run, scan_inputs
+
+    timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
+    lock = run_lock(config, timeout)
+    with lock:
+        scan = scan_inputs(config)
+        quiet = quiet_run(config, now, scan) if scan is not None else None
+        if quiet is not None:
+            return quiet
+        from syndicate.runs.pipeline import deliver_after_lock, newsletter_hook, run_cycle
+
+        with state_store(config) as store:
+            report = run_cycle(config, now, store, kind="once", hooks=(newsletter_hook,))
+            remember_run(config, now, scan, report, store)
+            lock.release()  # a shared database's senders deliver without it
+            report = deliver_after_lock(config, now, store, report)
+    return report
 
 
 def echo_cycle(report: CycleReport) -> None:

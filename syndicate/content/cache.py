@@ -17,16 +17,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import os
 import pickle
 import sqlite3
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from syndicate import __version__
+from syndicate.config import Config, sqlite_path
 
 SCHEMA = 2
 RACY_NS = 2_000_000_000
@@ -56,6 +57,8 @@ def file_stamp(path: Path) -> Stamp | None:
 def code_fingerprint() -> str:
     """Syndicate's version, the source of the modules whose output is cached, and the
     versions of the libraries they call: any change misses every entry."""
+    from importlib import metadata  # ~10 ms: not for the cron shortcut, which never calls this
+
     digest = hashlib.sha256(f"{SCHEMA}\0{__version__}".encode())
     package = Path(__file__).parent.parent
     for name in _CODE:
@@ -71,6 +74,17 @@ def code_fingerprint() -> str:
         except metadata.PackageNotFoundError:
             digest.update(f"\0{library}=?".encode())
     return digest.hexdigest()
+
+
+def cache_path(config: Config) -> Path | None:
+    """Beside the SQLite state database (`state.db` -> `state.db.cache`), else beside
+    config.yaml; None (no cache) when SYNDICATE_NO_CACHE is set."""
+    if os.environ.get("SYNDICATE_NO_CACHE"):
+        return None
+    db = sqlite_path(config.state_url)
+    if db is not None:
+        return db.with_name(db.name + ".cache")
+    return config.path.resolve().parent / ".syndicate-cache.sqlite"
 
 
 @dataclass(frozen=True, slots=True)

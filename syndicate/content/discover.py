@@ -20,8 +20,7 @@ def find_sources(config: Config) -> list[Path]:
     Hidden files and folders (".git", ".obsidian") are skipped.
     """
     found: set[Path] = set()
-    # fnmatch.fnmatch, compiled once: one regex for all the patterns
-    wanted = re.compile("|".join(fnmatch.translate(p) for p in config.content.patterns) or "(?!)")
+    wanted = name_pattern(config)
     for root in config.content.paths:
         if root.exists() and not root.is_dir():
             found.add(root)  # a file named on its own; read_post says if it is not a regular one
@@ -33,6 +32,12 @@ def find_sources(config: Config) -> list[Path]:
                 if not name.startswith(".") and wanted.match(os.path.normcase(name)):
                     found.add(base / name)
     return sorted(found)
+
+
+def name_pattern(config: Config) -> re.Pattern[str]:
+    """content.patterns as one regex (fnmatch.fnmatch, compiled once), to match against
+    `os.path.normcase(name)`."""
+    return re.compile("|".join(fnmatch.translate(p) for p in config.content.patterns) or "(?!)")
 
 
 _KINDS = {

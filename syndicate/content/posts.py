@@ -21,8 +21,15 @@ from pathlib import Path
 from time import time_ns
 from urllib.parse import unquote
 
-from syndicate.config import Config, sqlite_path
-from syndicate.content.cache import CachedRead, PostCache, Stamp, code_fingerprint, file_stamp
+from syndicate.config import Config
+from syndicate.content.cache import (
+    CachedRead,
+    PostCache,
+    Stamp,
+    cache_path,
+    code_fingerprint,
+    file_stamp,
+)
 from syndicate.content.discover import (
     display_path,
     find_sources,
@@ -212,17 +219,6 @@ def open_cache(config: Config) -> Iterator[PostCache]:
         yield cache
     finally:
         cache.close()
-
-
-def cache_path(config: Config) -> Path | None:
-    """Beside the SQLite state database (`state.db` -> `state.db.cache`), else beside
-    config.yaml; None (no cache) when SYNDICATE_NO_CACHE is set."""
-    if os.environ.get("SYNDICATE_NO_CACHE"):
-        return None
-    db = sqlite_path(config.state_url)
-    if db is not None:
-        return db.with_name(db.name + ".cache")
-    return config.path.resolve().parent / ".syndicate-cache.sqlite"
 
 
 def read_posts(
@@ -438,12 +434,11 @@ def _read_post(path: Path, config: Config) -> tuple[ReadOutcome, bool]:
 def with_image_length(post: Post, config: Config) -> Post:
     """Fill the featured image's size in bytes (and type) when it is a file under
     site.static_dir: RSS enclosures need the real length."""
-    image, static = post.image, config.site.static_dir
-    if image is None or static is None or not image.url.startswith(config.site.url):
+    image, static, local = post.image, config.site.static_dir, static_image_path(post, config)
+    if image is None or static is None or local is None:
         return post
-    relative = unquote(image.url[len(config.site.url) :].split("?")[0].split("#")[0])
     try:  # ValueError: a %00 in the URL (a NUL byte no file name can hold)
-        candidate = (static / relative).resolve()
+        candidate = local.resolve()
         if not candidate.is_relative_to(static.resolve()):
             return post
         info = candidate.stat()
@@ -453,6 +448,15 @@ def with_image_length(post: Post, config: Config) -> Post:
         return post
     kind = image.type or mimetypes.guess_type(candidate.name)[0]
     return replace(post, image=replace(image, length=info.st_size, type=kind))
+
+
+def static_image_path(post: Post, config: Config) -> Path | None:
+    """Where the post's featured image would be under site.static_dir (not resolved; None
+    for a post without one, an image on another host, or no static_dir)."""
+    image, static = post.image, config.site.static_dir
+    if image is None or static is None or not image.url.startswith(config.site.url):
+        return None
+    return static / unquote(image.url[len(config.site.url) :].split("?")[0].split("#")[0])
 
 
 # --- parsing helpers -------------------------------------------------------------------

@@ -336,7 +336,7 @@ def _fixed_total(progress: SendProgress | None, total: int) -> SendProgress | No
 
 
 def _delivery_lock(config: Config) -> Path:
-    from syndicate.runs.pipeline import lock_path  # pipeline imports this module
+    from syndicate.runs.lock import lock_path
 
     return delivery_lock_path(lock_path(config))
 
@@ -404,14 +404,21 @@ def _merge_planned(delivered: SendReport, planned: SendReport) -> SendReport:
 
 def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
     """Has a `schedule.newsletter` slot come since the last digest was queued (or the
-    last slot was handled without one: nobody to send to)?
+    last slot was handled without one: nobody to send to)?"""
+    slot = next_newsletter_slot(config, store, now)
+    return slot is not None and slot <= now
 
-    With neither yet, a slot within the last week counts, so a new install sends its
-    first digest at the first run after a slot rather than waiting a week.
+
+def next_newsletter_slot(config: Config, store: Store, now: datetime) -> datetime | None:
+    """The first `schedule.newsletter` slot after the last digest was queued (or the last
+    slot was handled without one); None: no schedule (or no slot ever again).
+
+    With neither yet, it is the first slot within the last week, so a new install sends
+    its first digest at the first run after a slot rather than waiting a week.
     """
     expression = config.schedule.newsletter
     if not expression:
-        return False
+        return None
     from apscheduler.triggers.cron import CronTrigger
 
     from syndicate.config import cron_trigger_fields
@@ -419,8 +426,8 @@ def newsletter_due(config: Config, store: Store, now: datetime) -> bool:
     trigger = CronTrigger(**cron_trigger_fields(expression), timezone=config.site.tz)
     handled = [t for t in (last_digest_created_at(store), slot_handled_at(store)) if t]
     start = max(handled) if handled else now - timedelta(days=7)
-    slot = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
-    return slot is not None and slot <= now
+    slot: datetime | None = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
+    return slot
 
 
 def newsletter_job(

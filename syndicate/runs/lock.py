@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from syndicate.config import Config, sqlite_path
 from syndicate.errors import LockTimeoutError, StateError, SyndicateError
 
 EX_TEMPFAIL = 75
@@ -76,6 +77,23 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def run_lock(config: Config, timeout: float) -> RunLock | DatabaseLock:
+    """One run at a time: a lock file on one host (SQLite, and any database but
+    PostgreSQL), or, when several hosts may share the state (PostgreSQL), the database's
+    own advisory lock."""
+    if config.state_url.startswith(("postgresql:", "postgresql+", "postgres:")):
+        return DatabaseLock(config.state_url, timeout)
+    return RunLock(lock_path(config), timeout)
+
+
+def lock_path(config: Config) -> Path:
+    """The run lock lives beside the SQLite database, else beside config.yaml."""
+    db = sqlite_path(config.state_url)
+    if db is not None:
+        return db.with_name(db.name + ".lock")
+    return config.path.resolve().parent / ".syndicate.lock"
 
 
 def _read_holder(fd: int) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from syndicate import __version__
-from syndicate.config import Config, sqlite_path
+from syndicate.config import Config
 from syndicate.content.cache import PostCache, code_fingerprint
 from syndicate.content.discover import legacy_key_mapper
 from syndicate.content.lint import lint_post
@@ -36,7 +36,6 @@ from syndicate.feeds.websub import ping_hub
 from syndicate.models import Catalog, FeedSpec, HookResult, Post, ReportLine
 from syndicate.output import current_feeds, outputs_intact, write_outputs
 from syndicate.resources import read_template
-from syndicate.runs.lock import DatabaseLock, RunLock
 from syndicate.state.posts import load_post_states, migrate_post_keys, save_post_states
 from syndicate.state.runs import fail_run, finish_run, mark_interrupted, start_run
 from syndicate.state.store import Store
@@ -455,20 +454,3 @@ def open_state(config: Config) -> Store:
         store.close()
         raise
     return store
-
-
-def run_lock(config: Config, timeout: float) -> RunLock | DatabaseLock:
-    """One run at a time: a lock file on one host (SQLite, and any database but
-    PostgreSQL), or, when several hosts may share the state (PostgreSQL), the database's
-    own advisory lock."""
-    if config.state_url.startswith(("postgresql:", "postgresql+", "postgres:")):
-        return DatabaseLock(config.state_url, timeout)
-    return RunLock(lock_path(config), timeout)
-
-
-def lock_path(config: Config) -> Path:
-    """The run lock lives beside the SQLite database, else beside config.yaml."""
-    db = sqlite_path(config.state_url)
-    if db is not None:
-        return db.with_name(db.name + ".lock")
-    return config.path.resolve().parent / ".syndicate.lock"

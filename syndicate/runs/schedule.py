@@ -23,13 +23,13 @@ from apscheduler.triggers.date import DateTrigger
 
 from syndicate.config import Config, cron_trigger_fields
 from syndicate.errors import LockTimeoutError
+from syndicate.runs.lock import run_lock
 from syndicate.runs.pipeline import (
     CycleReport,
     deliver_after_lock,
     newsletter_hook,
     open_state,
     run_cycle,
-    run_lock,
 )
 from syndicate.state.store import safe_url
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-# The Alembic revision these tables are. Store compares it with the database's
-# alembic_version row without importing Alembic, which only runs when they differ.
-HEAD = "0003"
+from syndicate.state.version import HEAD, POST_KEYS_FLAG
+
+__all__ = ["HEAD", "POST_KEYS_FLAG"]  # this release's revision, and the key flag
 
 metadata = sa.MetaData()
 
@@ -156,8 +156,3 @@ outbox_table = sa.Table(
     sa.UniqueConstraint("digest_id", "subscriber_id"),  # never queued twice for one digest
     sa.Index("ix_outbox_open", "status", "digest_id", "id"),  # the open rows of a big outbox
 )
-
-# Posts are keyed by their path relative to config.yaml's folder. Databases from before
-# carry keys relative to whatever the working directory was; posts.migrate_post_keys
-# rewrites them once and then sets this flag in syndicate_meta (a new database has it).
-POST_KEYS_FLAG = ("post_keys", "config-relative")

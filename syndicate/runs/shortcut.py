@@ -1,0 +1,367 @@
+"""The cron shortcut: a `run --once` that finds nothing changed, told from file stamps
+alone, before a single post is unpickled or a feed, Markdown or database library imported.
+
+After a full run that left the feeds and the state in step with the posts (no error, no
+post left out, no newsletter job failing), `remember_run` writes a record beside the
+per-post cache (`state/syndicate.db.cache-noop`): a digest of every content file's stamp
+(path, mtime, ctime, size, inode, device, mode: any edit, touch, addition, removal or
+rename changes it), the environment (the whole config, the working directory, the
+stamps of syndicate's code and templates and of the newsletter templates, the installed
+distributions), the output manifest's fingerprint (checked with `outputs_intact`, as the
+full path does), the featured images under site.static_dir, the window of time in which
+the same posts are public (from the newest published post to the next scheduled one,
+and the next newsletter slot), the id of the run, and the warnings it printed.
+
+The next `run --once` (`quiet_run`) compares; only when every part is the same, the
+state database's latest run is still that one and no mail waits in the outbox, it records
+a run that changed nothing, prints the same warnings, and stops. Anything else (a missing,
+stale or unreadable record included) takes the full path, which writes a new record.
+A file changed in the same clock tick as the stamps were taken may keep its stamp: such
+files are remembered by content hash and read again every time (as git does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from syndicate import __version__, resources
+from syndicate.config import Config, sqlite_path
+from syndicate.content.cache import RACY_NS, cache_path
+from syndicate.content.discover import name_pattern, post_key
+from syndicate.output import outputs_intact, read_manifest
+from syndicate.state.runlog import record_unchanged_run
+
+if TYPE_CHECKING:
+    from syndicate.runs.pipeline import CycleReport
+    from syndicate.state.store import Store
+
+FORMAT = 1
+MAX_RECENT = 100  # files remembered by hash; with more, no record (the next run writes one)
+_PACKAGE = Path(__file__).resolve().parent.parent
+_LONG_AGO = datetime(1, 1, 2, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """The inputs' stamps, taken before a run reads any of them."""
+
+    environment: str
+    content: str
+    recent: tuple[str, ...]  # files changed too recently for their stamp to be trusted
+
+
+@dataclass(frozen=True, slots=True)
+class QuietRun:
+    """A run the shortcut recorded: its id and the warnings to print again."""
+
+    run_id: int
+    stderr: tuple[str, ...]
+
+
+def record_path(config: Config) -> Path | None:
+    """Beside the per-post cache (so `rm state/syndicate.db.cache*` clears both); None, no
+    shortcut, without the cache (SYNDICATE_NO_CACHE) or with a state database that is not
+    SQLite (the run would need SQLAlchemy to record itself anyway)."""
+    cache = cache_path(config)
+    if cache is None or sqlite_path(config.state_url) is None:
+        return None
+    return cache.with_name(cache.name + "-noop")
+
+
+def scan_inputs(config: Config) -> Scan | None:
+    """Stamp the inputs now (None: no shortcut for this config). Cheap: one os.scandir walk
+    and one stat per content file."""
+    if record_path(config) is None:
+        return None
+    since = time.time_ns() - RACY_NS
+    lines: list[str] = []
+    recent: list[str] = []
+    wanted = name_pattern(config)
+    for root in config.content.paths:
+        _scan_root(str(root), wanted.match, lines, recent, since)
+    lines.sort()
+    content = hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+    return Scan(_environment(config), content, tuple(sorted(recent)))
+
+
+def _scan_root(root: str, wanted: Any, lines: list[str], recent: list[str], since: int) -> None:
+    """The files `find_sources` finds under `root`: hidden names skipped, folders walked
+    unless they are symbolic links (as os.walk does), a root that is a file taken as is."""
+    path = Path(root)
+    if path.is_dir():
+        _scan_folder(root, wanted, lines, recent, since)
+    elif path.is_symlink() or path.exists():
+        _stamp_line(root, path.stat, lines, recent, since)
+    else:
+        lines.append(f"{root}\0missing\n")
+
+
+def _scan_folder(folder: str, wanted: Any, lines: list[str], recent: list[str], since: int) -> None:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        lines.append(f"{folder}\0unreadable\n")
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if not entry.is_symlink():
+                _scan_folder(entry.path, wanted, lines, recent, since)
+        elif wanted(os.path.normcase(entry.name)):
+            _stamp_line(entry.path, entry.stat, lines, recent, since)
+
+
+def _stamp_line(
+    path: str,
+    stat_of: Callable[[], os.stat_result],
+    lines: list[str],
+    recent: list[str],
+    since: int,
+) -> None:
+    try:
+        info = stat_of()  # follows symbolic links, as reading the post does
+    except OSError:
+        lines.append(f"{path}\0gone\n")
+        return
+    lines.append(
+        f"{path}\0{info.st_mtime_ns}\0{info.st_ctime_ns}\0{info.st_size}\0{info.st_ino}"
+        f"\0{info.st_dev}\0{info.st_mode}\n"
+    )
+    if max(info.st_mtime_ns, info.st_ctime_ns) >= since:
+        recent.append(path)
+
+
+def _environment(config: Config) -> str:
+    """Everything besides the posts that a run's outcome depends on (or might)."""
+    digest = hashlib.sha256(f"{FORMAT}\0{__version__}\0{sys.version}\0{Path.cwd()}".encode())
+    digest.update(repr(replace(config, path=config.path.resolve())).encode())  # not as spelt
+    folders = [_PACKAGE, resources.templates_dir()]  # feed.xsl is among the shipped templates
+    if config.newsletter.templates is not None:
+        folders.append(config.newsletter.templates)
+    for folder in folders:
+        digest.update(_tree_stamps(str(folder)).encode("utf-8", "surrogateescape"))
+    digest.update("\0".join(_distributions()).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _distributions() -> list[str]:
+    """The installed distributions as their dist-info folders name them (with the version:
+    an upgraded library shows as a renamed folder). Not the sys.path entries themselves,
+    which differ between `python -m syndicate` and the `syndicate` script."""
+    names: set[str] = set()
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as found:
+                names.update(e.name for e in found if e.name.endswith(".dist-info"))
+        except OSError:
+            continue
+    return sorted(names)
+
+
+def _tree_stamps(root: str) -> str:
+    """The stamps of every file under `root` (byte-compiled files left out)."""
+    lines: list[str] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        lines.extend(f"{folder}/{name}\0{_stat_text(Path(folder, name))}" for name in files)
+    return "\n".join(sorted(lines))
+
+
+def _stat_text(path: Path | str) -> str:
+    try:
+        info = Path(path).stat()
+    except (OSError, ValueError):  # ValueError: a NUL byte in a path from a URL
+        return "-"
+    kind = "f" if stat.S_ISREG(info.st_mode) else "o"
+    return f"{kind}{info.st_size}:{info.st_mtime_ns}:{info.st_ino}:{info.st_dev}"
+
+
+# --- the shortcut --------------------------------------------------------------------
+
+
+def quiet_run(config: Config, now: datetime, scan: Scan) -> QuietRun | None:
+    """Record a run that changed nothing, if nothing could have changed since the record
+    was written (call it holding the run lock); None: take the full path."""
+    path = record_path(config)
+    record = _read_record(path) if path is not None else None
+    if path is None or record is None or not _unchanged(config, now, scan, record):
+        return None
+    db = sqlite_path(config.state_url)
+    assert db is not None  # record_path() said so
+    run_id = record_unchanged_run(
+        db, "once", now, record["run_id"], check_outbox=config.newsletter.enabled
+    )
+    if run_id is None:
+        return None
+    # A file checked by its hash just now and changed long enough ago keeps its stamp
+    # trustworthy from now on: a later edit would come in a later clock tick.
+    since = time.time_ns() - RACY_NS
+    recent = {p: h for p, h in record["recent"].items() if _changed_since(p, since)}
+    _write_record(path, {**record, "run_id": run_id, "recent": recent})
+    return QuietRun(run_id, tuple(record["stderr"]))
+
+
+def _changed_since(path: str, since: int) -> bool:
+    try:
+        info = Path(path).stat()
+    except OSError:
+        return True
+    return max(info.st_mtime_ns, info.st_ctime_ns) >= since
+
+
+def _unchanged(config: Config, now: datetime, scan: Scan, record: dict[str, Any]) -> bool:
+    """The record's inputs are those of now, and `now` is inside its window."""
+    before = record["before"]
+    return (
+        record["environment"] == scan.environment
+        and record["content"] == scan.content
+        and datetime.fromisoformat(record["after"]) <= now
+        and (before is None or now < datetime.fromisoformat(before))
+        and all(_file_hash(p) == h for p, h in record["recent"].items())
+        and all(_stat_text(p) == s for p, s in record["images"].items())
+        and outputs_intact(config.output_dir, record["outputs"])
+    )
+
+
+def _file_hash(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    keys = {"format", "environment", "content", "after", "before", "recent", "images"}
+    keys |= {"outputs", "run_id", "stderr"}
+    if not isinstance(record, dict) or set(record) != keys or record["format"] != FORMAT:
+        return None
+    return record
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """Atomic, never fsynced: a record lost in a crash only costs one full run."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+        temporary.replace(path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+
+
+def forget_record(config: Config) -> None:
+    """No shortcut until the next full run that can write a record."""
+    path = record_path(config)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+# --- after a full run ----------------------------------------------------------------
+
+
+def remember_run(
+    config: Config, now: datetime, scan: Scan | None, report: CycleReport, store: Store
+) -> None:
+    """After a full `run --once` (holding the lock): write the record the next run
+    compares with, if this run left the feeds and the state in step with the posts;
+    else remove it. `scan` must have been taken before the run read the posts."""
+    record = _record_for(config, now, scan, report, store) if scan is not None else None
+    path = record_path(config)
+    if path is None:
+        return
+    if record is None:
+        forget_record(config)
+    else:
+        _write_record(path, record)
+
+
+def _record_for(
+    config: Config, now: datetime, scan: Scan, report: CycleReport, store: Store
+) -> dict[str, Any] | None:
+    from syndicate.content.posts import published
+    from syndicate.runs.pipeline import inputs_fingerprint
+
+    failed = sum(result.failures for result in report.hook_results)
+    if report.errors or failed:
+        return None  # reported again (or retried) by every run: the full path does that
+    fingerprint = inputs_fingerprint(config, published(report.posts, now))
+    manifest = read_manifest(config.output_dir)
+    if manifest.get("fingerprint") != fingerprint or not outputs_intact(
+        config.output_dir, fingerprint
+    ):
+        return None  # a post left out of the feeds: the next run tries it again
+    recent = _recent_hashes(config, scan.recent, report)
+    window = _window(config, now, report, store)
+    if recent is None or len(recent) > MAX_RECENT or window is None:
+        return None  # a fresh checkout: hashing every file would cost more than a run
+    return {
+        "format": FORMAT,
+        "environment": scan.environment,
+        "content": scan.content,
+        "after": window[0].isoformat(),
+        "before": window[1].isoformat() if window[1] else None,
+        "recent": recent,
+        "images": _image_stamps(config, report),
+        "outputs": fingerprint,
+        "run_id": report.run_id,
+        "stderr": [d.format() for d in report.diagnostics],
+    }
+
+
+def _recent_hashes(
+    config: Config, recent: Iterable[str], report: CycleReport
+) -> dict[str, str] | None:
+    """path -> the content hash of the post the run made from it (None: a recent file
+    the run did not make a post of; no record)."""
+    hashes = {post.key: post.content_hash for post in report.posts}
+    found = {}
+    for path in recent:
+        content = hashes.get(post_key(Path(path), config))
+        if content is None:
+            return None
+        found[path] = content
+    return found
+
+
+def _window(
+    config: Config, now: datetime, report: CycleReport, store: Store
+) -> tuple[datetime, datetime | None] | None:
+    """From the newest public post (a --now before it would hold it back again) to the
+    first scheduled one or the next newsletter slot, whichever comes first. None: the
+    newsletter is due again already (its job did not run through)."""
+    dates = [post.date for post in report.posts if not post.draft]
+    after = max((d for d in dates if d <= now), default=_LONG_AGO)
+    before = min((d for d in dates if d > now), default=None)
+    if config.newsletter.enabled and config.schedule.newsletter:
+        from syndicate.delivery.outbox import next_newsletter_slot
+
+        slot = next_newsletter_slot(config, store, now)
+        if slot is not None and slot <= now:
+            return None
+        after = max(after, now)  # a first slot is looked for in the week before `now`
+        if slot is not None and (before is None or slot < before):
+            before = slot
+    return after, before
+
+
+def _image_stamps(config: Config, report: CycleReport) -> dict[str, str]:
+    """The featured images found under site.static_dir (or looked for there): a resized
+    image changes the RSS enclosure."""
+    from syndicate.content.posts import static_image_path
+
+    paths = {static_image_path(post, config) for post in report.posts}
+    return {str(p): _stat_text(p) for p in paths if p is not None}
