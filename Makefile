@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install clean bench chromium spamassassin
+.PHONY: run test test-fast lint install clean bench chromium spamassassin dovecot
 
 run: $(STAMP)
 	$(BIN)/syndicate run --once --config config.yaml -v
@@ -12,7 +12,7 @@ run: $(STAMP)
 
 # The suite runs against a throw-away PostgreSQL server too (tests/postgres.sh installs
 # Debian's postgresql if needed, starts it on a free port, and removes it afterwards).
-test: $(STAMP) chromium spamassassin
+test: $(STAMP) chromium spamassassin dovecot
 	@pgdir=$$(mktemp -d); \
 	url=$$(tests/postgres.sh start $$pgdir) || exit 1; \
 	SYNDICATE_TEST_POSTGRES_URL=$$url $(BIN)/pytest; status=$$?; \
@@ -36,6 +36,13 @@ spamassassin:
 	@command -v spamassassin >/dev/null 2>&1 || { \
 	  echo "installing Debian's spamassassin for the mail hygiene test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spamassassin >/dev/null; }
+
+# The IMAP bounce-mailbox tests read from Debian's Dovecot, started by the test itself on
+# 127.0.0.1 with its own config (the package's own service is not used).
+dovecot:
+	@test -x /usr/sbin/dovecot || { \
+	  echo "installing Debian's dovecot-imapd for the IMAP bounce tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check syndicate tests bench

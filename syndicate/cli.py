@@ -690,6 +690,49 @@ def deliver_with_progress(
             bar.finish()
 
 
+@cli.command()
+@config_option
+@click.option("--maildir", metavar="PATH", help="Read this Maildir (instead of bounces.*).")
+@click.option("--mbox", metavar="PATH", help="Read this mbox file.")
+@click.option("--imap", metavar="URL", help="Read this IMAP folder: imaps://USER@HOST/FOLDER.")
+@click.option("--now", "now_text", metavar="ISO8601", help="Pretend the time is this.")
+@debug_option
+@guarded
+def bounces(
+    config_path: Path,
+    maildir: str | None,
+    mbox: str | None,
+    imap: str | None,
+    now_text: str | None,
+    debug: bool,
+) -> None:
+    """Read the bounce mailbox and act on what came back by email: hard bounces (the
+    subscriber is `bounced`), soft ones (bounces.soft_limit in soft_window_days: `bounced`),
+    spam complaints and unsubscribe requests (`unsubscribed`). Each message is acted on
+    once, however often it is read; nothing is deleted. One line per subscriber changed
+    or counted, one warning per message left for a human, then a summary per mailbox."""
+    from syndicate.delivery.feedback import mailbox_sources, process_mailbox
+
+    config = load_config(config_path)
+    sources = mailbox_sources(config, maildir, mbox, imap)
+    if not sources:
+        raise click.UsageError(
+            "no bounce mailbox: pass --maildir, --mbox or --imap, or set bounces.maildir,"
+            " bounces.mbox or bounces.imap in config.yaml"
+        )
+    now = parse_now(now_text, config)
+    with state_store(config) as store:
+        for source in sources:
+            report = process_mailbox(config, store, source, now)
+            echo_lines(ReportLine(line) for line in report.lines)
+            echo_lines(ReportLine(f"warning: {line}", problem=True) for line in report.warnings)
+            click.echo(
+                f"{source}: {counted(report.messages, 'message')}, {report.new_reports} new: "
+                f"{report.bounced} bounced, {report.unsubscribed} unsubscribed, "
+                f"{report.not_reports} not reports"
+            )
+
+
 def echo_lines(lines: Iterable[ReportLine]) -> None:
     """Problem lines to stderr, the others to stdout."""
     for line in lines:

@@ -251,6 +251,12 @@ class ScheduleConfig:
         " `newsletter: null`) means no scheduled digest: `run` never queues one and only"
         " retries deferred messages; `syndicate send` still sends by hand.",
     )
+    bounces: str | None = key(
+        None,
+        nullable=True,
+        doc="Daemon: when to read the bounce mailbox (`bounces.maildir`, `mbox` or `imap`),"
+        " e.g. `*/30 * * * *`; none by default (run `syndicate bounces` from cron instead).",
+    )
     misfire_grace_seconds: int = key(
         3600,
         low=1,
@@ -591,6 +597,29 @@ class ServeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BouncesConfig:
+    maildir: Path | None = key(
+        None,
+        doc="The Maildir bounces, complaints and `newsletter.unsubscribe_mailto` requests"
+        " land in (relative to config.yaml), read by `syndicate bounces` and the daemon."
+        " Nothing in it is ever deleted, moved or flagged.",
+    )
+    mbox: Path | None = key(None, doc="The same, as an mbox file.")
+    imap: str | None = key(
+        None,
+        doc="The same, as an IMAP folder over TLS: `imaps://USER@HOST[:PORT]/FOLDER`; the"
+        " password comes from `SYNDICATE_IMAP_PASSWORD` (never from this file).",
+    )
+    soft_limit: int = key(
+        3,
+        low=1,
+        doc="This many soft bounces (mailbox full, delays) of one subscriber within"
+        " `soft_window_days` make them `bounced`.",
+    )
+    soft_window_days: int = key(30, low=1, high=3650, doc="The window of `soft_limit`.")
+
+
+@dataclass(frozen=True, slots=True)
 class SubscribersConfig:
     allow_special_domains: bool = key(  # .test, .local, localhost ... (intranets, staging)
         False,
@@ -624,6 +653,7 @@ class Config:
     delivery: DeliveryConfig = section(DeliveryConfig)
     serve: ServeConfig = section(ServeConfig)
     subscribers: SubscribersConfig = section(SubscribersConfig)
+    bounces: BouncesConfig = section(BouncesConfig)
     schedule: ScheduleConfig = section(ScheduleConfig)
 
 
@@ -862,6 +892,7 @@ def _build(values: dict[str, Any], root: Path, problems: _Problems, shown: str) 
         delivery=delivery,
         serve=serve,
         subscribers=_section(SubscribersConfig, values["subscribers"]),
+        bounces=_bounces(values["bounces"], root, problems),
     )
 
 
@@ -956,8 +987,28 @@ def _feeds(feeds: dict[str, Any], problems: _Problems) -> FeedsConfig:
     return _section(FeedsConfig, feeds, formats=tuple(dict.fromkeys(feeds["formats"])))
 
 
+def _bounces(section: dict[str, Any], root: Path, problems: _Problems) -> BouncesConfig:
+    imap = section["imap"]
+    if imap is not None:
+        parts = urlsplit(imap)
+        if parts.scheme != "imaps" or not parts.hostname or not parts.username or parts.password:
+            problems.add(
+                "bounces.imap",
+                "must be imaps://USER@HOST[:PORT]/FOLDER, without a password, got "
+                + show_value(
+                    imap.replace(f":{parts.password}@", ":***@") if parts.password else imap
+                ),
+                "e.g. imaps://bounces@mail.example.org/INBOX; export SYNDICATE_IMAP_PASSWORD",
+            )
+    paths = {
+        name: (root / section[name]).resolve() if section[name] is not None else None
+        for name in ("maildir", "mbox")
+    }
+    return _section(BouncesConfig, section, **paths)
+
+
 def _schedule(schedule: dict[str, Any], problems: _Problems) -> ScheduleConfig:
-    for key in ("build", "newsletter"):
+    for key in ("build", "newsletter", "bounces"):
         expression = schedule[key]
         error = cron_error(expression) if expression is not None else None
         if error:

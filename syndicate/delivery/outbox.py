@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import signal
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -26,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syndicate.config import Config, secure_unsubscribe_url
+from syndicate.crash import crash_point
 from syndicate.delivery.dispatch import Batch, SendProgress, SendReport, StopReason, send_rows
 from syndicate.delivery.sender import can_fork, delivery_lock_path, run_in_sender, wait_for_orphans
 from syndicate.delivery.transport import Transport, make_transport
@@ -77,15 +77,6 @@ from syndicate.words import counted
 def posts_hash(posts: Sequence[Post]) -> str:
     """Identity of a digest's content: the same posts never make a second digest."""
     return hashlib.sha256("\0".join(sorted(p.key for p in posts)).encode()).hexdigest()
-
-
-# Tests set this to a step name to kill -9 the process there (crash-safety tests only).
-CRASH_AT_ENV = "SYNDICATE_TEST_CRASH_AT"
-
-
-def _crash_point(step: str) -> None:
-    if os.environ.get(CRASH_AT_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def plan_and_queue(
@@ -146,7 +137,7 @@ def _queue_with_archive(
     page = archive_page(render_digest(digest, config), config)
     entry = archive_entry(digest)
     write_archive_page(config.output_dir, key, page)
-    _crash_point("archive-page-written")
+    crash_point("archive-page-written")
     # The archive copy is kept with the digest, so a lost page can always be restored.
     bodies.append(QueuedBody(ARCHIVE_VARIANT, digest.subject, page, entry_json(entry)))
     try:
@@ -167,7 +158,7 @@ def _queue_with_archive(
         report.notes.append("a digest of these posts was queued before; not queued again")
         report.queued = 0
         return report
-    _crash_point("digest-queued")
+    crash_point("digest-queued")
     add_archive_entry(config.output_dir, entry, config)
     report.archived = True
     return report

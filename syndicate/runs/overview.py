@@ -9,6 +9,7 @@ from datetime import datetime
 from syndicate.config import Config, DomainLimits, normal_domain
 from syndicate.content.posts import read_posts, scheduled
 from syndicate.runs.schedule import next_fire_times
+from syndicate.state.bounces import last_bounce_run
 from syndicate.state.posts import load_post_states
 from syndicate.state.runs import recent_runs
 from syndicate.state.status import MailingStatus, mailing_status, recent_posts
@@ -38,12 +39,27 @@ def status_lines(config: Config, store: Store, now: datetime) -> list[str]:
         lines.append("scheduled:")
         lines += [f"  {when(p.date)}  {p.title}  ({p.source})" for p in upcoming]
     lines += mailing_lines(mailing_status(store), when, config.delivery.domains)
+    lines += bounce_lines(store, when)
     lines += run_lines(store, when)
     lines.append("next jobs:")
     lines += [f"  {name}: {when(fire)}" for name, fire in next_fire_times(config, now).items()]
     if upcoming:
         lines.append(f"  publish {upcoming[0].title!r}: {when(upcoming[0].date)}")
     return lines
+
+
+def bounce_lines(store: Store, when: When) -> list[str]:
+    """The bounce processor's last run (syndicate bounces, or the daemon's job)."""
+    run = last_bounce_run(store)
+    if run is None:
+        return []
+    counts = (
+        f"{counted(run.messages, 'message')}, {run.new_reports} new: {run.bounced} bounced, "
+        f"{run.unsubscribed} unsubscribed, {run.not_reports} not reports"
+    )
+    failed = f" ({run.message})" if run.outcome == "failed" and run.message else ""
+    read = f"bounces: last read {when(run.started_at)} from {run.mailbox}"
+    return [f"{read}, {run.outcome}{failed}: {counts}"]
 
 
 def run_lines(store: Store, when: When) -> list[str]:

@@ -48,10 +48,16 @@ def next_fire_times(config: Config, now: datetime) -> dict[str, datetime | None]
     for name, expression in (
         ("build", config.schedule.build),
         ("newsletter", config.schedule.newsletter if config.newsletter.enabled else None),
+        ("bounces", config.schedule.bounces if _has_bounce_mailbox(config) else None),
     ):
         if expression:
             times[name] = cron_trigger(expression, config).get_next_fire_time(None, now)
     return times
+
+
+def _has_bounce_mailbox(config: Config) -> bool:
+    bounces = config.bounces
+    return bool(bounces.maildir or bounces.mbox or bounces.imap)
 
 
 class Daemon:
@@ -93,6 +99,13 @@ class Daemon:
                 id="newsletter",
                 name="newsletter",
             )
+        if self.config.schedule.bounces and _has_bounce_mailbox(self.config):
+            self.scheduler.add_job(
+                self.read_bounces,
+                cron_trigger(self.config.schedule.bounces, self.config),
+                id="bounces",
+                name="bounces",
+            )
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
         # `kill -USR1 <pid>` prints every thread's stack: for a daemon that seems stuck.
@@ -127,6 +140,30 @@ class Daemon:
         log.info("%s received: stopping after the job in flight", signal.Signals(signum).name)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    def read_bounces(self) -> None:
+        """One job: the bounce mailbox, acted on (as `syndicate bounces`), logged."""
+        from syndicate.delivery.feedback import mailbox_sources, process_mailbox
+
+        with self._in_flight:
+            for source in mailbox_sources(self.config, None, None, None):
+                try:
+                    report = process_mailbox(self.config, self.store, source, self.clock())
+                except Exception:  # the scheduler boundary: log it, keep the daemon alive
+                    log.exception("reading bounces from %s failed", source)
+                    continue
+                for line in report.lines:
+                    log.info("%s", line)
+                for line in report.warnings:
+                    log.warning("%s", line)
+                log.info(
+                    "bounces read from %s: %d messages, %d new, %d bounced, %d unsubscribed",
+                    source,
+                    report.messages,
+                    report.new_reports,
+                    report.bounced,
+                    report.unsubscribed,
+                )
 
     def cycle(self) -> None:
         """One job: lock, run the pipeline, log, re-plan the one-off jobs."""

@@ -156,3 +156,37 @@ outbox_table = sa.Table(
     sa.UniqueConstraint("digest_id", "subscriber_id"),  # never queued twice for one digest
     sa.Index("ix_outbox_open", "status", "digest_id", "id"),  # the open rows of a big outbox
 )
+
+# Every report read from the bounce mailbox, once: a run killed mid-mailbox counts none
+# twice (the row and what it did to the subscriber commit together).
+bounce_reports_table = sa.Table(
+    "bounce_reports",
+    metadata,
+    sa.Column("report_id", sa.String(255), primary_key=True),  # Message-ID, else sha256:
+    sa.Column("source", sa.String(512), nullable=False),  # where it was read
+    sa.Column("kind", sa.String(16), nullable=False),  # hard|soft|complaint|unsubscribe|other
+    sa.Column("subscriber_id", sa.Integer, nullable=True),  # none: nobody of ours
+    sa.Column("digest_id", sa.Integer, nullable=True),
+    sa.Column("address", sa.String(320), nullable=False, server_default=""),
+    sa.Column("status", sa.String(32), nullable=False, server_default=""),  # 5.1.1, abuse
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("action", sa.String(64), nullable=False, server_default=""),  # what we did
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_bounce_reports_subscriber", "subscriber_id", "kind", "received_at"),
+)
+
+bounce_runs_table = sa.Table(
+    "bounce_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("mailbox", sa.String(512), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # running | ok | failed
+    sa.Column("messages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("new_reports", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("bounced", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("unsubscribed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("not_reports", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("message", sa.Text, nullable=True),
+)

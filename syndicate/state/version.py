@@ -3,7 +3,7 @@ shortcut (runs/shortcut.py, state/runlog.py) checks it without loading SQLAlchem
 
 # The Alembic revision of this release's tables (schema.py); Store compares it with the
 # database's alembic_version row, and Alembic runs only when they differ.
-HEAD = "0003"
+HEAD = "0004"
 
 # Posts are keyed by their path relative to config.yaml's folder. Databases from before
 # carry keys relative to whatever the working directory was; posts.migrate_post_keys
