@@ -231,3 +231,24 @@ def test_an_mbox_given_on_the_command_line_is_read(
     assert result.exit_code == 0, result.stderr
     assert "bounced: nosuchuser@syndicate.test" in result.stdout
     assert "1 message, 1 new: 1 bounced" in result.stdout
+
+
+def test_the_daemon_reads_the_bounce_mailbox_on_its_schedule(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syndicate.config import load_config
+    from syndicate.runs.schedule import Daemon, next_fire_times
+
+    monkeypatch.setenv("SYNDICATE_SECRET", FIXTURE_SECRET.decode())
+    bounce_site(site)
+    site.set_config(site.config.read_text("utf-8") + "schedule:\n  bounces: '*/30 * * * *'\n")
+    config = load_config(site.config)
+    now = datetime(2025, 9, 1, 10, 5, tzinfo=UTC)
+    assert next_fire_times(config, now)["bounces"] == datetime(2025, 9, 1, 10, 30, tzinfo=UTC)
+    daemon = Daemon(config, clock=lambda: now)
+    try:
+        daemon.read_bounces()  # what the scheduler's job calls
+    finally:
+        daemon.store.close()
+    assert statuses(site)["nosuchuser@syndicate.test"] == "bounced"
+    assert statuses(site)["complainer@syndicate.test"] == "unsubscribed"
