@@ -372,7 +372,9 @@ def run_once(config: Config, now: datetime, lock_timeout: float | None) -> Cycle
         from syndicate.runs.pipeline import deliver_after_lock, newsletter_hook, run_cycle
 
         with state_store(config) as store:
-            report = run_cycle(config, now, store, kind="once", hooks=(newsletter_hook,))
+            report = run_cycle(
+                config, now, store, kind="once", hooks=(newsletter_hook,), still_locked=lock.check
+            )
             remember_run(config, now, scan, report, store)
             lock.release()  # a shared database's senders deliver without it
             report = deliver_after_lock(config, now, store, report)
@@ -651,7 +653,7 @@ def send(
         else:
             if list_subscribers(store, "active"):
                 check_unsubscribe_url(config)  # a config error: before publishing anything
-            cycle = run_cycle(config, now, store, kind="send", hooks=())
+            cycle = run_cycle(config, now, store, kind="send", still_locked=lock.check)
             echo_cycle(cycle)
             planned = queue_newsletter(config, store, now, cycle.posts)
             if store.shared:  # other hosts' senders share the outbox: no lock to send

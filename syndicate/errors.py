@@ -148,6 +148,11 @@ class LockTimeoutError(SyndicateError):
     """Another run held the lock for longer than we were willing to wait."""
 
 
+class LockLostError(LockTimeoutError):
+    """The run lock went away under a run (its database session ended): the run stops
+    before recording anything, like one that never got the lock (exit 75)."""
+
+
 class TokenError(SyndicateError):
     """A token that is malformed, forged, or for another purpose or address."""
 

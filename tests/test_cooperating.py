@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from syndicate.delivery.dispatch import Batch, SendReport
+from syndicate.delivery.outbox import send_leased
+from syndicate.errors import DeliveryError
 from syndicate.runs.lock import RUN_LOCK_KEY
+from syndicate.state.outbox import Lease
 from syndicate.state.schema import outbox_table, subscribers_table
 from syndicate.state.store import Store
 
@@ -217,7 +222,7 @@ def test_leases_share_rows_and_outlive_only_their_time(pg_url: str) -> None:  # 
     """The rules under the senders: two leases never get one row; a row is claimed and
     marked only by its holder (another's claim neither sends nor cancels it); a lease that
     ran out (on the wall clock, not `--now`) is taken over."""
-    from syndicate.state.outbox import Lease, claim_row, lease_rows, mark_row
+    from syndicate.state.outbox import claim_row, lease_rows, mark_row
 
     store = queued_outbox(pg_url, 30)
     clock = Clock()
@@ -262,3 +267,172 @@ def test_an_unreachable_database_is_an_error_not_a_crash(tmp_path: Path) -> None
         "postgresql+psycopg://u:***@127.0.0.1:1/db"
     ), err
     assert "s3cret" not in err and "internal error" not in err
+
+
+# --- the review's findings, each a test that failed before its fix -----------------------
+
+
+class FakeConnection:
+    utf8 = True
+
+    def __init__(self, transport: FakeTransport) -> None:
+        self.transport = transport
+
+    def send(self, sender: str, recipient: str, data: bytes) -> str:
+        return self.transport.answer(recipient)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeTransport:
+    """A server that takes `slow_first` seconds over the first message: the one part of
+    these tests that cannot be a real server (it must hold one transaction exactly)."""
+
+    def __init__(self, slow_first: float = 0.0, broken: bool = False) -> None:
+        self.connections = 1
+        self.slow_first = slow_first
+        self.broken = broken
+        self.got: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def connect(self) -> FakeConnection:
+        if self.broken:
+            raise DeliveryError("SMTP authentication failed", "check the password")
+        return FakeConnection(self)
+
+    def answer(self, recipient: str) -> str:
+        if self.slow_first:
+            delay, self.slow_first = self.slow_first, 0.0
+            time.sleep(delay)
+        with self.lock:
+            self.got[recipient] = self.got.get(recipient, 0) + 1
+        return "250 OK"
+
+
+def sender_batch(url: str, holder: str, transport: FakeTransport, lease_seconds: int) -> Batch:
+    from syndicate.config import parse_config
+
+    text = (
+        SITE_CONFIG
+        + f"state:\n  url: '{url}'\n"
+        + "newsletter:\n  from: 'Test Site <news@blog.syndicate.test>'\n"
+        + f"delivery:\n  transport: file\n  lease_seconds: {lease_seconds}\n"
+    )
+    config = parse_config(text, Path("/nonexistent/config.yaml"))
+    when = datetime(2025, 9, 1, tzinfo=UTC)
+    return Batch(
+        config=config,
+        store=Store(url),
+        lease=Lease(holder, lease_seconds, True),
+        rows=[],
+        transport=transport,
+        secret=SECRET.encode(),
+        now=when,
+        clock=lambda: when,
+    )
+
+
+def test_a_message_slower_than_the_lease_is_not_taken_over(pg_url: str) -> None:  # noqa: F811
+    """A's first message takes 3.5 s, its lease is 2 s; B starts after 2.5 s. The heartbeat
+    keeps A's lease alive while A works, so B never sends A's row."""
+    queued_outbox(pg_url, 3).close()
+    slow, fast = FakeTransport(slow_first=3.5), FakeTransport()
+    batches = [
+        sender_batch(pg_url, "host-a:1:aa", slow, 2),
+        sender_batch(pg_url, "host-b:2:bb", fast, 2),
+    ]
+    threads = [
+        threading.Thread(target=send_leased, args=(b, SendReport(), lambda: False, None))
+        for b in batches
+    ]
+    threads[0].start()
+    time.sleep(2.5)
+    threads[1].start()
+    for thread in threads:
+        thread.join(30)
+    for batch in batches:
+        batch.store.close()
+    got: dict[str, int] = {}
+    for transport in (slow, fast):
+        for address, n in transport.got.items():
+            got[address] = got.get(address, 0) + n
+    assert got == {f"r{n:05d}@x.example": 1 for n in range(3)}
+
+
+def test_a_sender_that_stops_gives_back_the_rows_it_never_started(pg_url: str) -> None:  # noqa: F811
+    """A refused login stops delivery: the next sender finds every row due at once, not
+    after the dead lease (5 minutes by default)."""
+    from syndicate.state.outbox import due_count
+
+    queued_outbox(pg_url, 50).close()
+    batch = sender_batch(pg_url, "host-a:1:aa", FakeTransport(broken=True), 300)
+    try:
+        _, stopped = send_leased(batch, SendReport(), lambda: False, None)
+        assert stopped is not None and stopped[0] == "SMTP authentication failed"
+        assert due_count(batch.store, batch.now, True) == 50
+    finally:
+        batch.store.close()
+
+
+def test_a_run_lock_whose_session_ended_is_noticed_before_anything_is_recorded(
+    pg_url: str,  # noqa: F811
+) -> None:
+    from syndicate.errors import LockLostError
+    from syndicate.runs.lock import DatabaseLock
+
+    Store(pg_url).close()
+    lock = DatabaseLock(pg_url, timeout=1)
+    lock.acquire()
+    try:
+        lock.check()  # held: nothing said
+        pid = lock._conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        lock._conn.commit()
+        admin = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.dispose()
+        with pytest.raises(LockLostError, match="the run lock in the state database was lost"):
+            lock.check()
+    finally:
+        lock.release()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_subscriber_removed_while_a_digest_is_queued_does_not_stop_it(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Planned for two, one removed meanwhile (`subscribers remove` takes no run lock):
+    the digest is queued for the other, not refused as 'queued before'."""
+    from syndicate.state.digests import QueuedBody, QueuedRecipient, queue_digest
+    from syndicate.state.subscribers import remove_subscriber
+
+    url = (
+        f"sqlite:///{tmp_path / 'state.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    store = Store(url)
+    when = datetime(2025, 9, 1, tzinfo=UTC)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(subscribers_table),
+                [
+                    {"id": n, "email": f"r{n}@x.example", "email_key": f"r{n}@x.example",
+                     "status": "active", "created_at": when}
+                    for n in (1, 2)
+                ],
+            )  # fmt: skip
+        planned = [QueuedRecipient(n, f"r{n}@x.example", "", "v") for n in (1, 2)]
+        remove_subscriber(store, "r2@x.example")
+        queue_digest(
+            store, key="d", posts_hash="h", since=when, until=when, subject="s",
+            post_sources=["posts/a.md"], archive_url="", bodies=[QueuedBody("v", "s", "h", "t")],
+            recipients=planned, now=when,
+        )  # fmt: skip
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.select(outbox_table.c.email)).scalars().all()
+        assert rows == ["r1@x.example"]
+    finally:
+        store.close()

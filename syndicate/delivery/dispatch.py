@@ -6,14 +6,17 @@ rows, claims each row just before its transaction and records the outcome right 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from syndicate.config import Config, DomainLimits
 from syndicate.delivery import throttle
@@ -40,6 +43,7 @@ from syndicate.state.outbox import (
     OutboxRow,
     claim_row,
     mark_row,
+    renew_leases,
 )
 from syndicate.state.store import Store
 from syndicate.state.subscribers import set_status
@@ -109,13 +113,37 @@ def send_rows(
     dispatcher = _Dispatcher(batch, report, parent_gone, progress, more)
     connections = batch.transport.connections
     workers = connections if more else min(connections, len(batch.rows))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smtp") as pool:
+    with _heartbeat(batch), ThreadPoolExecutor(workers, thread_name_prefix="smtp") as pool:
         for _ in range(workers):
             pool.submit(dispatcher.work)
     if dispatcher.fatal:
         first = dispatcher.fatal[0]
         return report, (first.message, first.hint, first.smtp_code)
     return report, None
+
+
+@contextlib.contextmanager
+def _heartbeat(batch: Batch) -> Iterator[None]:
+    """On a shared database, renew this sender's leases three times per lease while it
+    works: a slow message (up to ten times smtp.timeout) never loses its row to another
+    sender. A sender that dies stops renewing, and its rows come free when the lease ends."""
+    if not batch.lease.shared:
+        yield
+        return
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(batch.lease.seconds / 3):
+            with contextlib.suppress(SQLAlchemyError):  # the next beat tries again
+                renew_leases(batch.store, batch.lease)
+
+    thread = threading.Thread(target=beat, name="lease-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 class _Templates:

@@ -67,6 +67,7 @@ from syndicate.state.outbox import (
     finish_digests,
     lease_rows,
     leased_elsewhere,
+    release_leases,
     waiting_rows,
 )
 from syndicate.state.store import Store
@@ -257,6 +258,8 @@ def deliver_outbox(
     if not total:
         finish_digests(store)
         report.waiting, report.next_retry = waiting_rows(store)
+        if lease.shared:
+            report.leased, report.lease_ends = leased_elsewhere(store, lease)
         return report
     batch = Batch(
         config=config,
@@ -298,21 +301,28 @@ def send_leased(
     progress: SendProgress | None,
 ) -> tuple[SendReport, StopReason | None]:
     """Lease a batch of due rows and send it, leasing the next as the rows run out, until
-    none is left (or delivery stops). A row is leased once per delivery: one deferred
-    again is for the next run."""
+    none is left (or delivery stops); then give back what was leased but not started. A
+    row is leased once per delivery: one deferred again is for the next run."""
     seen: set[int] = set()
     limit = batch.config.delivery.lease_batch
+    after = 0  # one sender (SQLite): each lease starts after the last
 
     def next_lease() -> list[OutboxRow]:
-        rows = lease_rows(batch.store, batch.lease, batch.clock(), limit)
+        nonlocal after
+        rows = lease_rows(batch.store, batch.lease, batch.clock(), limit, after)
+        if rows:
+            after = max(after, rows[-1].id)
         fresh = [r for r in rows if r.id not in seen]
         seen.update(r.id for r in fresh)
         return fresh
 
-    first = next_lease()
-    if not first:
-        return report, None
-    return send_rows(replace(batch, rows=first), report, parent_gone, progress, more=next_lease)
+    try:
+        first = next_lease()
+        if not first:
+            return report, None
+        return send_rows(replace(batch, rows=first), report, parent_gone, progress, more=next_lease)
+    finally:
+        release_leases(batch.store, batch.lease)
 
 
 def _lease_holder() -> str:

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from syndicate.config import Config, sqlite_path
-from syndicate.errors import LockTimeoutError, StateError, SyndicateError
+from syndicate.errors import LockLostError, LockTimeoutError, StateError, SyndicateError
 
 EX_TEMPFAIL = 75
 
@@ -60,6 +60,9 @@ class RunLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
+    def check(self) -> None:
+        """A lock file is held until the process ends: nothing can take it away."""
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
@@ -83,7 +86,7 @@ def run_lock(config: Config, timeout: float) -> RunLock | DatabaseLock:
     """One run at a time: a lock file on one host (SQLite, and any database but
     PostgreSQL), or, when several hosts may share the state (PostgreSQL), the database's
     own advisory lock."""
-    if config.state_url.startswith(("postgresql:", "postgresql+", "postgres:")):
+    if config.state_url.split(":", 1)[0].split("+", 1)[0] == "postgresql":
         return DatabaseLock(config.state_url, timeout)
     return RunLock(lock_path(config), timeout)
 
@@ -129,7 +132,15 @@ class DatabaseLock:
         engine = sa.create_engine(
             self.url,
             poolclass=sa.pool.NullPool,
-            connect_args={"application_name": f"syndicate run lock, pid {os.getpid()}"},
+            connect_args={
+                "application_name": f"syndicate run lock, pid {os.getpid()}",
+                # A lost host's session (and lock) ends within about a minute, not when
+                # the server's TCP gives up after hours.
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            },
         )
         try:
             conn = engine.connect()
@@ -158,6 +169,29 @@ class DatabaseLock:
             engine.dispose()
             raise
         self._engine, self._conn = engine, conn
+
+    def check(self) -> None:
+        """Raise LockLostError unless this session still holds the lock: a server restart,
+        an idle-session timeout or a proxy dropping the connection ends the session, and
+        another host may hold the lock by now. Called before a run records anything."""
+        import sqlalchemy as sa
+
+        query = sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = pg_backend_pid() AND (classid::bigint << 32) + objid::bigint = :key"
+        )
+        try:
+            held = self._conn.execute(query, {"key": RUN_LOCK_KEY}).scalar()
+            self._conn.rollback()
+        except sa.exc.SQLAlchemyError:
+            held = 0
+        if not held:
+            raise LockLostError(
+                "the run lock in the state database was lost (its database session ended); "
+                "this run stopped before recording anything",
+                "the next run does the work; if it happens often, check the connection to "
+                "the database server (timeouts, proxies)",
+            )
 
     def release(self) -> None:
         if self._conn is not None:

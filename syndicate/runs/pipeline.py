@@ -314,6 +314,7 @@ def run_cycle(
     store: Store,
     kind: str = "once",
     hooks: Sequence[CycleHook] = (),
+    still_locked: Callable[[], None] = lambda: None,
 ) -> CycleReport:
     """Publish what is due, rebuild the feeds if anything changed, record it all, then
     ping the WebSub hub and run the `hooks` (the newsletter job, for `run` and the daemon).
@@ -325,7 +326,7 @@ def run_cycle(
     mark_interrupted(store, now)
     run_id = start_run(store, kind, now)
     try:
-        report = _publish(config, now, store, run_id)
+        report = _publish(config, now, store, run_id, still_locked)
     except BaseException as exc:
         fail_run(store, run_id, now, f"{type(exc).__name__}: {exc}")
         raise
@@ -337,8 +338,11 @@ def run_cycle(
     )
 
 
-def _publish(config: Config, now: datetime, store: Store, run_id: int) -> CycleReport:
-    """Read, diff against the state, write the feeds, record the run (one transaction)."""
+def _publish(
+    config: Config, now: datetime, store: Store, run_id: int, still_locked: Callable[[], None]
+) -> CycleReport:
+    """Read, diff against the state, write the feeds, record the run (one transaction),
+    once `still_locked()` has said the run lock is still ours."""
     with open_cache(config) as cache:
         catalog = read_posts(config, cache=cache)
         ready = published(catalog.posts, now)
@@ -350,6 +354,7 @@ def _publish(config: Config, now: datetime, store: Store, run_id: int) -> CycleR
         changes = diff_publication(ready, known, now)
     diagnostics = catalog.diagnostics + tuple(failures.values())
     errors = count_errors(diagnostics)
+    still_locked()
     with store.transaction() as conn:
         save_post_states(conn, changes.states)
         finish_run(

@@ -174,10 +174,15 @@ class Daemon:
         now = self.clock()
         log.info("run started")
         try:
-            with run_lock(self.config, self.config.schedule.lock_timeout_seconds):
+            with run_lock(self.config, self.config.schedule.lock_timeout_seconds) as lock:
                 started = self.clock()
                 report = run_cycle(
-                    self.config, started, self.store, kind="daemon", hooks=(newsletter_hook,)
+                    self.config,
+                    started,
+                    self.store,
+                    kind="daemon",
+                    hooks=(newsletter_hook,),
+                    still_locked=lock.check,
                 )
             report = deliver_after_lock(self.config, started, self.store, report)
         except LockTimeoutError as exc:

@@ -20,6 +20,7 @@ from syndicate.state.schema import (
     digests_table,
     meta_table,
     outbox_table,
+    subscribers_table,
 )
 from syndicate.state.store import Store, maybe_aware_utc, to_utc
 
@@ -75,6 +76,8 @@ def queue_digest(
             digest_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
             _insert_list(conn, digest_id, post_sources)
             body_ids = {body.variant: _insert_body(conn, digest_id, body) for body in bodies}
+            recipients = list(recipients)
+            present = _present(conn, [r.subscriber_id for r in recipients])
             rows = [
                 {
                     "digest_id": digest_id,
@@ -87,12 +90,29 @@ def queue_digest(
                     "attempts": 0,
                 }
                 for r in recipients
+                if r.subscriber_id in present
             ]
             if rows:
                 conn.execute(sa.insert(outbox_table), rows)
-    except IntegrityError as exc:
+    except IntegrityError as exc:  # the unique key or posts_hash: queued before
         raise DigestExistsError(str(exc.orig)) from None
     return digest_id
+
+
+def _present(conn: sa.Connection, subscriber_ids: list[int]) -> set[int]:
+    """Which of these subscribers still exist: one removed since the recipients were
+    chosen gets no row (its foreign key would fail the whole digest). On PostgreSQL the
+    rows are locked against deletion (FOR KEY SHARE) until the digest is committed; on
+    SQLite the digest's insert already holds the write lock."""
+    s = subscribers_table
+    found: set[int] = set()
+    for start in range(0, len(subscriber_ids), 500):
+        chunk = subscriber_ids[start : start + 500]
+        query = (
+            sa.select(s.c.id).where(s.c.id.in_(chunk)).with_for_update(read=True, key_share=True)
+        )
+        found.update(conn.execute(query).scalars())
+    return found
 
 
 def _insert_list(conn: sa.Connection, digest_id: int, post_sources: Sequence[str]) -> None:

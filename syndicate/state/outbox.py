@@ -77,13 +77,20 @@ def wait_in_flight(
 
 def cancel_for_inactive(store: Store) -> int:
     """Unsent rows of subscribers who unsubscribed (or bounced) since they were queued are
-    cancelled: nobody gets mail after saying stop."""
+    cancelled: nobody gets mail after saying stop. Not a row `sending` under a live lease
+    of another sender (PostgreSQL): that message may be in its SMTP transaction, and the
+    unsubscribe waits for it (wait_in_flight); the row is cancelled when it is taken over."""
     o, s = outbox_table, subscribers_table
     inactive = sa.select(s.c.id).where(s.c.status != "active")
+    unsent: sa.ColumnElement[bool] = o.c.status.in_((QUEUED, DEFERRED))
+    if store.shared:
+        unsent = sa.or_(unsent, sa.and_(o.c.status == SENDING, Lease("", 0, True).free()))
+    else:
+        unsent = o.c.status.in_(OPEN)  # one sender, under the run lock: none is in flight
     with store.engine.begin() as conn:
         result = conn.execute(
             sa.update(o)
-            .where(o.c.status.in_(OPEN), o.c.subscriber_id.in_(inactive))
+            .where(unsent, o.c.subscriber_id.in_(inactive))
             .values(status=CANCELLED, last_response="subscriber no longer active")
         )
         return int(result.rowcount or 0)
@@ -98,12 +105,6 @@ def _due(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def _free(at: datetime) -> sa.ColumnElement[bool]:
-    """Not leased by a live sender at `at`: never leased, or its lease has run out."""
-    o = outbox_table
-    return sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= to_utc(at))
-
-
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -115,29 +116,45 @@ class Lease:
     leases are respected. On SQLite one sender at a time holds the run lock, and a row
     left `sending` under a lease is a killed run's: in doubt, sent again at once.
 
-    A lease is about whether its holder is still alive, so it runs on the wall clock
-    (`clock`), never on a run's `--now`, which only says what is due."""
+    A lease is about whether its holder is still alive, so it runs on a real clock, never
+    on a run's `--now` (which only says what is due): on a shared database the database
+    server's (`now()`), the one clock every host agrees on; `clock` replaces it in tests.
+    A live sender renews its leases (renew_leases) long before they run out."""
 
     holder: str
     seconds: float
     shared: bool
-    clock: Callable[[], datetime] = _wall_clock
+    clock: Callable[[], datetime] | None = None
 
-    def until(self) -> datetime:
-        return self.clock() + timedelta(seconds=self.seconds)
+    def _now(self) -> Any:
+        if self.clock is not None:
+            return to_utc(self.clock())
+        return sa.func.now() if self.shared else to_utc(_wall_clock())
+
+    def until(self) -> Any:
+        """When a lease taken now runs out (a value, or an SQL expression)."""
+        return self._now() + timedelta(seconds=self.seconds)
 
     def free(self) -> sa.ColumnElement[bool]:
-        return _free(self.clock())
+        """Not leased by a live sender: never leased, or its lease has run out."""
+        o = outbox_table
+        return sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= self._now())
 
 
-def lease_rows(store: Store, lease: Lease, now: datetime, limit: int) -> list[OutboxRow]:
-    """Take up to `limit` due rows for this sender, oldest digest first. On PostgreSQL the
-    pick is `FOR UPDATE SKIP LOCKED`: senders picking at once get different rows, and
-    none waits for another's pick."""
+def lease_rows(
+    store: Store, lease: Lease, now: datetime, limit: int, after: int = 0
+) -> list[OutboxRow]:
+    """Take up to `limit` due rows for this sender, oldest first (by id: a digest's rows
+    come after an older digest's). On PostgreSQL the pick is `FOR UPDATE SKIP LOCKED`:
+    senders picking at once get different rows, and none waits for another's pick. On
+    SQLite `after` (the last id taken) makes each pick start where the last ended, so a
+    delivery reads the outbox once, not once per lease."""
     o, d = outbox_table, digests_table
-    pick = sa.select(o.c.id).where(_due(now)).order_by(o.c.digest_id, o.c.id).limit(limit)
+    pick = sa.select(o.c.id).where(_due(now)).order_by(o.c.id).limit(limit)
     if lease.shared:
         pick = pick.where(lease.free()).with_for_update(skip_locked=True)
+    else:
+        pick = pick.where(o.c.id > after)
     with store.engine.begin() as conn:
         ids = list(conn.execute(pick).scalars())
         if not ids:
@@ -145,15 +162,43 @@ def lease_rows(store: Store, lease: Lease, now: datetime, limit: int) -> list[Ou
         conn.execute(
             sa.update(o)
             .where(o.c.id.in_(ids))
-            .values(claimed_by=lease.holder, lease_until=to_utc(lease.until()))
+            .values(claimed_by=lease.holder, lease_until=lease.until())
         )
         query = (
             sa.select(o, d.c.key.label("digest_key"))
             .join(d, d.c.id == o.c.digest_id)
             .where(o.c.id.in_(ids))
-            .order_by(o.c.digest_id, o.c.id)
+            .order_by(o.c.id)
         )
         return [_outbox_row(row) for row in conn.execute(query)]
+
+
+def renew_leases(store: Store, lease: Lease) -> int:
+    """The heartbeat of a live sender: every open row it holds gets a fresh lease, so a
+    message slower than the lease (a server that takes its time) is never taken over.
+    -> how many rows it holds."""
+    o = outbox_table
+    with store.engine.begin() as conn:
+        result = conn.execute(
+            sa.update(o)
+            .where(o.c.claimed_by == lease.holder, o.c.status.in_(OPEN))
+            .values(lease_until=lease.until())
+        )
+        return int(result.rowcount or 0)
+
+
+def release_leases(store: Store, lease: Lease) -> int:
+    """A sender that stops (done, a fatal error, its run killed) gives back the rows it
+    leased but never started, so another sender need not wait for the lease to run out.
+    A row `sending` stays leased: it may be in flight, and is in doubt once the lease ends."""
+    o = outbox_table
+    with store.engine.begin() as conn:
+        result = conn.execute(
+            sa.update(o)
+            .where(o.c.claimed_by == lease.holder, o.c.status.in_((QUEUED, DEFERRED)))
+            .values(claimed_by=None, lease_until=None)
+        )
+        return int(result.rowcount or 0)
 
 
 def _outbox_row(row: sa.Row[Any]) -> OutboxRow:
@@ -175,7 +220,7 @@ def due_count(store: Store, now: datetime, shared: bool) -> int:
     o = outbox_table
     query = sa.select(sa.func.count()).select_from(o).where(_due(now))
     if shared:
-        query = query.where(_free(_wall_clock()))
+        query = query.where(Lease("", 0, shared=True).free())
     with store.engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
 
@@ -194,7 +239,7 @@ def claim_row(store: Store, row_id: int, attempts: int, lease: Lease) -> bool:
         claimed = conn.execute(
             sa.update(o)
             .where(o.c.id == row_id, still_open, ours, active)
-            .values(status=SENDING, attempts=attempts, lease_until=to_utc(lease.until()))
+            .values(status=SENDING, attempts=attempts, lease_until=lease.until())
         ).rowcount
         if claimed:
             return True

@@ -60,10 +60,10 @@ class Store:
 
     @property
     def shared(self) -> bool:
-        """Can other processes, on other hosts, work on this database at once? PostgreSQL
-        (any server database), yes: senders lease rows and the run lock is in the database.
+        """Can other processes, on other hosts, work on this database at once? PostgreSQL,
+        yes: senders lease rows and the run lock is in the database (runs/lock.run_lock).
         SQLite is one host's, serialised by the run lock file beside it."""
-        return self.engine.dialect.name != "sqlite"
+        return self.engine.dialect.name == "postgresql"
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
