@@ -170,6 +170,7 @@ def test_three_senders_share_one_digest_and_survive_a_kill(tmp_path: Path, pg_ur
     by_host: dict[str, int] = {}
     for item in handler.received:
         by_host[item.helo] = by_host.get(item.helo, 0) + 1
+    print(f"kill figures: by host {by_host}, twice {twice}")  # shown with pytest -s
     assert set(by_host) == {"host-a.example", "host-b.example", "host-c.example"}, by_host
     assert all(n >= 100 for n in by_host.values()), by_host  # each did part of the work
     engine = sa.create_engine(pg_url)
