@@ -175,6 +175,7 @@ def cache_file(site: Site) -> Path:
     return site.root / "state" / "syndicate.db.cache"
 
 
+@pytest.mark.slow
 def test_unchanged_posts_are_not_parsed_again(
     site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,6 +221,7 @@ def test_unchanged_posts_are_not_parsed_again(
     assert "Post 2, edited" in (site.public / "feed.xml").read_text("utf-8")
 
 
+@pytest.mark.slow
 def test_bad_post_reported_at_every_run_from_the_cache(
     site: Site, invoke: Callable[..., Result]
 ) -> None:

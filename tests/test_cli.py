@@ -177,6 +177,7 @@ def test_status_lists_the_ten_busiest_domains_of_the_last_digest_and_names_group
     assert lines[-1] == "  and 3 more domains (30 messages)"
 
 
+@pytest.mark.slow
 def test_status_of_a_new_install(site: Site, invoke: Callable[..., Result]) -> None:
     result = invoke(
         "status", "--config", site.config, "--now", "2025-05-21T10:00:00Z", cwd=site.root

@@ -331,6 +331,7 @@ def server_context(ca: trustme.CA) -> object:
     return context
 
 
+@pytest.mark.slow
 def test_starttls_with_auth_delivers(
     site: Site,
     invoke: Callable[..., Result],
@@ -350,6 +351,7 @@ def test_starttls_with_auth_delivers(
     assert "hunter2" not in (site.config.read_text() + result.stdout + result.stderr)
 
 
+@pytest.mark.slow
 def test_wrong_password_stops_delivery_and_keeps_the_queue(
     site: Site,
     invoke: Callable[..., Result],
@@ -389,6 +391,7 @@ def test_untrusted_certificate_is_refused(
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_starttls_is_an_error_not_a_downgrade(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -675,6 +678,7 @@ def test_nothing_from_a_post_or_subscriber_can_add_a_header(site: Site) -> None:
     assert not [line for line in head.split(b"\r\n") if line.lower().startswith(b"bcc")]
 
 
+@pytest.mark.slow
 def test_dkim_signature_verifies(site: Site, tmp_path: Path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path / "dkim.pem"
@@ -790,6 +794,7 @@ def test_a_non_ascii_address_fails_alone_and_the_others_get_their_mail(
     )
 
 
+@pytest.mark.slow
 def test_a_non_ascii_address_is_written_by_the_file_transport(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -854,6 +859,7 @@ def test_a_non_ascii_site_title_keeps_the_from_address(
     assert message["List-Id"] == "Café Ünïcode <newsletter.blog.syndicate.test>"
 
 
+@pytest.mark.slow
 def test_a_post_is_never_announced_in_two_digests(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -977,6 +983,7 @@ def test_every_message_is_signed_and_an_added_header_breaks_the_signature(
     assert "list-unsubscribe" not in header_names(confirmation.data)
 
 
+@pytest.mark.slow
 def test_the_preview_has_the_headers_of_a_sent_digest(
     site: Site, invoke: Callable[..., Result], tmp_path: Path
 ) -> None:
@@ -1129,6 +1136,7 @@ THROTTLED_GOOGLE = (
 
 
 @pytest.mark.parametrize("lease", ["", "  lease_batch: 2\n"], ids=["one-lease", "leases-of-2"])
+@pytest.mark.slow
 def test_a_throttled_domain_is_slowed_alone_and_its_group_with_it(
     site: Site, invoke: Callable[..., Result], lease: str
 ) -> None:
@@ -1176,6 +1184,7 @@ def test_a_throttled_domain_is_slowed_alone_and_its_group_with_it(
     assert sink.handler.by_recipient() == dict.fromkeys(google + others, 1)
 
 
+@pytest.mark.slow
 def test_a_421_slows_only_its_domain_and_other_deferrals_keep_their_schedule(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -1205,6 +1214,7 @@ def test_a_421_slows_only_its_domain_and_other_deferrals_keep_their_schedule(
     assert sink.handler.by_recipient() == dict.fromkeys(others, 1)
 
 
+@pytest.mark.slow
 def test_connections_are_reused_from_one_lease_to_the_next(
     site: Site, invoke: Callable[..., Result]
 ) -> None:

@@ -102,6 +102,7 @@ def bounces(
     return run
 
 
+@pytest.mark.slow
 def test_bounces_complaints_and_requests_change_the_right_subscribers(
     site: Site, bounces: Callable[..., Result], invoke: Callable[..., Result]
 ) -> None:
@@ -177,6 +178,7 @@ def test_three_soft_bounces_in_30_days_make_a_subscriber_bounced(
     assert statuses(site)["full@syndicate.test"] == "bounced"
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_mailbox_counts_nothing_twice(site: Site) -> None:
     """kill -9 right after the first report is recorded; the next run does the rest, and
     the first report (and what it did) is not done again."""

@@ -125,6 +125,7 @@ def test_a_first_release_database_is_upgraded_with_nothing_lost(tmp_path: Path) 
     assert version == (str(int(HEAD)),)  # a first-release syndicate reads it and refuses
 
 
+@pytest.mark.slow
 def test_an_upgraded_site_runs_on_without_churn(
     tmp_path: Path, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,6 +178,7 @@ def test_head_is_the_newest_revision() -> None:
     assert ScriptDirectory.from_config(config).get_heads() == [HEAD]
 
 
+@pytest.mark.slow
 def test_downgrade_and_upgrade_again_keep_the_lists(tmp_path: Path) -> None:
     from syndicate.state.migrate import downgrade
 

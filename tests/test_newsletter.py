@@ -103,6 +103,7 @@ def test_the_quickstart_leaves_the_first_digest_for_the_first_reader(
     assert send(invoke, config, "2025-09-01T11:00:00Z").stdout == "nothing to send\n"
 
 
+@pytest.mark.slow
 def test_a_digest_nobody_follows_waits_for_a_reader(
     site: Site, invoke: Callable[..., Result]
 ) -> None:
@@ -399,6 +400,7 @@ def test_a_malformed_unsubscribe_url_is_a_config_error(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_an_http_site_url_needs_an_https_unsubscribe_url_once_there_is_a_reader(
     site: Site, invoke: Callable[..., Result]
 ) -> None:

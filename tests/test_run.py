@@ -406,6 +406,7 @@ def test_a_failing_newsletter_still_reports_what_was_published(
     assert "SYNDICATE_SECRET is not set" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_config_path_spelling_does_not_rebuild(
     site: Site, invoke: Callable[..., Result]
 ) -> None:

@@ -269,6 +269,7 @@ def test_tampered_tokens_get_a_400_page(client: TestClient, site: Site) -> None:
         ({"json": {"email": "a@example.org", "topics": [1, 2]}}, 400),
     ],
 )
+@pytest.mark.slow
 def test_bad_requests_get_clear_4xx(
     client: TestClient, kwargs: dict[str, object], status: int
 ) -> None:
@@ -628,6 +629,7 @@ def test_confirmation_emails_are_limited_per_address(
     assert len(outbox(site)) == 2
 
 
+@pytest.mark.slow
 def test_the_confirmation_limit_counts_subaddresses_as_one_inbox(
     site: Site, invoke: Callable[..., Result]
 ) -> None:

@@ -172,6 +172,7 @@ def move_into_a_folder(site: Site) -> str:
 
 
 @pytest.mark.parametrize("change", [edit, add, delete, rename, move_into_a_folder])
+@pytest.mark.slow
 def test_a_changed_post_is_picked_up_after_quiet_runs(
     published: Site,
     invoke: Callable[..., Result],
@@ -261,6 +262,7 @@ def test_a_damaged_output_folder_is_repaired(
     assert len(full_runs) == 2
 
 
+@pytest.mark.slow
 def test_a_scheduled_post_is_published_when_its_time_comes(
     site: Site, invoke: Callable[..., Result], full_runs: list[str]
 ) -> None:
@@ -321,6 +323,7 @@ def test_no_shortcut_without_the_cache(
     assert len(full_runs) == 2
 
 
+@pytest.mark.slow
 def test_the_newsletter_slot_takes_the_full_path(
     site: Site,
     invoke: Callable[..., Result],

@@ -8,6 +8,8 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from syndicate.newsletter.subscribers import escape_cell, unescape_cell
 
 from .conftest import SITE_CONFIG, Result, Site
@@ -60,6 +62,7 @@ FORMULAS = [
 ]
 
 
+@pytest.mark.slow
 def test_export_neutralises_formulas_and_import_round_trips_them(
     site: Site, invoke: Callable[..., Result], tmp_path: Path
 ) -> None:
