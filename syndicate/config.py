@@ -618,6 +618,16 @@ class BouncesConfig:
     )
     soft_window_days: int = key(30, low=1, high=3650, doc="The window of `soft_limit`.")
 
+    def mailboxes(self) -> list[str]:
+        """The configured mailboxes, as `maildir:PATH`, `mbox:PATH`, `imap:URL`."""
+        return mailbox_names(self.maildir, self.mbox, self.imap)
+
+
+def mailbox_names(maildir: object, mbox: object, imap: object) -> list[str]:
+    """Bounce mailboxes by kind (`maildir:PATH` ...), those given (not None) in order."""
+    given = (("maildir", maildir), ("mbox", mbox), ("imap", imap))
+    return [f"{kind}:{where}" for kind, where in given if where]
+
 
 @dataclass(frozen=True, slots=True)
 class SubscribersConfig:

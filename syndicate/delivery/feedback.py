@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from syndicate.config import Config
+from syndicate.config import Config, mailbox_names
 from syndicate.crash import crash_point
 from syndicate.delivery import mailboxes
 from syndicate.delivery.bounces import (
@@ -67,16 +67,7 @@ def mailbox_sources(
 ) -> list[str]:
     """The mailboxes to read: those given on the command line, else the configured ones,
     as `maildir:PATH`, `mbox:PATH`, `imap:URL`."""
-    given = [f"maildir:{maildir}"] if maildir else []
-    given += [f"mbox:{mbox}"] if mbox else []
-    given += [f"imap:{imap}"] if imap else []
-    if given:
-        return given
-    b = config.bounces
-    configured = [f"maildir:{b.maildir}"] if b.maildir else []
-    configured += [f"mbox:{b.mbox}"] if b.mbox else []
-    configured += [f"imap:{b.imap}"] if b.imap else []
-    return configured
+    return mailbox_names(maildir, mbox, imap) or config.bounces.mailboxes()
 
 
 def read_source(source: str) -> Iterator[tuple[str, bytes]]:

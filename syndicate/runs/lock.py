@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from syndicate.config import Config, sqlite_path
 from syndicate.errors import LockLostError, LockTimeoutError, StateError, SyndicateError
@@ -22,7 +22,32 @@ from syndicate.errors import LockLostError, LockTimeoutError, StateError, Syndic
 EX_TEMPFAIL = 75
 
 
-class RunLock:
+class _Lock:
+    """`with lock:` acquires and releases; release() may come earlier, and is idempotent."""
+
+    def acquire(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise LockLostError if the lock is no longer held."""
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class RunLock(_Lock):
     """`with RunLock(path, timeout):` waits up to `timeout` seconds for the lock."""
 
     def __init__(self, path: Path, timeout: float = 60.0, poll: float = 0.1) -> None:
@@ -60,26 +85,11 @@ class RunLock:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
-    def check(self) -> None:
-        """A lock file is held until the process ends: nothing can take it away."""
-
     def release(self) -> None:
         if self._fd is not None:
             fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 def run_lock(config: Config, timeout: float) -> RunLock | DatabaseLock:
@@ -111,7 +121,7 @@ def _read_holder(fd: int) -> str:
 RUN_LOCK_KEY = 0x73796E64_00000002
 
 
-class DatabaseLock:
+class DatabaseLock(_Lock):
     """The run lock of a PostgreSQL state database: a session-level advisory lock, held
     on a connection of its own for as long as the run. Two hosts sharing the database
     take the same lock (a lock file is only one host's). The server drops it when the
@@ -198,18 +208,6 @@ class DatabaseLock:
             self._conn.close()  # ends the session: the server releases the lock
             self._engine.dispose()
             self._conn = self._engine = None
-
-    def __enter__(self) -> DatabaseLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 def _pg_holder(conn: Any) -> str:

@@ -48,16 +48,11 @@ def next_fire_times(config: Config, now: datetime) -> dict[str, datetime | None]
     for name, expression in (
         ("build", config.schedule.build),
         ("newsletter", config.schedule.newsletter if config.newsletter.enabled else None),
-        ("bounces", config.schedule.bounces if _has_bounce_mailbox(config) else None),
+        ("bounces", config.schedule.bounces if config.bounces.mailboxes() else None),
     ):
         if expression:
             times[name] = cron_trigger(expression, config).get_next_fire_time(None, now)
     return times
-
-
-def _has_bounce_mailbox(config: Config) -> bool:
-    bounces = config.bounces
-    return bool(bounces.maildir or bounces.mbox or bounces.imap)
 
 
 class Daemon:
@@ -99,7 +94,7 @@ class Daemon:
                 id="newsletter",
                 name="newsletter",
             )
-        if self.config.schedule.bounces and _has_bounce_mailbox(self.config):
+        if self.config.schedule.bounces and self.config.bounces.mailboxes():
             self.scheduler.add_job(
                 self.read_bounces,
                 cron_trigger(self.config.schedule.bounces, self.config),
@@ -143,10 +138,10 @@ class Daemon:
 
     def read_bounces(self) -> None:
         """One job: the bounce mailbox, acted on (as `syndicate bounces`), logged."""
-        from syndicate.delivery.feedback import mailbox_sources, process_mailbox
+        from syndicate.delivery.feedback import process_mailbox
 
         with self._in_flight:
-            for source in mailbox_sources(self.config, None, None, None):
+            for source in self.config.bounces.mailboxes():
                 try:
                     report = process_mailbox(self.config, self.store, source, self.clock())
                 except Exception:  # the scheduler boundary: log it, keep the daemon alive

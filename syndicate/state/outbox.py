@@ -84,7 +84,7 @@ def cancel_for_inactive(store: Store) -> int:
     inactive = sa.select(s.c.id).where(s.c.status != "active")
     unsent: sa.ColumnElement[bool] = o.c.status.in_((QUEUED, DEFERRED))
     if store.shared:
-        unsent = sa.or_(unsent, sa.and_(o.c.status == SENDING, Lease("", 0, True).free()))
+        unsent = sa.or_(unsent, sa.and_(o.c.status == SENDING, _unleased(sa.func.now())))
     else:
         unsent = o.c.status.in_(OPEN)  # one sender, under the run lock: none is in flight
     with store.engine.begin() as conn:
@@ -107,6 +107,13 @@ def _due(now: datetime) -> sa.ColumnElement[bool]:
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def _unleased(at: Any) -> sa.ColumnElement[bool]:
+    """Not leased by a live sender at `at` (a time, or the database's `now()`): never
+    leased, or the lease has run out."""
+    o = outbox_table
+    return sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +144,7 @@ class Lease:
 
     def free(self) -> sa.ColumnElement[bool]:
         """Not leased by a live sender: never leased, or its lease has run out."""
-        o = outbox_table
-        return sa.or_(o.c.lease_until.is_(None), o.c.lease_until <= self._now())
+        return _unleased(self._now())
 
 
 def lease_rows(
@@ -220,7 +226,7 @@ def due_count(store: Store, now: datetime, shared: bool) -> int:
     o = outbox_table
     query = sa.select(sa.func.count()).select_from(o).where(_due(now))
     if shared:
-        query = query.where(Lease("", 0, shared=True).free())
+        query = query.where(_unleased(sa.func.now()))
     with store.engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
 
