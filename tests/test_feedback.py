@@ -254,3 +254,12 @@ def test_the_daemon_reads_the_bounce_mailbox_on_its_schedule(
         daemon.store.close()
     assert statuses(site)["nosuchuser@syndicate.test"] == "bounced"
     assert statuses(site)["complainer@syndicate.test"] == "unsubscribed"
+
+
+def test_a_password_in_the_imap_url_is_refused_before_anything_is_read(
+    site: Site, bounces: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SYNDICATE_IMAP_PASSWORD", raising=False)
+    result = bounces(site, "--imap", "imaps://u:s3cret@127.0.0.1:1/INBOX")
+    assert result.exit_code == 1
+    assert "the IMAP URL holds a password" in result.stderr and "s3cret" not in result.stderr

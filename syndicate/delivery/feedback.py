@@ -76,6 +76,7 @@ def read_source(source: str) -> Iterator[tuple[str, bytes]]:
         return mailboxes.read_maildir(where)
     if kind == "mbox":
         return mailboxes.read_mbox(where)
+    mailboxes.parse_imap_url(where)  # a bad URL (a password in it) is said before the password
     return mailboxes.read_imap(where, mailboxes.imap_password())
 
 
