@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the heavy modules are imported where a command needs them
     from syndicate.content.posts import ReadOutcome, ReadProgress
     from syndicate.delivery.dispatch import SendReport
     from syndicate.runs.pipeline import CycleReport
-    from syndicate.runs.shortcut import QuietRun
+    from syndicate.runs.shortcut import DeltaRun, QuietRun
     from syndicate.state.store import Store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -314,7 +314,7 @@ def run(
     every future post; SIGTERM or SIGINT stop it after the job in flight.
     """
     from syndicate.content.discover import display_path
-    from syndicate.runs.shortcut import QuietRun
+    from syndicate.runs.shortcut import DeltaRun, QuietRun
 
     config = load_config(config_path)
     if not once:
@@ -332,6 +332,9 @@ def run(
         return
     now = parse_now(now_text, config)
     outcome = run_once(config, now, lock_timeout)
+    if isinstance(outcome, DeltaRun):
+        echo_lines(ReportLine(line, problem=True) for line in outcome.stderr)
+        outcome = outcome.report
     if isinstance(outcome, QuietRun):
         echo_lines(ReportLine(line, problem=True) for line in outcome.stderr)
         if verbose:
@@ -356,10 +359,13 @@ def run(
     sys.exit(EXIT_ERRORS if report.errors or hook_failures else EXIT_OK)
 
 
-def run_once(config: Config, now: datetime, lock_timeout: float | None) -> CycleReport | QuietRun:
+def run_once(
+    config: Config, now: datetime, lock_timeout: float | None
+) -> CycleReport | QuietRun | DeltaRun:
     """One cycle under the run lock: the cron shortcut when nothing can have changed
-    (syndicate.runs.shortcut: no post read, no heavy library imported), else the full
-    cycle, after which the shortcut's record is written for the next run."""
+    (syndicate.runs.shortcut: no post read, no heavy library imported), the delta run
+    when a few posts changed (syndicate.runs.delta: only those read), else the full
+    cycle, after which the shortcut's record and the site index are written."""
     from syndicate.runs.shortcut import quiet_run, remember_run, scan_inputs
 
     timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
@@ -369,6 +375,12 @@ def run_once(config: Config, now: datetime, lock_timeout: float | None) -> Cycle
         quiet = quiet_run(config, now, scan) if scan is not None else None
         if quiet is not None:
             return quiet
+        if scan is not None:
+            from syndicate.runs.delta import delta_run
+
+            delta = delta_run(config, now, scan)
+            if delta is not None:
+                return delta
         from syndicate.runs.pipeline import deliver_after_lock, newsletter_hook, run_cycle
 
         with state_store(config) as store:

@@ -103,6 +103,10 @@ class Catalog:
 
     posts: tuple[Post, ...]
     diagnostics: tuple[Diagnostic, ...]
+    # Keys of posts whose slugs collide (given -2, -3 ... or keeping theirs against one):
+    # a change to any of them can move another's URL, so the cron path leaves them to a
+    # full run.
+    entangled: frozenset[str] = frozenset()
 
     @property
     def errors(self) -> int:
@@ -162,3 +166,22 @@ class HookResult:
 
     lines: tuple[ReportLine, ...] = ()
     failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PostState:
+    """What the state database remembers of one post (plain data: the cron path reads and
+    writes it without SQLAlchemy, see syndicate.state.runlog)."""
+
+    source: str
+    post_id: str
+    url: str
+    title: str
+    content_hash: str
+    due_at: datetime
+    first_published_at: datetime | None
+    updated_at: datetime | None
+    withdrawn_at: datetime | None
+    status: str
+    tags: tuple[str, ...]
+    categories: tuple[str, ...]

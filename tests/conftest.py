@@ -156,3 +156,18 @@ def run_subprocess(*args: str | Path, cwd: Path | None = None, timeout: float = 
         check=False,
     )
     return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def cli_modules(args: list[str], cwd: Path) -> tuple[int, str, set[str]]:
+    """Run `syndicate ARGS` in a fresh interpreter, as cron starts it: -> (exit status,
+    stdout, the modules it had imported when it exited)."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print(sorted(sys.modules), file=sys.stderr))\n"
+        "from syndicate.cli import main\n"
+        f"sys.argv = ['syndicate', *{args!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "[]"
+    return done.returncode, done.stdout, {name.strip("'") for name in last[1:-1].split(", ")}

@@ -8,8 +8,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +22,7 @@ from syndicate.state import runlog, schema
 from syndicate.state.runs import recent_runs, start_run
 from syndicate.state.store import Store
 
-from .conftest import SITE_CONFIG, Result, Site, post
+from .conftest import SITE_CONFIG, Result, Site, cli_modules, post
 
 NOW = "2025-06-01T00:00:00Z"
 HEAVY = ("feedgen", "lxml", "markdown", "jinja2", "sqlalchemy", "starlette", "mjml", "nh3")
@@ -100,18 +98,8 @@ def test_a_quiet_run_imports_no_feed_markdown_or_database_library(
 ) -> None:
     """A real process, as cron starts it: nothing heavy is imported, no post is unpickled
     (the pipeline module is not even loaded), and the run is recorded."""
-    code = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print(sorted(sys.modules), file=sys.stderr))\n"
-        "from syndicate.cli import main\n"
-        f"sys.argv = ['syndicate', 'run', '--once', '--now', {NOW!r}]\n"
-        "main()\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=published.root, capture_output=True, text=True
-    )
-    assert (done.returncode, done.stdout) == (0, "")
-    loaded = {name.strip("'") for name in done.stderr.strip()[1:-1].split(", ")}
+    status, stdout, loaded = cli_modules(["run", "--once", "--now", NOW], published.root)
+    assert (status, stdout) == (0, "")
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}
     assert not {"syndicate.runs.pipeline", "syndicate.content.posts"} & loaded
     assert len(runs(published)) == 3

@@ -176,15 +176,19 @@ class PostCache:
                 self._db.close()
         self._db = None
 
-    def reads(self) -> dict[str, CachedRead]:
-        """Every cached parse, by post key."""
+    def reads(self, keys: Iterable[str] | None = None) -> dict[str, CachedRead]:
+        """Every cached parse (or those of these `keys`), by post key."""
         if self._db is None:
             return {}
+        query = (
+            "SELECT key, source, mtime, ctime, size, ino, dev, content_hash, record, "
+            "read_at FROM reads"
+        )
+        wanted = [] if keys is None else list(keys)
+        if keys is not None:
+            query += f" WHERE key IN ({','.join('?' * len(wanted))})"
         try:
-            rows = self._db.execute(
-                "SELECT key, source, mtime, ctime, size, ino, dev, content_hash, record, "
-                "read_at FROM reads"
-            ).fetchall()
+            rows = self._db.execute(query, wanted).fetchall()
         except sqlite3.Error:
             self._fail()
             return {}

@@ -11,6 +11,7 @@ import functools
 import mimetypes
 import os
 import pickle
+import re
 import signal
 import stat
 import threading
@@ -261,9 +262,35 @@ def read_posts(
         if post is not None:
             posts.append(with_image_length(post, config))
         diagnostics.extend(found)
-    posts, slug_warnings = assign_unique_slugs(posts, config)
+    unique, slug_warnings = assign_unique_slugs(posts, config)
     diagnostics.extend(slug_warnings)
-    return Catalog(posts=tuple(posts), diagnostics=tuple(diagnostics))
+    return Catalog(tuple(unique), tuple(diagnostics), colliding_slugs(posts, unique))
+
+
+def colliding_slugs(before: list[Post], after: list[Post]) -> frozenset[str]:
+    """Keys of the posts `assign_unique_slugs` renamed, of those whose slug they wanted,
+    and of those whose own slug looks like a renamed one's (`x-2` beside renamed `x`s)."""
+    renamed = {old.slug for old, new in zip(before, after, strict=True) if old.slug != new.slug}
+    return frozenset(old.key for old in before if renamed & set(slug_stems(old.slug)))
+
+
+def slug_stems(slug: str) -> list[str]:
+    """The slug and what it is with each `-<n>` suffix taken off: `a-2-3` -> a-2-3, a-2, a."""
+    stems = [slug]
+    while (match := _NUMBERED.fullmatch(stems[-1])) is not None:
+        stems.append(match.group(1))
+    return stems
+
+
+_NUMBERED = re.compile(r"(.+)-[0-9]+")
+
+
+def read_files(paths: list[Path], config: Config, cache: PostCache) -> list[ReadOutcome]:
+    """Read these files now, in this process, storing them in the cache as `read_posts`
+    does (the cron path's few changed posts). Posts come without their body (the cache has
+    it), without image lengths and with the slugs they ask for."""
+    parsed = (_read_for_cache(path, config, for_cache=cache.enabled) for path in paths)
+    return list(_cached_as_read(parsed, paths, config, cache))
 
 
 def _merge(

@@ -5,7 +5,7 @@ dates. Pure: no feed library is imported here."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -30,26 +30,41 @@ def plan_feeds(posts: Sequence[Post], config: Config) -> list[FeedSpec]:
     """
     limit = config.feeds.limit
     specs = [FeedSpec("main", "", "", "", tuple(posts[:limit]))]
-    groups: tuple[tuple[str, str, bool, Callable[[Post], tuple[str, ...]]], ...] = (
-        ("tag", "tags", config.feeds.per_tag, lambda p: p.tags),
-        ("category", "categories", config.feeds.per_category, lambda p: p.categories),
+    grouped: dict[str, tuple[str, str, str, list[Post]]] = {}  # path -> kind, key, label, posts
+    for post in posts:
+        for kind, key, label in post_terms(post, config):
+            path = f"{TERM_FOLDERS[kind]}/{key}"
+            grouped.setdefault(path, (kind, key, label, []))[3].append(post)
+    for kind in ("tag", "category"):
+        for path, (_kind, key, label, members) in sorted(
+            item for item in grouped.items() if item[1][0] == kind
+        ):
+            specs.append(FeedSpec(kind, key, label, path, tuple(members[:limit])))
+    return specs
+
+
+TERM_FOLDERS = {"tag": "tags", "category": "categories"}
+
+
+def post_terms(post: Post, config: Config) -> list[tuple[str, str, str]]:
+    """The tag and category feeds a published post is in, as (kind, slug, the term as
+    this post spells it), each once: the one rule for `plan_feeds` and the cron path's
+    index (syndicate.runs.siteindex)."""
+    found: list[tuple[str, str, str]] = []
+    groups = (
+        ("tag", config.feeds.per_tag, post.tags),
+        ("category", config.feeds.per_category, post.categories),
     )
-    for kind, folder, enabled, terms_of in groups:
+    for kind, enabled, terms in groups:
         if not enabled:
             continue
-        grouped: dict[str, tuple[str, list[Post]]] = {}
-        for post in posts:
-            seen: set[str] = set()
-            for term in terms_of(post):
-                key = term_slug(term)
-                if not key or key in seen:
-                    continue
+        seen: set[str] = set()
+        for term in terms:
+            key = term_slug(term)
+            if key and key not in seen:
                 seen.add(key)
-                grouped.setdefault(key, (term, []))[1].append(post)
-        for key in sorted(grouped):
-            label, members = grouped[key]
-            specs.append(FeedSpec(kind, key, label, f"{folder}/{key}", tuple(members[:limit])))
-    return specs
+                found.append((kind, key, term))
+    return found
 
 
 @functools.lru_cache(maxsize=4096)

@@ -13,8 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from syndicate.models import Post
-from syndicate.state.posts import PostState
+from syndicate.models import Post, PostState
 
 
 @dataclass(frozen=True, slots=True)

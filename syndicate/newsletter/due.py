@@ -10,10 +10,10 @@ from datetime import datetime
 
 from syndicate.config import Config
 from syndicate.content.posts import markdown_bodies, open_cache, published, render_or_diagnose
-from syndicate.models import Digest, Post
+from syndicate.models import Digest, Post, PostState
 from syndicate.newsletter.plan import plan_digest
 from syndicate.state.digests import digested_sources, last_digest_at
-from syndicate.state.posts import PostState, load_post_states
+from syndicate.state.posts import load_post_states
 from syndicate.state.store import Store
 
 

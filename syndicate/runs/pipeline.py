@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syndicate import __version__
 from syndicate.config import Config
 from syndicate.content.cache import PostCache, code_fingerprint
 from syndicate.content.discover import legacy_key_mapper
-from syndicate.content.lint import lint_post
 from syndicate.content.posts import (
     ReadProgress,
     markdown_bodies,
@@ -36,10 +36,10 @@ from syndicate.feeds.websub import ping_hub
 from syndicate.models import Catalog, FeedSpec, HookResult, Post, ReportLine
 from syndicate.output import current_feeds, outputs_intact, write_outputs
 from syndicate.resources import read_template
-from syndicate.state.posts import load_post_states, migrate_post_keys, save_post_states
-from syndicate.state.runs import fail_run, finish_run, mark_interrupted, start_run
-from syndicate.state.store import Store
 from syndicate.workers import parallel_imap, parallel_map
+
+if TYPE_CHECKING:  # the state modules import SQLAlchemy (~0.14 s): only where a run needs them
+    from syndicate.state.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,20 +258,36 @@ def feeds_environment(config: Config) -> str:
 
 def feed_fingerprint(env: str, spec: FeedSpec, fmt: str) -> str:
     """Everything one feed file is made from: equal fingerprints, identical bytes."""
+    return fingerprint_of_feed(env, spec, fmt, (feed_entry_identity(p) for p in spec.posts))
+
+
+# What of a post in a feed its fingerprint covers: key, content hash, URL, id, slug, image.
+FeedEntryIdentity = tuple[str, str, str, str, str, str]
+
+
+def feed_entry_identity(post: Post) -> FeedEntryIdentity:
+    return (post.key, post.content_hash, post.url, post.id, post.slug, repr(post.image))
+
+
+def fingerprint_of_feed(
+    env: str, spec: FeedSpec, fmt: str, entries: Iterable[FeedEntryIdentity]
+) -> str:
+    """`feed_fingerprint` from the identities of the spec's posts (the cron path has them
+    from its index for archive pages it need not build)."""
     digest = hashlib.sha256(f"{env}\0{fmt}\0{spec.kind}\0{spec.key}\0{spec.label}".encode())
     # An archive page links its neighbours; an empty one is dated by the family's newest.
     digest.update(f"\0{spec.path}\0{spec.page}\0{spec.pages}\0{spec.empty_date}".encode())
-    for post in spec.posts:
-        digest.update(
-            f"\0{post.key}\0{post.content_hash}\0{post.url}\0{post.id}\0{post.slug}".encode()
-        )
-        digest.update(f"\0{post.image!r}".encode())
+    for key, content, url, post_id, slug, image in entries:
+        digest.update(f"\0{key}\0{content}\0{url}\0{post_id}\0{slug}".encode())
+        digest.update(f"\0{image}".encode())
     return digest.hexdigest()
 
 
 def check_site(config: Config, progress: ReadProgress | None = None) -> Catalog:
     """Every build diagnostic (bodies that cannot be rendered included) plus the content
     warnings of `lint_post`; writes nothing."""
+    from syndicate.content.lint import lint_post
+
     catalog = read_posts(config, progress)  # no cache: lint reads every body
     diagnostics = list(catalog.diagnostics)
     render = functools.partial(render_or_diagnose, sanitize=not config.feeds.allow_raw_html)
@@ -294,6 +310,7 @@ class CycleReport:
     removed: tuple[str, ...]
     upcoming: tuple[Post, ...]  # future-dated, not drafts: the daemon plans a job for each
     posts: tuple[Post, ...]  # every post read (bodies may be empty: see CycleHook)
+    entangled: frozenset[str] = frozenset()  # Catalog.entangled
     hub_failures: tuple[str, ...] = ()
     hook_results: tuple[HookResult, ...] = ()
 
@@ -305,7 +322,7 @@ class CycleReport:
 # A job run after each cycle, given the posts the cycle read (bodies may be empty: they
 # came from the cache; content.posts.markdown_bodies fetches them). The caller chooses the
 # jobs (`run` and the daemon pass the newsletter's), so publishing needs no newsletter.
-CycleHook = Callable[[Config, datetime, Store, Sequence[Post]], HookResult]
+CycleHook = Callable[[Config, datetime, "Store", Sequence[Post]], HookResult]
 
 
 def run_cycle(
@@ -323,6 +340,8 @@ def run_cycle(
     records them as published. A run killed in between is simply redone by the next run,
     which finds the same changes and rewrites identical bytes.
     """
+    from syndicate.state.runs import fail_run, mark_interrupted, start_run
+
     mark_interrupted(store, now)
     run_id = start_run(store, kind, now)
     try:
@@ -333,7 +352,7 @@ def run_cycle(
     posts = report.posts
     return replace(
         report,
-        hub_failures=tuple(_ping_hub(config, report.written)),
+        hub_failures=tuple(ping_changed_feeds(config, report.written)),
         hook_results=tuple(_run_hook(hook, config, now, store, posts) for hook in hooks),
     )
 
@@ -343,6 +362,9 @@ def _publish(
 ) -> CycleReport:
     """Read, diff against the state, write the feeds, record the run (one transaction),
     once `still_locked()` has said the run lock is still ours."""
+    from syndicate.state.posts import load_post_states, save_post_states
+    from syndicate.state.runs import finish_run
+
     with open_cache(config) as cache:
         catalog = read_posts(config, cache=cache)
         ready = published(catalog.posts, now)
@@ -376,10 +398,11 @@ def _publish(
         removed=tuple(removed),
         upcoming=tuple(scheduled(catalog.posts, now)),
         posts=catalog.posts,
+        entangled=catalog.entangled,
     )
 
 
-def _ping_hub(config: Config, written: Sequence[str]) -> list[str]:
+def ping_changed_feeds(config: Config, written: Sequence[str]) -> list[str]:
     """Tell the WebSub hub which feeds changed; -> the failures (the run's work stands)."""
     changed_feeds = [name for name in written if name.endswith(FEED_FILE_SUFFIXES)]
     if not config.feeds.websub_hub or not changed_feeds:
@@ -439,19 +462,37 @@ def inputs_fingerprint(config: Config, ready: Sequence[Post]) -> str:
     intact, the feeds would come out byte-identical, so rendering is skipped altogether;
     editing config.yaml (a new title, another limit) changes it and rebuilds.
     """
+    return fingerprint_of_entries(config, (entry_identity(post) for post in ready))
+
+
+# What of a published post the inputs fingerprint covers: key, content hash, URL, id and
+# the featured image's length (a resized image changes the enclosure).
+EntryIdentity = tuple[str, str, str, str, int | None]
+
+
+def entry_identity(post: Post) -> EntryIdentity:
+    length = post.image.length if post.image else None
+    return (post.key, post.content_hash, post.url, post.id, length)
+
+
+def fingerprint_of_entries(config: Config, entries: Iterable[EntryIdentity]) -> str:
+    """`inputs_fingerprint` from the published posts' identities, newest first (the cron
+    path has them from its index, without the posts)."""
     digest = hashlib.sha256(__version__.encode())
     digest.update(repr(replace(config, path=Path())).encode())  # not how --config was spelt
     if config.feeds.stylesheet:
         digest.update(read_template(STYLESHEET))
-    for post in ready:
-        length = post.image.length if post.image else None
-        digest.update(f"\0{post.key}\0{post.content_hash}\0{post.url}\0{post.id}".encode())
-        digest.update(f"\0{length}".encode())  # a resized image changes the enclosure
+    for key, content, url, post_id, length in entries:
+        digest.update(f"\0{key}\0{content}\0{url}\0{post_id}".encode())
+        digest.update(f"\0{length}".encode())
     return digest.hexdigest()
 
 
 def open_state(config: Config) -> Store:
     """The state database, its post keys migrated to the current form (once)."""
+    from syndicate.state.posts import migrate_post_keys
+    from syndicate.state.store import Store
+
     store = Store(config.state_url)
     try:
         migrate_post_keys(store, lambda: legacy_key_mapper(config))

@@ -28,7 +28,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from syndicate import __version__, resources
 from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import RACY_NS, cache_path
-from syndicate.content.discover import name_pattern, post_key
+from syndicate.content.discover import name_pattern, path_namer
 from syndicate.output import outputs_intact, read_manifest
 from syndicate.state.runlog import record_unchanged_run
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from syndicate.runs.pipeline import CycleReport
     from syndicate.state.store import Store
 
-FORMAT = 1
+FORMAT = 2
 MAX_RECENT = 100  # files remembered by hash; with more, no record (the next run writes one)
 _PACKAGE = Path(__file__).resolve().parent.parent
 _LONG_AGO = datetime(1, 1, 2, tzinfo=UTC)
@@ -58,6 +58,7 @@ class Scan:
     environment: str
     content: str
     recent: tuple[str, ...]  # files changed too recently for their stamp to be trusted
+    files: dict[str, str]  # content file -> its stamp (for the run of a few changed posts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,16 @@ class QuietRun:
     """A run the shortcut recorded: its id and the warnings to print again."""
 
     run_id: int
+    stderr: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaRun:
+    """A run of a few changed posts (syndicate.runs.delta): what it did, and the warnings
+    the last full run printed (about other posts: a changed one with a diagnostic takes
+    the full path). Defined here, where `run` can name it without importing the delta."""
+
+    report: CycleReport
     stderr: tuple[str, ...]
 
 
@@ -84,59 +95,63 @@ def scan_inputs(config: Config) -> Scan | None:
     if record_path(config) is None:
         return None
     since = time.time_ns() - RACY_NS
-    lines: list[str] = []
+    files: dict[str, str] = {}
     recent: list[str] = []
     wanted = name_pattern(config)
     for root in config.content.paths:
-        _scan_root(str(root), wanted.match, lines, recent, since)
-    lines.sort()
-    content = hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
-    return Scan(_environment(config), content, tuple(sorted(recent)))
+        _scan_root(str(root), wanted.match, files, recent, since)
+    lines = "".join(f"{path}\0{files[path]}\n" for path in sorted(files))
+    content = hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
+    return Scan(_environment(config), content, tuple(sorted(recent)), files)
 
 
-def _scan_root(root: str, wanted: Any, lines: list[str], recent: list[str], since: int) -> None:
+def _scan_root(
+    root: str, wanted: Any, files: dict[str, str], recent: list[str], since: int
+) -> None:
     """The files `find_sources` finds under `root`: hidden names skipped, folders walked
     unless they are symbolic links (as os.walk does), a root that is a file taken as is."""
     path = Path(root)
     if path.is_dir():
-        _scan_folder(root, wanted, lines, recent, since)
+        _scan_folder(root, wanted, files, recent, since)
     elif path.is_symlink() or path.exists():
-        _stamp_line(root, path.stat, lines, recent, since)
+        _stamp_line(root, path.stat, files, recent, since)
     else:
-        lines.append(f"{root}\0missing\n")
+        files[root] = "missing"
 
 
-def _scan_folder(folder: str, wanted: Any, lines: list[str], recent: list[str], since: int) -> None:
+def _scan_folder(
+    folder: str, wanted: Any, files: dict[str, str], recent: list[str], since: int
+) -> None:
     try:
         entries = list(os.scandir(folder))
     except OSError:
-        lines.append(f"{folder}\0unreadable\n")
+        files[folder] = "unreadable"
         return
     for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
             if not entry.is_symlink():
-                _scan_folder(entry.path, wanted, lines, recent, since)
+                _scan_folder(entry.path, wanted, files, recent, since)
         elif wanted(os.path.normcase(entry.name)):
-            _stamp_line(entry.path, entry.stat, lines, recent, since)
+            _stamp_line(entry.path, entry.stat, files, recent, since)
 
 
 def _stamp_line(
     path: str,
     stat_of: Callable[[], os.stat_result],
-    lines: list[str],
+    files: dict[str, str],
     recent: list[str],
     since: int,
 ) -> None:
     try:
         info = stat_of()  # follows symbolic links, as reading the post does
     except OSError:
-        lines.append(f"{path}\0gone\n")
+        files[path] = "gone"
         return
-    lines.append(
-        f"{path}\0{info.st_mtime_ns}\0{info.st_ctime_ns}\0{info.st_size}\0{info.st_ino}"
-        f"\0{info.st_dev}\0{info.st_mode}\n"
+    files[path] = (
+        f"{info.st_mtime_ns}:{info.st_ctime_ns}:{info.st_size}:{info.st_ino}"
+        f":{info.st_dev}:{info.st_mode}"
     )
     if max(info.st_mtime_ns, info.st_ctime_ns) >= since:
         recent.append(path)
@@ -174,11 +189,11 @@ def _tree_stamps(root: str) -> str:
     lines: list[str] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
-        lines.extend(f"{folder}/{name}\0{_stat_text(Path(folder, name))}" for name in files)
+        lines.extend(f"{folder}/{name}\0{stat_text(Path(folder, name))}" for name in files)
     return "\n".join(sorted(lines))
 
 
-def _stat_text(path: Path | str) -> str:
+def stat_text(path: Path | str) -> str:
     try:
         info = Path(path).stat()
     except (OSError, ValueError):  # ValueError: a NUL byte in a path from a URL
@@ -194,7 +209,7 @@ def quiet_run(config: Config, now: datetime, scan: Scan) -> QuietRun | None:
     """Record a run that changed nothing, if nothing could have changed since the record
     was written (call it holding the run lock); None: take the full path."""
     path = record_path(config)
-    record = _read_record(path) if path is not None else None
+    record = read_record(path) if path is not None else None
     if path is None or record is None or not _unchanged(config, now, scan, record):
         return None
     db = sqlite_path(config.state_url)
@@ -208,7 +223,7 @@ def quiet_run(config: Config, now: datetime, scan: Scan) -> QuietRun | None:
     # trustworthy from now on: a later edit would come in a later clock tick.
     since = time.time_ns() - RACY_NS
     recent = {p: h for p, h in record["recent"].items() if _changed_since(p, since)}
-    _write_record(path, {**record, "run_id": run_id, "recent": recent})
+    write_record(path, {**record, "run_id": run_id, "recent": recent})
     return QuietRun(run_id, tuple(record["stderr"]))
 
 
@@ -222,26 +237,35 @@ def _changed_since(path: str, since: int) -> bool:
 
 def _unchanged(config: Config, now: datetime, scan: Scan, record: dict[str, Any]) -> bool:
     """The record's inputs are those of now, and `now` is inside its window."""
+    return (
+        record["content"] == scan.content
+        and same_setting(config, now, scan, record)
+        and all(file_hash(p) == h for p, h in record["recent"].items())
+    )
+
+
+def same_setting(config: Config, now: datetime, scan: Scan, record: dict[str, Any]) -> bool:
+    """Everything but the posts is as the record says (environment, featured images, the
+    output folder), and `now` is inside its window: no scheduled post or newsletter slot
+    has come."""
     before = record["before"]
     return (
         record["environment"] == scan.environment
-        and record["content"] == scan.content
         and datetime.fromisoformat(record["after"]) <= now
         and (before is None or now < datetime.fromisoformat(before))
-        and all(_file_hash(p) == h for p, h in record["recent"].items())
-        and all(_stat_text(p) == s for p, s in record["images"].items())
+        and all(stat_text(p) == s for p, s in record["images"].items())
         and outputs_intact(config.output_dir, record["outputs"])
     )
 
 
-def _file_hash(path: str) -> str | None:
+def file_hash(path: str) -> str | None:
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_bytes())
     except (OSError, ValueError):
@@ -253,7 +277,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
     return record
 
 
-def _write_record(path: Path, record: dict[str, Any]) -> None:
+def write_record(path: Path, record: dict[str, Any]) -> None:
     """Atomic, never fsynced: a record lost in a crash only costs one full run."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -283,10 +307,36 @@ def remember_run(
     path = record_path(config)
     if path is None:
         return
-    if record is None:
+    if record is None or scan is None:
         forget_record(config)
     else:
-        _write_record(path, record)
+        write_record(path, record)
+        _write_index(config, now, scan, report)
+
+
+def _write_index(config: Config, now: datetime, scan: Scan, report: CycleReport) -> None:
+    """The site index the run of a few changed posts starts from (syndicate.runs.delta)."""
+    import sqlite3
+
+    from syndicate.content.discover import path_namer
+    from syndicate.content.posts import published
+    from syndicate.runs.siteindex import SiteIndex, index_path
+
+    target = index_path(config)
+    if target is None:
+        return
+    key_of = path_namer(config.path.resolve().parent)
+    files = {name: (stamp, key_of(Path(name))) for name, stamp in scan.files.items()}
+    ready = {post.key for post in published(report.posts, now)}
+    noted = {d.path for d in report.diagnostics}
+    posts = (
+        (post, post.key in ready, post.key in report.entangled, post.source in noted)
+        for post in report.posts
+    )
+    try:
+        SiteIndex.rebuild(target, report.run_id, files, posts, config)
+    except (sqlite3.Error, OSError, ValueError):  # UnicodeError is a ValueError
+        target.unlink(missing_ok=True)  # no delta run until the next full one
 
 
 def _record_for(
@@ -304,7 +354,7 @@ def _record_for(
         config.output_dir, fingerprint
     ):
         return None  # a post left out of the feeds: the next run tries it again
-    recent = _recent_hashes(config, scan.recent, report)
+    recent = _recent_hashes(config, scan, report)
     window = _window(config, now, report, store)
     if recent is None or len(recent) > MAX_RECENT or window is None:
         return None  # a fresh checkout: hashing every file would cost more than a run
@@ -322,19 +372,37 @@ def _record_for(
     }
 
 
-def _recent_hashes(
-    config: Config, recent: Iterable[str], report: CycleReport
-) -> dict[str, str] | None:
-    """path -> the content hash of the post the run made from it (None: a recent file
-    the run did not make a post of; no record)."""
+def _recent_hashes(config: Config, scan: Scan, report: CycleReport) -> dict[str, str] | None:
+    """path -> the content hash of the post the run made from it, for the files changed
+    too recently for their stamp to be trusted (None: a recent file the run did not make
+    a post of, or one that changed since; no record).
+
+    A file that was recent when the scan was taken but is no longer recent now, and still
+    has the scanned stamp and the bytes the run read, can be trusted by its stamp from now
+    on (a later edit comes in a later clock tick), as git re-hashes "racily clean" files
+    when it writes its index: so the first run after a checkout or a copy, which finds
+    every file recent, still leaves a record."""
     hashes = {post.key: post.content_hash for post in report.posts}
+    since = time.time_ns() - RACY_NS
+    key_of = path_namer(config.path.resolve().parent)
     found = {}
-    for path in recent:
-        content = hashes.get(post_key(Path(path), config))
+    for path in scan.recent:
+        content = hashes.get(key_of(Path(path)))
         if content is None:
             return None
+        if not _changed_since(path, since) and _stamp_text(path) == scan.files.get(path):
+            if file_hash(path) != content:
+                return None
+            continue
         found[path] = content
     return found
+
+
+def _stamp_text(path: str) -> str | None:
+    """The stamp `scan_inputs` takes of a content file, taken again now."""
+    found: dict[str, str] = {}
+    _stamp_line(path, Path(path).stat, found, [], 0)
+    return found.get(path)
 
 
 def _window(
@@ -364,4 +432,4 @@ def _image_stamps(config: Config, report: CycleReport) -> dict[str, str]:
     from syndicate.content.posts import static_image_path
 
     paths = {static_image_path(post, config) for post in report.posts}
-    return {str(p): _stat_text(p) for p in paths if p is not None}
+    return {str(p): stat_text(p) for p in paths if p is not None}

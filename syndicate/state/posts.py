@@ -4,12 +4,13 @@ status, with its tags and categories as rows (post_tags, post_categories)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from syndicate.models import PostState
 from syndicate.state.schema import (
     POST_KEYS_FLAG,
     digest_posts_table,
@@ -22,24 +23,6 @@ from syndicate.state.store import Store, aware_utc, chunks, maybe_aware_utc, to_
 
 # (table, its item column) for each list a post has, in PostState's field order.
 _LISTS = ((post_tags_table, "tag"), (post_categories_table, "category"))
-
-
-@dataclass(frozen=True, slots=True)
-class PostState:
-    """What the store remembers of one post."""
-
-    source: str
-    post_id: str
-    url: str
-    title: str
-    content_hash: str
-    due_at: datetime
-    first_published_at: datetime | None
-    updated_at: datetime | None
-    withdrawn_at: datetime | None
-    status: str
-    tags: tuple[str, ...]
-    categories: tuple[str, ...]
 
 
 def load_post_states(store: Store) -> dict[str, PostState]:
