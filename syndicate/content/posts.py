@@ -15,7 +15,6 @@ import signal
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from time import time_ns
@@ -46,6 +45,7 @@ from syndicate.content.markup import (
 )
 from syndicate.errors import Diagnostic, PostError, shown
 from syndicate.models import Catalog, Post
+from syndicate.record import replace
 from syndicate.workers import parallel_imap
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from syndicate import __version__
+from syndicate import __version__, record
 from syndicate.config import Config
 from syndicate.content.cache import PostCache, code_fingerprint
 from syndicate.content.discover import legacy_key_mapper
@@ -184,7 +184,8 @@ def render_specs(
             else:
                 rendered[key] = result
     specs = [
-        replace(spec, posts=tuple(rendered.get(p.key, p) for p in spec.posts)) for spec in specs
+        record.replace(spec, posts=tuple(rendered.get(p.key, p) for p in spec.posts))
+        for spec in specs
     ]
     return specs, failures, feeds
 
@@ -200,7 +201,7 @@ def render_posts(
     todo = [p for p in posts if p.key not in found]
     bodies = markdown_bodies(todo, config, cache)
     lost = {p.key: _changed_meanwhile(p) for p in todo if p.body == "" and p.key not in bodies}
-    todo = [replace(p, body=bodies.get(p.key, p.body)) for p in todo if p.key not in lost]
+    todo = [record.replace(p, body=bodies.get(p.key, p.body)) for p in todo if p.key not in lost]
     fresh = parallel_map(functools.partial(_render_parts, sanitize=sanitize), todo)
     if cache is not None:
         cache.save_rendered(
@@ -217,7 +218,7 @@ def render_posts(
             results[post.key] = parts
         else:
             html, xhtml, summary = parts
-            results[post.key] = replace(post, html=html, xhtml=xhtml, summary=summary)
+            results[post.key] = record.replace(post, html=html, xhtml=xhtml, summary=summary)
     return results
 
 
@@ -250,7 +251,7 @@ def render_fingerprint(post: Post, sanitize: bool) -> str:
 def feeds_environment(config: Config) -> str:
     """What every feed depends on besides its posts: config, stylesheet, the code."""
     digest = hashlib.sha256(f"{__version__}\0{code_fingerprint()}".encode())
-    digest.update(repr(replace(config, path=Path())).encode())
+    digest.update(repr(record.replace(config, path=Path())).encode())
     if config.feeds.stylesheet:
         digest.update(read_template(STYLESHEET))
     return digest.hexdigest()
@@ -440,7 +441,7 @@ def inputs_fingerprint(config: Config, ready: Sequence[Post]) -> str:
     editing config.yaml (a new title, another limit) changes it and rebuilds.
     """
     digest = hashlib.sha256(__version__.encode())
-    digest.update(repr(replace(config, path=Path())).encode())  # not how --config was spelt
+    digest.update(repr(record.replace(config, path=Path())).encode())  # not how --config was spelt
     if config.feeds.stylesheet:
         digest.update(read_template(STYLESHEET))
     for post in ready:
