@@ -161,7 +161,9 @@ class Record(metaclass=RecordMeta):
                 value = _default(type(self), item)
             put(self, item.name, value)
         if kwargs:
-            raise TypeError(f"{type(self).__name__}() has no field {next(iter(kwargs))!r}")
+            name = next(iter(kwargs))
+            why = "got two values for" if name in self.__record_names__ else "has no field"
+            raise TypeError(f"{type(self).__name__}() {why} {name!r}")
         post_init = getattr(self, "__post_init__", None)
         if post_init is not None:
             post_init()

@@ -101,6 +101,8 @@ def test_wrong_calls_and_declarations_fail_as_a_dataclass_s_would() -> None:
         Point()  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="no field 'z'"):
         Point(1, z=2)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="got two values for 'x'"):
+        Point(1, x=2)  # type: ignore[misc]
     with pytest.raises(TypeError, match="takes 5 arguments"):
         Point(1, 2, (), {}, "", 6)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="mutable default"):
