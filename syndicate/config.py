@@ -6,17 +6,12 @@ with a suggestion for a misspelt key. Paths in the file are relative to the file
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import ipaddress
 import re
 import string
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
 from urllib.parse import urljoin, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -24,8 +19,17 @@ from syndicate.errors import ConfigError, Diagnostic
 from syndicate.errors import shown as show_value
 from syndicate.feeds.registry import FORMATS
 from syndicate.models import Author
+from syndicate.record import Field, Record, field, fields, replace
 
-_Section = TypeVar("_Section")
+TYPE_CHECKING = False  # not typing's: importing it costs ~2 ms of config's 30 (record.py)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+    from zoneinfo import ZoneInfo
+
+    _Section = TypeVar("_Section", bound=Record)
+
+# Imported where used, not here (bench/config_load.py: 30 ms on every cron call): difflib
+# (only a misspelt name needs it) and zoneinfo (~1.5 ms with the sysconfig it reads).
 
 FEED_FORMATS = tuple(FORMATS)
 MAX_CONFIG_BYTES = 1024 * 1024  # a real config.yaml is a few KB
@@ -37,8 +41,7 @@ POST_URL_FIELDS = frozenset({"slug", "year", "month", "day"})
 _REQUIRED: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
-class _Key:
+class _Key(Record):
     """One key of config.yaml: its type, default, bounds and what it means (for the
     README's table, generated from these declarations: see config_doc.py)."""
 
@@ -82,15 +85,15 @@ def key(
     path when not the field's; `keys`: a mapping of keys that makes this one field)."""
     meta: dict[str, Any] = {"name": name, "keys": keys}
     meta["key"] = _Key(str, default, None, low, high, nullable, doc, shown)
-    return dataclasses.field(metadata=meta)
+    return field(metadata=meta)
 
 
 def section(cls: type, *, name: str | None = None) -> Any:
     """Declare a field whose value is a whole section of keys (another config class)."""
-    return dataclasses.field(metadata={"name": name, "section": cls})
+    return field(metadata={"name": name, "section": cls})
 
 
-def _leaf(item: dataclasses.Field[Any]) -> _Key:
+def _leaf(item: Field) -> _Key:
     """The field's key, its kind taken from the field's type annotation."""
     declared: _Key = item.metadata["key"]
     annotation = str(item.type)
@@ -99,10 +102,10 @@ def _leaf(item: dataclasses.Field[Any]) -> _Key:
     return replace(declared, kind=kind, item=element)
 
 
-def schema_of(cls: type) -> _Schema:
+def schema_of(cls: type[Record]) -> _Schema:
     """The keys of config.yaml that a config class declares, by YAML name, in order."""
     schema: _Schema = {}
-    for item in dataclasses.fields(cls):
+    for item in fields(cls):
         meta = item.metadata
         if not meta:
             continue  # not a key (Config.path)
@@ -116,7 +119,9 @@ def schema_of(cls: type) -> _Schema:
         *parents, last = yaml_name.split(".")
         target = schema
         for parent in parents:
-            target = cast(_Schema, target.setdefault(parent, {}))
+            child = target.setdefault(parent, {})
+            assert isinstance(child, dict)  # a dotted name's parents are mappings
+            target = child
         target[last] = value
     return schema
 
@@ -126,8 +131,7 @@ def _sub(doc: str, default: Any = None, **bounds: Any) -> _Key:
     return _Key(str, default, doc=doc, **bounds)
 
 
-@dataclass(frozen=True, slots=True)
-class SiteConfig:
+class SiteConfig(Record):
     title: str = key(doc="The site's name: feed titles.")
     url: str = key(  # absolute, always ending in "/"
         doc="Absolute `http(s)` base URL. Every link in a feed is made absolute against it;"
@@ -165,11 +169,12 @@ class SiteConfig:
 
     @property
     def tz(self) -> ZoneInfo:
+        from zoneinfo import ZoneInfo
+
         return ZoneInfo(self.timezone)
 
 
-@dataclass(frozen=True, slots=True)
-class ContentConfig:
+class ContentConfig(Record):
     paths: tuple[Path, ...] = key(
         ["posts"], doc="Folders read recursively (hidden files and folders skipped)."
     )
@@ -185,8 +190,7 @@ class ContentConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class FeedsConfig:
+class FeedsConfig(Record):
     formats: tuple[str, ...] = key(
         list(FORMATS),
         doc="Which files: `feed.xml` (RSS), `atom.xml`, `feed.json`.",
@@ -237,8 +241,7 @@ class FeedsConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleConfig:
+class ScheduleConfig(Record):
     build: str = key(  # crontab: 5 fields, or 6 with seconds first
         "*/15 * * * *",
         doc="Daemon: when to poll for changes. Crontab syntax in `site.timezone`; 6 fields"
@@ -267,8 +270,7 @@ class ScheduleConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class NewsletterConfig:
+class NewsletterConfig(Record):
     templates: Path | None = key(  # missing files fall back to the shipped ones
         None,
         doc="Your own template folder; any template missing there falls back to the"
@@ -367,8 +369,7 @@ HELO_PATTERN = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SMTPConfig:
+class SMTPConfig(Record):
     host: str = key("localhost", doc="The SMTP server.")
     port: int = key(587, low=1, high=65535, doc="Its port.")
     security: str = key(  # starttls | ssl | none
@@ -406,8 +407,7 @@ class SMTPConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class DKIMConfig:
+class DKIMConfig(Record):
     selector: str
     domain: str
     key_file: Path
@@ -419,8 +419,7 @@ _DKIM_DOC = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class DomainLimit:
+class DomainLimit(Record):
     """The limits of one destination: a recipient domain, a group of domains that share
     one provider's limits (an MX group such as gmail.com + googlemail.com), or `default`
     (each other domain, on its own). 0 = no limit of its own (the overall ones apply)."""
@@ -431,8 +430,7 @@ class DomainLimit:
     rate_per_second: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class DomainLimits:
+class DomainLimits(Record):
     """`delivery.domains`: the default limits and the named domains and groups."""
 
     default: DomainLimit = DomainLimit("default", ())
@@ -464,8 +462,7 @@ def normal_domain(domain: str) -> str | None:
 _DOMAIN = re.compile(r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryConfig:
+class DeliveryConfig(Record):
     transport: str = key(  # smtp | file
         "file",
         doc="`smtp`, or `file`: each message is written as an `.eml` file (the exact bytes"
@@ -548,8 +545,7 @@ class DeliveryConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ServeConfig:
+class ServeConfig(Record):
     enabled: bool = key(  # the daemon (`syndicate run`) serves too
         False, doc="The daemon (`syndicate run`) serves too, so one process does it all."
     )
@@ -596,8 +592,7 @@ class ServeConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class BouncesConfig:
+class BouncesConfig(Record):
     maildir: Path | None = key(
         None,
         doc="The Maildir bounces, complaints and `newsletter.unsubscribe_mailto` requests"
@@ -629,8 +624,7 @@ def mailbox_names(maildir: object, mbox: object, imap: object) -> list[str]:
     return [f"{kind}:{where}" for kind, where in given if where]
 
 
-@dataclass(frozen=True, slots=True)
-class SubscribersConfig:
+class SubscribersConfig(Record):
     allow_special_domains: bool = key(  # .test, .local, localhost ... (intranets, staging)
         False,
         doc="Accept addresses at special-use domains (`.test`, `.local`, `localhost`,"
@@ -640,8 +634,7 @@ class SubscribersConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
+class Config(Record):
     """The whole of config.yaml, checked: each field declares its key once (its type,
     default, bounds and meaning); SCHEMA and the README's table are derived from them."""
 
@@ -721,7 +714,7 @@ def parse_config(text: str, path: Path) -> Config:
     """Validate config text; `path` anchors relative paths and names the file in errors."""
     shown = str(path)
     try:
-        node, raw = load_yaml(text, yaml.SafeLoader)
+        node, raw = _read_yaml(text)
     except RecursionError:
         raise ConfigError.one(shown, "invalid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
@@ -749,6 +742,19 @@ def parse_config(text: str, path: Path) -> Config:
     if problems.items or config is None:
         raise ConfigError(shown, problems.items)
     return config
+
+
+# libyaml reads a config.yaml in ~0.4 ms, PyYAML's own parser in ~2.5 ms, but words its
+# errors otherwise ("did not find expected key"): a file libyaml refuses is read again by
+# PyYAML, so every message, and whatever PyYAML alone accepts, stays as it was.
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _read_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    try:
+        return load_yaml(text, _FAST_LOADER)
+    except yaml.YAMLError:
+        return load_yaml(text, yaml.SafeLoader)
 
 
 def with_overrides(
@@ -827,8 +833,8 @@ def _check_unknown_keys(
 ) -> None:
     for key in raw:
         if key not in schema:
-            close = difflib.get_close_matches(str(key), list(schema), n=1)
-            hint = f"did you mean '{prefix}{close[0]}'?" if close else None
+            close = _close_match(str(key), list(schema))
+            hint = f"did you mean '{prefix}{close}'?" if close else None
             known = ", ".join(schema)
             problems.add(f"{prefix}{key}", f"unknown key (known keys here: {known})", hint)
 
@@ -845,8 +851,8 @@ def _value_problem(value: Any, spec: _Key) -> str | None:
         return f"expected {names}, got {_describe(value)}"
     if not _in_bounds(value, spec):
         return f"{_bounds_text(spec)}, got {show_value(value)}"
-    if spec.item is not None:
-        bad = [v for v in cast(list[Any], value) if not isinstance(v, spec.item)]
+    if spec.item is not None and isinstance(value, list):  # a list of the declared items
+        bad = [v for v in value if not isinstance(v, spec.item)]
         if bad:
             return f"every item must be {_TYPE_NAMES[spec.item]}, got {show_value(bad[0])}"
     return None
@@ -911,7 +917,7 @@ def _section(cls: type[_Section], values: Mapping[str, Any], **computed: Any) ->
     as tuples, whole numbers as floats where a float is declared, sections recursively),
     unless `computed` gives it."""
     arguments = {}
-    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for item in fields(cls):
         if item.name in computed:
             arguments[item.name] = computed[item.name]
             continue
@@ -936,6 +942,8 @@ def _site(site: dict[str, Any], root: Path, problems: _Problems) -> SiteConfig:
         )
     if not url.endswith("/"):
         url += "/"
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         ZoneInfo(site["timezone"])
     except (ZoneInfoNotFoundError, ValueError):
@@ -987,8 +995,8 @@ def _check_post_url(post_url: str, problems: _Problems) -> None:
 def _feeds(feeds: dict[str, Any], problems: _Problems) -> FeedsConfig:
     for fmt in feeds["formats"]:
         if fmt not in FEED_FORMATS:
-            near = difflib.get_close_matches(fmt, FEED_FORMATS, n=1)
-            hint = f"did you mean '{near[0]}'?" if near else "use rss, atom and/or json"
+            near = _close_match(fmt, FEED_FORMATS)
+            hint = f"did you mean '{near}'?" if near else "use rss, atom and/or json"
             problems.add("feeds.formats", f"unknown format {show_value(fmt)}", hint)
     hub = feeds["websub_hub"]
     if hub is not None and not _is_absolute_http(hub):
@@ -1547,7 +1555,14 @@ def _anchor_sqlite(url: str, root: Path) -> str:
 def _close_timezones(name: str) -> str | None:
     from zoneinfo import available_timezones
 
-    close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+    return _close_match(name, sorted(available_timezones()))
+
+
+def _close_match(word: str, candidates: Sequence[str]) -> str | None:
+    """The candidate closest to a misspelt word, if one is close enough."""
+    import difflib
+
+    close = difflib.get_close_matches(word, candidates, n=1)
     return close[0] if close else None
 
 
@@ -1586,9 +1601,10 @@ def check_yaml_depth(text: str, loader: type[yaml.SafeLoader]) -> None:
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_YAML_DEPTH:
+                    mark: Any = event.start_mark  # C or Python Mark: the same fields
                     raise YAMLLimitError(
                         problem=f"values nested more than {MAX_YAML_DEPTH} levels deep",
-                        problem_mark=cast(yaml.Mark, event.start_mark),  # C or Python Mark
+                        problem_mark=mark,
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1

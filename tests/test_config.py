@@ -261,3 +261,46 @@ def test_without_delivery_domains_only_the_overall_limits_apply(tmp_path: Path) 
     config = parse_config("site: {title: T, url: 'https://x.test'}\n", tmp_path / "config.yaml")
     assert config.delivery.domains.named == ()
     assert config.delivery.domains.destination("gmail.com")[1].connections == 0
+
+
+# Not imported by `from syndicate.config import load_config; load_config(path)`: the cron
+# path's import + validate has 30 ms (bench/config_load.py), and these cost ~9 ms of it
+# (dataclasses with inspect ~6, typing ~2, difflib for a misspelt key only); APScheduler
+# and SQLAlchemy (~35 and ~100 ms) only check what the plain forms cannot.
+NOT_ON_THE_CONFIG_PATH = (
+    "dataclasses",
+    "inspect",
+    "typing",
+    "difflib",
+    "apscheduler",
+    "sqlalchemy",
+)
+
+
+@pytest.mark.slow
+def test_loading_the_config_imports_no_dataclasses_typing_or_difflib() -> None:
+    """A fresh interpreter without site.py (whose .pth files import modules of their own,
+    as the editable install's finder does) loads the shipped config.yaml; the records are
+    syndicate.record's, the messages' suggestions import difflib when one is needed."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    import syndicate
+
+    probe = (
+        "import sys\n"
+        "sys.path[:0] = sys.argv[1:3]\n"
+        "from syndicate.config import load_config\n"
+        "load_config(sys.argv[3])\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    code_root = str(Path(syndicate.__file__).parent.parent)
+    libraries = sysconfig.get_paths()["purelib"]
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe, code_root, libraries, str(ROOT / "config.yaml")],
+        capture_output=True, text=True, check=True, cwd="/",
+    )  # fmt: skip
+    loaded = set(result.stdout.split())
+    assert {"syndicate.config", "syndicate.record", "yaml"} <= loaded
+    assert sorted(m for m in NOT_ON_THE_CONFIG_PATH if m in loaded) == []

@@ -214,7 +214,7 @@ def test_hostile_titles_and_summaries_are_escaped_once(tmp_path: Path) -> None:
 def test_line_breaks_in_a_title_never_reach_the_subject(tmp_path: Path) -> None:
     config = make_config(tmp_path, 'newsletter:\n  subject: "{first_title}"\n')
     evil = make_post(config, "Hi", "2025-08-30")
-    from dataclasses import replace
+    from syndicate.record import replace
 
     evil = replace(evil, title="Hi\r\nBcc: all@x.test")  # as if it slipped past the parser
     digest = plan_digest([evil], {}, config, NOW, None)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from syndicate import record
 from syndicate.config import Config, parse_config
 from syndicate.content.frontmatter import parse_post
 from syndicate.content.posts import assign_unique_slugs, published, render_post
@@ -185,7 +185,7 @@ def test_unknown_keys_go_to_extra(config: Config) -> None:
     assert dict(post.extra) == {"layout": "post", "rating": 5}
     # Post is a slots dataclass: its attributes are exactly its declared fields, so an
     # unknown key can only live in `extra` (never as an attribute, never dropped).
-    fields = {f.name for f in dataclasses.fields(post)}
+    fields = {f.name for f in record.fields(post)}
     assert "layout" not in fields and "rating" not in fields
     assert not hasattr(post, "__dict__")
     assert getattr(post, "layout", None) is None and getattr(post, "rating", None) is None

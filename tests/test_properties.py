@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import string
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from syndicate import record
 from syndicate.config import Config, parse_config
 from syndicate.content.frontmatter import parse_post
 from syndicate.content.markup import title_text
@@ -242,7 +242,7 @@ def test_any_title_and_tag_read_back_the_same_in_every_format(title: str, tag: s
     plain text) in RSS, Atom and JSON Feed, by an XML parser and by feedparser alike (no
     `&amp;amp;`, no lost `<`, no entity left over)."""
     config = site_config()
-    config = replace(config, feeds=replace(config.feeds, stylesheet=False))
+    config = record.replace(config, feeds=record.replace(config.feeds, stylesheet=False))
     text = f"---\ntitle: {json.dumps(title)}\ndate: 2025-05-01\ntags: [{json.dumps(tag)}]\n---\n"
     try:
         post, _ = parse_post(text.encode(), "posts/p.md", config, "posts/p.md")

@@ -16,7 +16,6 @@ import signal
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from time import time_ns
@@ -47,6 +46,7 @@ from syndicate.content.markup import (
 )
 from syndicate.errors import Diagnostic, PostError, shown
 from syndicate.models import Catalog, Post
+from syndicate.record import replace
 from syndicate.workers import parallel_imap
 
 

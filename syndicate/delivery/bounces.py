@@ -26,12 +26,13 @@ import email
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
 
 from syndicate.delivery.verp import read_return_path
+from syndicate.record import replace
 
 HARD = "hard"
 SOFT = "soft"

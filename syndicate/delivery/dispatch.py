@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,6 +32,7 @@ from syndicate.errors import (
 from syndicate.models import Digest
 from syndicate.newsletter.compose import MessageTemplate, Prepared, ascii_address, dkim_signer
 from syndicate.newsletter.tokens import sign_token
+from syndicate.record import replace
 from syndicate.state.digests import queued_bodies
 from syndicate.state.outbox import (
     BOUNCED,

@@ -20,10 +20,10 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from syndicate import record
 from syndicate.config import Config, secure_unsubscribe_url
 from syndicate.crash import crash_point
 from syndicate.delivery.dispatch import Batch, SendProgress, SendReport, StopReason, send_rows
@@ -46,6 +46,7 @@ from syndicate.newsletter.plan import archive_url, plan_digest
 from syndicate.newsletter.render import render_digest
 from syndicate.newsletter.subscribers import wants
 from syndicate.newsletter.tokens import load_secret
+from syndicate.record import replace
 from syndicate.state.digests import (
     ARCHIVE_VARIANT,
     QueuedBody,
@@ -108,7 +109,7 @@ def plan_and_queue(
         return report
     check_unsubscribe_url(config)
     key = unique_digest_key(store, digest.key)
-    digest = replace(digest, key=key, archive_url=archive_url(config, key))
+    digest = record.replace(digest, key=key, archive_url=archive_url(config, key))
     report.digest = digest
     bodies = []
     for variant, chosen in variants.items():
@@ -232,7 +233,9 @@ def _variant_digest(
         return digest
     planned = plan_digest(posts, {p.key: now for p in posts}, config, now, None, digest.since)
     assert planned is not None
-    return replace(planned, key=digest.key, archive_url=digest.archive_url, since=digest.since)
+    return record.replace(
+        planned, key=digest.key, archive_url=digest.archive_url, since=digest.since
+    )
 
 
 def deliver_outbox(

@@ -19,11 +19,11 @@ with neither a prev-archive nor a next-archive link ("Archive incomplete").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from syndicate.config import Config
 from syndicate.feeds.plan import plan_feeds
 from syndicate.models import FeedSpec, Post
+from syndicate.record import replace
 
 
 def with_archives(specs: list[FeedSpec], posts: Sequence[Post], config: Config) -> list[FeedSpec]:

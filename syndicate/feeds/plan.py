@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from slugify import slugify
@@ -14,6 +13,7 @@ from slugify import slugify
 from syndicate.config import Config
 from syndicate.feeds.registry import ARCHIVE_SUFFIXES, FILENAMES
 from syndicate.models import FeedSpec, Post
+from syndicate.record import replace
 
 STYLESHEET = "feed.xsl"
 GENERATOR = "syndicate"

@@ -10,10 +10,11 @@ the future again.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from syndicate.models import Post, PostState
+from syndicate.record import replace
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import binascii
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -27,6 +27,7 @@ from syndicate.errors import DeliveryError
 from syndicate.models import RenderedEmail
 from syndicate.newsletter.plan import clean_header
 from syndicate.newsletter.render import TOKEN_PLACEHOLDER, unsubscribe_url
+from syndicate.record import replace
 
 PREVIEW_RECIPIENT = "Preview Reader <preview@syndicate.invalid>"
 CRLF = b"\r\n"

@@ -5,13 +5,13 @@ previous digest and that no digest announced yet, rendered (what `send` queues, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from syndicate.config import Config
 from syndicate.content.posts import markdown_bodies, open_cache, published, render_or_diagnose
 from syndicate.models import Digest, Post, PostState
 from syndicate.newsletter.plan import plan_digest
+from syndicate.record import replace
 from syndicate.state.digests import digested_sources, last_digest_at
 from syndicate.state.posts import load_post_states
 from syndicate.state.store import Store

@@ -19,7 +19,7 @@ with a full run of the same input, byte for byte.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from syndicate.feeds.publication import Changes, diff_publication
 from syndicate.feeds.registry import build_feed
 from syndicate.models import FeedSpec, Post, PostState
 from syndicate.output import read_manifest, write_outputs
+from syndicate.record import replace
 from syndicate.runs.pipeline import (
     CycleReport,
     FeedEntryIdentity,

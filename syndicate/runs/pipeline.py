@@ -9,12 +9,12 @@ import functools
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from syndicate import __version__
+from syndicate import __version__, record
 from syndicate.config import Config
 from syndicate.content.cache import PostCache, code_fingerprint
 from syndicate.content.discover import legacy_key_mapper
@@ -35,6 +35,7 @@ from syndicate.feeds.registry import build_feed
 from syndicate.feeds.websub import ping_hub
 from syndicate.models import Catalog, FeedSpec, HookResult, Post, ReportLine
 from syndicate.output import current_feeds, outputs_intact, write_outputs
+from syndicate.record import replace
 from syndicate.resources import read_template
 from syndicate.workers import parallel_imap, parallel_map
 
@@ -184,7 +185,8 @@ def render_specs(
             else:
                 rendered[key] = result
     specs = [
-        replace(spec, posts=tuple(rendered.get(p.key, p) for p in spec.posts)) for spec in specs
+        record.replace(spec, posts=tuple(rendered.get(p.key, p) for p in spec.posts))
+        for spec in specs
     ]
     return specs, failures, feeds
 
@@ -200,7 +202,7 @@ def render_posts(
     todo = [p for p in posts if p.key not in found]
     bodies = markdown_bodies(todo, config, cache)
     lost = {p.key: _changed_meanwhile(p) for p in todo if p.body == "" and p.key not in bodies}
-    todo = [replace(p, body=bodies.get(p.key, p.body)) for p in todo if p.key not in lost]
+    todo = [record.replace(p, body=bodies.get(p.key, p.body)) for p in todo if p.key not in lost]
     fresh = parallel_map(functools.partial(_render_parts, sanitize=sanitize), todo)
     if cache is not None:
         cache.save_rendered(
@@ -217,7 +219,7 @@ def render_posts(
             results[post.key] = parts
         else:
             html, xhtml, summary = parts
-            results[post.key] = replace(post, html=html, xhtml=xhtml, summary=summary)
+            results[post.key] = record.replace(post, html=html, xhtml=xhtml, summary=summary)
     return results
 
 
@@ -250,7 +252,7 @@ def render_fingerprint(post: Post, sanitize: bool) -> str:
 def feeds_environment(config: Config) -> str:
     """What every feed depends on besides its posts: config, stylesheet, the code."""
     digest = hashlib.sha256(f"{__version__}\0{code_fingerprint()}".encode())
-    digest.update(repr(replace(config, path=Path())).encode())
+    digest.update(repr(record.replace(config, path=Path())).encode())
     if config.feeds.stylesheet:
         digest.update(read_template(STYLESHEET))
     return digest.hexdigest()
@@ -479,7 +481,7 @@ def fingerprint_of_entries(config: Config, entries: Iterable[EntryIdentity]) -> 
     """`inputs_fingerprint` from the published posts' identities, newest first (the cron
     path has them from its index, without the posts)."""
     digest = hashlib.sha256(__version__.encode())
-    digest.update(repr(replace(config, path=Path())).encode())  # not how --config was spelt
+    digest.update(repr(record.replace(config, path=Path())).encode())  # not how --config was spelt
     if config.feeds.stylesheet:
         digest.update(read_template(STYLESHEET))
     for key, content, url, post_id, length in entries:

@@ -29,12 +29,12 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from syndicate import __version__, resources
+from syndicate import __version__, record, resources
 from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import RACY_NS, cache_path
 from syndicate.content.discover import name_pattern, path_namer
@@ -160,7 +160,7 @@ def _stamp_line(
 def _environment(config: Config) -> str:
     """Everything besides the posts that a run's outcome depends on (or might)."""
     digest = hashlib.sha256(f"{FORMAT}\0{__version__}\0{sys.version}\0{Path.cwd()}".encode())
-    digest.update(repr(replace(config, path=config.path.resolve())).encode())  # not as spelt
+    digest.update(repr(record.replace(config, path=config.path.resolve())).encode())  # not as spelt
     folders = [_PACKAGE, resources.templates_dir()]  # feed.xsl is among the shipped templates
     if config.newsletter.templates is not None:
         folders.append(config.newsletter.templates)

@@ -4,13 +4,13 @@ status, with its tags and categories as rows (post_tags, post_categories)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from syndicate.models import PostState
+from syndicate.record import replace
 from syndicate.state.schema import (
     POST_KEYS_FLAG,
     digest_posts_table,
