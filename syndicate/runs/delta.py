@@ -250,16 +250,22 @@ def _counts(changes: Changes, files_written: int) -> RunCounts:
     )
 
 
-def _archived(config: Config, touched: set[str], index: SiteIndex) -> dict[str, int]:
-    """Touched family -> how many posts its history had, for those with RFC 5005
-    archives on (the main feed, tags and categories with `feeds.archive_per_tag`)."""
+def _archived(config: Config, touched: set[str], index: SiteIndex) -> dict[str, tuple[int, str]]:
+    """Touched family -> (how many posts its history had, its label), for those with RFC
+    5005 archives on (the main feed, tags and categories with `feeds.archive_per_tag`)."""
     if not config.feeds.archive:
         return {}
     return {
-        family: index.count(family)
+        family: (index.count(family), _label(index, family))
         for family in touched
         if family == "" or config.feeds.archive_per_tag
     }
+
+
+def _label(index: SiteIndex, family: str) -> str:
+    """The term as the family's newest post spells it (every page's title has it)."""
+    newest = index.newest(family, 1)
+    return newest[0][1] if newest else ""
 
 
 # family -> (how many archive pages, the first page that may have changed); 0 pages: the
@@ -268,13 +274,17 @@ _Pages = dict[str, tuple[int, int]]
 
 
 def _pages(
-    config: Config, archived: dict[str, int], moved: list[tuple[str, int]], index: SiteIndex
+    config: Config,
+    archived: dict[str, tuple[int, str]],
+    moved: list[tuple[str, int]],
+    index: SiteIndex,
 ) -> _Pages | None:
     """As `with_archives` numbers them. None: the pages are renumbered or the newest is
-    empty (once every `archive_page_size` posts): the full path does that."""
+    empty (once every `archive_page_size` posts): the full path does that. A family whose
+    label changed (its newest post spells the term otherwise) has every page rebuilt."""
     limit, size = config.feeds.limit, config.feeds.archive_page_size
     found: _Pages = {}
-    for family, before in archived.items():
+    for family, (before, label) in archived.items():
         after = index.count(family)
         if before <= limit and after <= limit:
             found[family] = (0, 0)
@@ -285,6 +295,8 @@ def _pages(
         if after % size == 0:
             return None  # an empty newest page is dated by the family's newest change
         ranks = [rank for name, rank in moved if name == family]
+        if _label(index, family) != label:
+            ranks.append(0)
         found[family] = (count, min(ranks, default=after) // size + 1)
     return found
 

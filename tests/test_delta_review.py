@@ -1,0 +1,133 @@
+"""Review cases for the delta run (syndicate.runs.delta): each one a series of changes
+applied to two copies of a site, one run as cron runs it (shortcut, delta, cache), one
+with SYNDICATE_NO_CACHE (the full path every time), compared after every run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from syndicate.runs import delta
+from syndicate.runs.shortcut import DeltaRun
+
+from .conftest import SITE_CONFIG, Result, Site, post
+
+
+def outputs(site: Site) -> dict[str, object]:
+    """Every file of public/ (of the manifest: its files' hashes and which feeds it has)."""
+    found: dict[str, object] = {}
+    for path in sorted(site.public.rglob("*")):
+        if not path.is_file():
+            continue
+        name = str(path.relative_to(site.public))
+        if path.name == ".syndicate-manifest.json":
+            manifest = json.loads(path.read_bytes())  # fingerprints name the site's folder
+            found[name] = (manifest["files"], sorted(manifest["feeds"]))
+        else:
+            found[name] = path.read_bytes()
+    return found
+
+
+def state_rows(site: Site) -> list[list[tuple[object, ...]]]:
+    with sqlite3.connect(site.root / "state" / "syndicate.db") as db:
+        return [
+            db.execute("SELECT * FROM posts ORDER BY source").fetchall(),
+            db.execute("SELECT * FROM post_tags ORDER BY source, position").fetchall(),
+            db.execute("SELECT * FROM post_categories ORDER BY source, position").fetchall(),
+            db.execute(
+                "SELECT id, kind, started_at, finished_at, outcome, published, updated, "
+                "withdrawn, errors, files_written, message FROM runs ORDER BY id"
+            ).fetchall(),
+        ]
+
+
+@dataclass
+class Pair:
+    """Two copies of one site: `cron` (every path) and `full` (SYNDICATE_NO_CACHE)."""
+
+    cron: Site
+    full: Site
+    invoke: Callable[..., Result]
+    monkeypatch: pytest.MonkeyPatch
+    taken: list[bool]
+
+    @property
+    def sites(self) -> tuple[Site, Site]:
+        return (self.cron, self.full)
+
+    def write(self, name: str, text: str | bytes) -> None:
+        for site in self.sites:
+            site.write_post(name, text)
+
+    def remove(self, name: str) -> None:
+        for site in self.sites:
+            (site.posts / name).unlink()
+
+    def config(self, text: str) -> None:
+        for site in self.sites:
+            site.set_config(text)
+
+    def run(self, now: str, *extra: str) -> bool | None:
+        """Run both at `now`, compare; -> whether the delta run answered (None: not asked)."""
+        before = len(self.taken)
+        args = ("run", "--once", "--now", now, *extra)
+        got = self.invoke(*args, cwd=self.cron.root)
+        self.monkeypatch.setenv("SYNDICATE_NO_CACHE", "1")
+        want = self.invoke(*args, cwd=self.full.root)
+        self.monkeypatch.delenv("SYNDICATE_NO_CACHE")
+        assert (got.exit_code, got.stdout, got.stderr) == (
+            want.exit_code,
+            want.stdout,
+            want.stderr,
+        )
+        assert outputs(self.cron) == outputs(self.full)
+        assert state_rows(self.cron) == state_rows(self.full)
+        return self.taken[-1] if len(self.taken) > before else None
+
+
+@pytest.fixture
+def pair(tmp_path: Path, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> Pair:
+    taken: list[bool] = []
+    real = delta.delta_run
+
+    def spy(*args: object, **kwargs: object) -> DeltaRun | None:
+        outcome = real(*args, **kwargs)  # type: ignore[arg-type]
+        taken.append(outcome is not None)
+        return outcome
+
+    monkeypatch.setattr(delta, "delta_run", spy)
+    sites = []
+    for name in ("cron", "full"):
+        site = Site(tmp_path / name)
+        site.posts.mkdir(parents=True)
+        site.set_config(SITE_CONFIG)
+        sites.append(site)
+    return Pair(sites[0], sites[1], invoke, monkeypatch, taken)
+
+
+ARCHIVE = SITE_CONFIG + (
+    "feeds:\n  limit: 2\n  per_tag: true\n  per_category: true\n  archive: true\n  archive_per_tag: true\n"
+    "  archive_page_size: 2\n"
+)
+NOW = "2025-06-01T00:00:00Z"
+
+
+def test_the_newest_post_respelling_its_tag_relabels_every_archive_page(pair: Pair) -> None:
+    """A tag feed is labelled as its newest post spells the tag, and so are its archive
+    pages' titles: all of them change, not only the page the post is on."""
+    pair.config(ARCHIVE)
+    for day in range(1, 5):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}", tags="[Python]"))
+    pair.write("p5.md", post("P5", "2025-05-05", tags="[Python]", categories="[notes]"))
+    for day in range(6, 10):  # the category "notes" has archive pages too
+        pair.write(f"n{day}.md", post(f"N{day}", f"2025-04-0{day}", categories="[notes]"))
+    pair.run(NOW)
+    pair.write("p5.md", post("P5", "2025-05-05", tags="[PYTHON]", categories="[Notes]"))
+    assert pair.run(NOW) is True
+    pair.write("p5.md", post("P5", "2025-04-05", tags="[PYTHON]", categories="[Notes]"))
+    assert pair.run(NOW) is True  # back-dated: P4 is the newest, spelling it "Python"
