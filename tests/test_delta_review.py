@@ -14,6 +14,7 @@ import pytest
 
 from syndicate.runs import delta
 from syndicate.runs.shortcut import DeltaRun
+from syndicate.runs.siteindex import SiteIndex
 
 from .conftest import SITE_CONFIG, Result, Site, post
 
@@ -131,3 +132,38 @@ def test_the_newest_post_respelling_its_tag_relabels_every_archive_page(pair: Pa
     assert pair.run(NOW) is True
     pair.write("p5.md", post("P5", "2025-04-05", tags="[PYTHON]", categories="[Notes]"))
     assert pair.run(NOW) is True  # back-dated: P4 is the newest, spelling it "Python"
+
+
+def test_a_damaged_index_takes_the_full_path(pair: Pair) -> None:
+    """The index is disposable: one that opens but cannot be read (a table gone, pages
+    garbled by a crash: it is written without fsync) means a full run, not a crash."""
+    for day in range(1, 4):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}"))
+    pair.run(NOW)
+    with sqlite3.connect(pair.cron.root / "state" / "syndicate.db.cache-index") as db:
+        db.execute("DROP TABLE members")
+    pair.write("p4.md", post("P4", "2025-05-04"))
+    assert pair.run(NOW) is False
+    pair.write("p5.md", post("P5", "2025-05-05"))
+    assert pair.run(NOW) is True  # the full run wrote a new index
+
+
+def test_an_index_that_cannot_be_committed_leaves_the_next_run_to_the_full_path(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run is recorded by then: its report stands, and the next run is a full one."""
+    for day in range(1, 4):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}"))
+    pair.run(NOW)
+
+    def fail(self: SiteIndex, run_id: int) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SiteIndex, "commit", fail)
+        pair.write("p4.md", post("P4", "2025-05-04"))
+        assert pair.run(NOW) is True
+    pair.write("p5.md", post("P5", "2025-05-05"))
+    assert pair.run(NOW) is False
+    pair.write("p6.md", post("P6", "2025-05-06"))
+    assert pair.run(NOW) is True

@@ -19,6 +19,7 @@ with a full run of the same input, byte for byte.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -119,32 +120,56 @@ def delta_run(config: Config, now: datetime, scan: Scan) -> DeltaRun | None:
 
 
 def _run(run: _Run) -> DeltaRun | None:
-    config, scan, index = run.config, run.scan, run.index
-    delta = _read_delta(run)
-    if delta is None:
-        return None
-    touched = index.families_of([*delta.gone, *delta.posts])
-    touched.update(family for post in delta.ready for family, _term in families(post, config))
-    changed_keys = [*delta.gone, *delta.posts]
-    states = known_states(run.db, changed_keys, [post.id for post in delta.ready])
-    if states is None:
-        return None
-    index.begin()
+    """Read, publish, then keep the index and the record in step with the state."""
+    index = run.index
     try:
-        report = _publish(run, delta, touched, states)
-        if report is None:
-            index.rollback()
-            return None
+        report, delta = _publish_delta(run)
+    except sqlite3.Error:  # a damaged index (read before anything is written): a full run
+        index.rollback()
+        return None
+    except BaseException:
+        index.rollback()
+        raise
+    if report is None or delta is None:
+        index.rollback()
+        return None
+    scan, config = run.scan, run.config
+    try:
         index.replace_files(
             [p for p in delta.paths if p not in scan.files],
             {p: (scan.files[p], post_key(Path(p), config)) for p in delta.paths if p in scan.files},
         )
         index.commit(report.run_id)
-    except BaseException:
+    except BaseException as exc:
         index.rollback()
-        raise
+        if not isinstance(exc, sqlite3.Error):
+            raise
+        # The run is recorded: its report stands. The record still names the run before,
+        # no longer the state's latest, so the next run takes the full path.
+        where = index_path(config)
+        if where is not None:
+            where.unlink(missing_ok=True)
+        return DeltaRun(report, tuple(run.record["stderr"]))
     _remember(run, delta, report)
     return DeltaRun(report, tuple(run.record["stderr"]))
+
+
+def _publish_delta(run: _Run) -> tuple[CycleReport | None, _Delta | None]:
+    """The changed files read and published, inside the index's transaction (begun
+    here); (None, _) when this is not a case for this path. An index that cannot be read
+    raises sqlite3.Error before a file or row is written."""
+    config, index = run.config, run.index
+    delta = _read_delta(run)
+    if delta is None:
+        return None, None
+    touched = index.families_of([*delta.gone, *delta.posts])
+    touched.update(family for post in delta.ready for family, _term in families(post, config))
+    changed_keys = [*delta.gone, *delta.posts]
+    states = known_states(run.db, changed_keys, [post.id for post in delta.ready])
+    if states is None:
+        return None, None
+    index.begin()
+    return _publish(run, delta, touched, states), delta
 
 
 def _changed_paths(run: _Run, known: dict[str, tuple[str, str]]) -> list[str]:
