@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from syndicate.content.cache import PostCache
 from syndicate.runs import delta
 from syndicate.runs.shortcut import DeltaRun
 from syndicate.runs.siteindex import SiteIndex
@@ -167,3 +168,23 @@ def test_an_index_that_cannot_be_committed_leaves_the_next_run_to_the_full_path(
     assert pair.run(NOW) is False
     pair.write("p6.md", post("P6", "2025-05-06"))
     assert pair.run(NOW) is True
+
+
+def test_a_run_without_the_cache_does_not_leave_its_old_entries_to_the_delta_run(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full run that could not open the cache (another command had it locked) still
+    writes the record and the index, from posts the cache never saw: the cache's entry of
+    a post edited before it is an older version, which the delta run must not build a
+    feed from."""
+    for day in range(1, 4):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}", tags="[A]"))
+    pair.run(NOW)
+    pair.write("p2.md", post("P2", "2025-05-02", body="Edited.", tags="[A]"))
+    with monkeypatch.context() as patch:
+        patch.setattr(PostCache, "_open", lambda self, path: None)  # "database is locked"
+        assert pair.run(NOW) is False
+    pair.write("p4.md", post("P4", "2025-05-04", tags="[A]"))
+    pair.run(NOW)
+    pair.write("p5.md", post("P5", "2025-05-05", tags="[A]"))
+    pair.run(NOW)

@@ -391,7 +391,8 @@ def _planned(
 def _posts(
     config: Config, keys: set[str], delta: _Delta, index: SiteIndex, cache: PostCache
 ) -> dict[str, Post] | None:
-    """key -> the post as a full run would have it (image length, slug, URL and id)."""
+    """key -> the post as a full run would have it (image length, slug, URL and id);
+    None when one is not in the cache as the index has it."""
     found = {key: delta.posts[key] for key in keys if key in delta.posts}
     reads = cache.reads(keys - set(found))
     rows = index.posts(keys - set(found))
@@ -403,6 +404,8 @@ def _posts(
             post, _diagnostics = entry.outcome()
         except Exception:  # a broken entry: the full path reads the file again
             return None
+        if post is None or post.content_hash != row.content_hash:
+            return None  # an older read (the last run went without the cache): a full run
         post = with_image_length(post, config)
         if (post.slug, post.url, post.id) != (row.slug, row.url, row.id):
             post = replace(post, slug=row.slug, url=row.url, id=row.id)

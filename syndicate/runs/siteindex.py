@@ -55,6 +55,7 @@ class IndexedPost:
     slug: str
     url: str
     id: str
+    content_hash: str
     entangled: bool  # its slug collides with another's (Catalog.entangled)
     noted: bool  # the last run printed a diagnostic about it
 
@@ -148,13 +149,13 @@ class SiteIndex:
     def posts(self, keys: Iterable[str]) -> dict[str, IndexedPost]:
         keys = list(keys)
         rows = self._db.execute(
-            "SELECT key, ready, slug, url, id, entangled, noted FROM posts "  # noqa: S608
-            f"WHERE key IN ({_marks(keys)})",
+            "SELECT key, ready, slug, url, id, content_hash, entangled, noted "  # noqa: S608
+            f"FROM posts WHERE key IN ({_marks(keys)})",
             keys,
         )
         return {
             row[0]: IndexedPost(
-                row[0], bool(row[1]), row[2], row[3], row[4], bool(row[5]), bool(row[6])
+                row[0], bool(row[1]), row[2], row[3], row[4], row[5], bool(row[6]), bool(row[7])
             )
             for row in rows
         }
