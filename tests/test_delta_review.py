@@ -170,6 +170,20 @@ def test_an_index_that_cannot_be_committed_leaves_the_next_run_to_the_full_path(
     assert pair.run(NOW) is True
 
 
+def test_a_run_that_changed_nothing_leaves_the_delta_path_open(pair: Pair) -> None:
+    """Cron runs every 15 minutes; most find nothing changed (the shortcut). The edit
+    after one is still a delta run: the index moves on with the record."""
+    for day in range(1, 4):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}"))
+    pair.run(NOW)
+    assert pair.run(NOW) is None  # the shortcut: nothing changed
+    pair.write("p4.md", post("P4", "2025-05-04"))
+    assert pair.run(NOW) is True
+    assert pair.run("2025-06-01T00:15:00Z") is None
+    pair.write("p4.md", post("P4", "2025-05-04", body="Edited."))
+    assert pair.run("2025-06-01T00:30:00Z") is True
+
+
 def test_a_run_without_the_cache_does_not_leave_its_old_entries_to_the_delta_run(
     pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,10 +23,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syndicate.config import Config
-from syndicate.content.cache import cache_path
 from syndicate.feeds.plan import TERM_FOLDERS, post_terms
 from syndicate.models import Post
 from syndicate.runs.pipeline import EntryIdentity, FeedEntryIdentity, entry_identity
+from syndicate.runs.shortcut import index_path
+
+__all__ = ["SiteIndex", "families", "index_path", "microseconds"]
 
 FORMAT = "2"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,12 +60,6 @@ class IndexedPost:
     content_hash: str
     entangled: bool  # its slug collides with another's (Catalog.entangled)
     noted: bool  # the last run printed a diagnostic about it
-
-
-def index_path(config: Config) -> Path | None:
-    """Beside the per-post cache (`rm state/syndicate.db.cache*` clears it too)."""
-    cache = cache_path(config)
-    return None if cache is None else cache.with_name(cache.name + "-index")
 
 
 def microseconds(moment: datetime) -> int:
