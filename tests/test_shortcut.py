@@ -184,7 +184,7 @@ def test_a_changed_post_is_picked_up_after_quiet_runs(
     quiet(invoke, published, full_runs)  # and a new record is written
 
 
-def test_a_touched_post_takes_the_full_path_and_changes_nothing(
+def test_a_touched_post_is_read_again_and_changes_nothing(
     published: Site, invoke: Callable[..., Result], full_runs: list[str]
 ) -> None:
     before = {p: p.stat().st_mtime_ns for p in published.public.rglob("*")}
