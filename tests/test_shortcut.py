@@ -1,6 +1,7 @@
 """The cron shortcut (syndicate.runs.shortcut): a `run --once` that finds nothing changed
 reads no post, imports no feed, Markdown or database library and still records its run;
-and every change that could alter the output still takes the full path."""
+and every change that could alter the output is still picked up (by the full path, or
+by the delta run of syndicate.runs.delta)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 
 from syndicate import resources
 from syndicate.config import load_config
-from syndicate.runs import pipeline, shortcut
+from syndicate.runs import delta, pipeline, shortcut
+from syndicate.runs.shortcut import DeltaRun
 from syndicate.state import runlog, schema
 from syndicate.state.runs import recent_runs, start_run
 from syndicate.state.store import Store
@@ -31,15 +33,23 @@ SECRET = "test-secret-0123456789abcdef"  # noqa: S105 - a test key
 
 @pytest.fixture
 def full_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The kinds of the full cycles run (the shortcut runs none)."""
+    """The kinds of the cycles run that were not the shortcut: full cycles, and the delta
+    runs (syndicate.runs.delta) that answered ("once", as they record themselves)."""
     calls: list[str] = []
-    real = pipeline.run_cycle
+    real, real_delta = pipeline.run_cycle, delta.delta_run
 
     def counted(*args: object, **kwargs: object) -> pipeline.CycleReport:
         calls.append(str(kwargs.get("kind")))
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
+    def counted_delta(*args: object, **kwargs: object) -> DeltaRun | None:
+        outcome = real_delta(*args, **kwargs)  # type: ignore[arg-type]
+        if outcome is not None:
+            calls.append("once")
+        return outcome
+
     monkeypatch.setattr(pipeline, "run_cycle", counted)
+    monkeypatch.setattr(delta, "delta_run", counted_delta)
     return calls
 
 
@@ -174,7 +184,7 @@ def test_a_changed_post_is_picked_up_after_quiet_runs(
     quiet(invoke, published, full_runs)  # and a new record is written
 
 
-def test_a_touched_post_takes_the_full_path_and_changes_nothing(
+def test_a_touched_post_is_read_again_and_changes_nothing(
     published: Site, invoke: Callable[..., Result], full_runs: list[str]
 ) -> None:
     before = {p: p.stat().st_mtime_ns for p in published.public.rglob("*")}

@@ -19,6 +19,7 @@ with a full run of the same input, byte for byte.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -120,32 +121,56 @@ def delta_run(config: Config, now: datetime, scan: Scan) -> DeltaRun | None:
 
 
 def _run(run: _Run) -> DeltaRun | None:
-    config, scan, index = run.config, run.scan, run.index
-    delta = _read_delta(run)
-    if delta is None:
-        return None
-    touched = index.families_of([*delta.gone, *delta.posts])
-    touched.update(family for post in delta.ready for family, _term in families(post, config))
-    changed_keys = [*delta.gone, *delta.posts]
-    states = known_states(run.db, changed_keys, [post.id for post in delta.ready])
-    if states is None:
-        return None
-    index.begin()
+    """Read, publish, then keep the index and the record in step with the state."""
+    index = run.index
     try:
-        report = _publish(run, delta, touched, states)
-        if report is None:
-            index.rollback()
-            return None
+        report, delta = _publish_delta(run)
+    except sqlite3.Error:  # a damaged index (read before anything is written): a full run
+        index.rollback()
+        return None
+    except BaseException:
+        index.rollback()
+        raise
+    if report is None or delta is None:
+        index.rollback()
+        return None
+    scan, config = run.scan, run.config
+    try:
         index.replace_files(
             [p for p in delta.paths if p not in scan.files],
             {p: (scan.files[p], post_key(Path(p), config)) for p in delta.paths if p in scan.files},
         )
         index.commit(report.run_id)
-    except BaseException:
+    except BaseException as exc:
         index.rollback()
-        raise
+        if not isinstance(exc, sqlite3.Error):
+            raise
+        # The run is recorded: its report stands. The record still names the run before,
+        # no longer the state's latest, so the next run takes the full path.
+        where = index_path(config)
+        if where is not None:
+            where.unlink(missing_ok=True)
+        return DeltaRun(report, tuple(run.record["stderr"]))
     _remember(run, delta, report)
     return DeltaRun(report, tuple(run.record["stderr"]))
+
+
+def _publish_delta(run: _Run) -> tuple[CycleReport | None, _Delta | None]:
+    """The changed files read and published, inside the index's transaction (begun
+    here); (None, _) when this is not a case for this path. An index that cannot be read
+    raises sqlite3.Error before a file or row is written."""
+    config, index = run.config, run.index
+    delta = _read_delta(run)
+    if delta is None:
+        return None, None
+    touched = index.families_of([*delta.gone, *delta.posts])
+    touched.update(family for post in delta.ready for family, _term in families(post, config))
+    changed_keys = [*delta.gone, *delta.posts]
+    states = known_states(run.db, changed_keys, [post.id for post in delta.ready])
+    if states is None:
+        return None, None
+    index.begin()
+    return _publish(run, delta, touched, states), delta
 
 
 def _changed_paths(run: _Run, known: dict[str, tuple[str, str]]) -> list[str]:
@@ -251,16 +276,22 @@ def _counts(changes: Changes, files_written: int) -> RunCounts:
     )
 
 
-def _archived(config: Config, touched: set[str], index: SiteIndex) -> dict[str, int]:
-    """Touched family -> how many posts its history had, for those with RFC 5005
-    archives on (the main feed, tags and categories with `feeds.archive_per_tag`)."""
+def _archived(config: Config, touched: set[str], index: SiteIndex) -> dict[str, tuple[int, str]]:
+    """Touched family -> (how many posts its history had, its label), for those with RFC
+    5005 archives on (the main feed, tags and categories with `feeds.archive_per_tag`)."""
     if not config.feeds.archive:
         return {}
     return {
-        family: index.count(family)
+        family: (index.count(family), _label(index, family))
         for family in touched
         if family == "" or config.feeds.archive_per_tag
     }
+
+
+def _label(index: SiteIndex, family: str) -> str:
+    """The term as the family's newest post spells it (every page's title has it)."""
+    newest = index.newest(family, 1)
+    return newest[0][1] if newest else ""
 
 
 # family -> (how many archive pages, the first page that may have changed); 0 pages: the
@@ -269,13 +300,17 @@ _Pages = dict[str, tuple[int, int]]
 
 
 def _pages(
-    config: Config, archived: dict[str, int], moved: list[tuple[str, int]], index: SiteIndex
+    config: Config,
+    archived: dict[str, tuple[int, str]],
+    moved: list[tuple[str, int]],
+    index: SiteIndex,
 ) -> _Pages | None:
     """As `with_archives` numbers them. None: the pages are renumbered or the newest is
-    empty (once every `archive_page_size` posts): the full path does that."""
+    empty (once every `archive_page_size` posts): the full path does that. A family whose
+    label changed (its newest post spells the term otherwise) has every page rebuilt."""
     limit, size = config.feeds.limit, config.feeds.archive_page_size
     found: _Pages = {}
-    for family, before in archived.items():
+    for family, (before, label) in archived.items():
         after = index.count(family)
         if before <= limit and after <= limit:
             found[family] = (0, 0)
@@ -286,6 +321,8 @@ def _pages(
         if after % size == 0:
             return None  # an empty newest page is dated by the family's newest change
         ranks = [rank for name, rank in moved if name == family]
+        if _label(index, family) != label:
+            ranks.append(0)
         found[family] = (count, min(ranks, default=after) // size + 1)
     return found
 
@@ -355,7 +392,8 @@ def _planned(
 def _posts(
     config: Config, keys: set[str], delta: _Delta, index: SiteIndex, cache: PostCache
 ) -> dict[str, Post] | None:
-    """key -> the post as a full run would have it (image length, slug, URL and id)."""
+    """key -> the post as a full run would have it (image length, slug, URL and id);
+    None when one is not in the cache as the index has it."""
     found = {key: delta.posts[key] for key in keys if key in delta.posts}
     reads = cache.reads(keys - set(found))
     rows = index.posts(keys - set(found))
@@ -367,6 +405,8 @@ def _posts(
             post, _diagnostics = entry.outcome()
         except Exception:  # a broken entry: the full path reads the file again
             return None
+        if post is None or post.content_hash != row.content_hash:
+            return None  # an older read (the last run went without the cache): a full run
         post = with_image_length(post, config)
         if (post.slug, post.url, post.id) != (row.slug, row.url, row.id):
             post = replace(post, slug=row.slug, url=row.url, id=row.id)

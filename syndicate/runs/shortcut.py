@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 import sys
 import time
@@ -87,6 +88,13 @@ def record_path(config: Config) -> Path | None:
     if cache is None or sqlite_path(config.state_url) is None:
         return None
     return cache.with_name(cache.name + "-noop")
+
+
+def index_path(config: Config) -> Path | None:
+    """The site index (syndicate.runs.siteindex), beside the per-post cache (`rm
+    state/syndicate.db.cache*` clears it too)."""
+    cache = cache_path(config)
+    return None if cache is None else cache.with_name(cache.name + "-index")
 
 
 def scan_inputs(config: Config) -> Scan | None:
@@ -223,8 +231,31 @@ def quiet_run(config: Config, now: datetime, scan: Scan) -> QuietRun | None:
     # trustworthy from now on: a later edit would come in a later clock tick.
     since = time.time_ns() - RACY_NS
     recent = {p: h for p, h in record["recent"].items() if _changed_since(p, since)}
+    _advance_index(config, record["run_id"], run_id)
     write_record(path, {**record, "run_id": run_id, "recent": recent})
     return QuietRun(run_id, tuple(record["stderr"]))
+
+
+def _advance_index(config: Config, last_run_id: int, run_id: int) -> None:
+    """A run that changed nothing leaves the site index describing the posts: it moves on
+    to the new run with the record, if it was the last run's (else the next run of a few
+    changed posts would find it a run behind, and take the full path)."""
+    path = index_path(config)
+    if path is None:
+        return
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5, isolation_level=None)
+    except sqlite3.Error:
+        return
+    try:
+        db.execute(
+            "UPDATE meta SET value = ? WHERE name = 'run' AND value = ?",
+            (str(run_id), str(last_run_id)),
+        )
+    except sqlite3.Error:
+        pass  # no index, or not one of ours: the next full run writes one
+    finally:
+        db.close()
 
 
 def _changed_since(path: str, since: int) -> bool:

@@ -23,10 +23,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from syndicate.config import Config
-from syndicate.content.cache import cache_path
 from syndicate.feeds.plan import TERM_FOLDERS, post_terms
 from syndicate.models import Post
 from syndicate.runs.pipeline import EntryIdentity, FeedEntryIdentity, entry_identity
+from syndicate.runs.shortcut import index_path
+
+__all__ = ["SiteIndex", "families", "index_path", "microseconds"]
 
 FORMAT = "2"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -55,14 +57,9 @@ class IndexedPost:
     slug: str
     url: str
     id: str
+    content_hash: str
     entangled: bool  # its slug collides with another's (Catalog.entangled)
     noted: bool  # the last run printed a diagnostic about it
-
-
-def index_path(config: Config) -> Path | None:
-    """Beside the per-post cache (`rm state/syndicate.db.cache*` clears it too)."""
-    cache = cache_path(config)
-    return None if cache is None else cache.with_name(cache.name + "-index")
 
 
 def microseconds(moment: datetime) -> int:
@@ -148,13 +145,13 @@ class SiteIndex:
     def posts(self, keys: Iterable[str]) -> dict[str, IndexedPost]:
         keys = list(keys)
         rows = self._db.execute(
-            "SELECT key, ready, slug, url, id, entangled, noted FROM posts "  # noqa: S608
-            f"WHERE key IN ({_marks(keys)})",
+            "SELECT key, ready, slug, url, id, content_hash, entangled, noted "  # noqa: S608
+            f"FROM posts WHERE key IN ({_marks(keys)})",
             keys,
         )
         return {
             row[0]: IndexedPost(
-                row[0], bool(row[1]), row[2], row[3], row[4], bool(row[5]), bool(row[6])
+                row[0], bool(row[1]), row[2], row[3], row[4], row[5], bool(row[6]), bool(row[7])
             )
             for row in rows
         }

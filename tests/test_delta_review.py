@@ -1,0 +1,248 @@
+"""Review cases for the delta run (syndicate.runs.delta): each one a series of changes
+applied to two copies of a site, one run as cron runs it (shortcut, delta, cache), one
+with SYNDICATE_NO_CACHE (the full path every time), compared after every run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from syndicate.content.cache import PostCache
+from syndicate.runs import delta
+from syndicate.runs.shortcut import DeltaRun
+from syndicate.runs.siteindex import SiteIndex
+
+from .conftest import SITE_CONFIG, Result, Site, post
+
+
+def outputs(site: Site) -> dict[str, object]:
+    """Every file of public/ (of the manifest: its files' hashes and which feeds it has)."""
+    found: dict[str, object] = {}
+    for path in sorted(site.public.rglob("*")):
+        if not path.is_file():
+            continue
+        name = str(path.relative_to(site.public))
+        if path.name == ".syndicate-manifest.json":
+            manifest = json.loads(path.read_bytes())  # fingerprints name the site's folder
+            found[name] = (manifest["files"], sorted(manifest["feeds"]))
+        else:
+            found[name] = path.read_bytes()
+    return found
+
+
+def state_rows(site: Site) -> list[list[tuple[object, ...]]]:
+    with sqlite3.connect(site.root / "state" / "syndicate.db") as db:
+        return [
+            db.execute("SELECT * FROM posts ORDER BY source").fetchall(),
+            db.execute("SELECT * FROM post_tags ORDER BY source, position").fetchall(),
+            db.execute("SELECT * FROM post_categories ORDER BY source, position").fetchall(),
+            db.execute(
+                "SELECT id, kind, started_at, finished_at, outcome, published, updated, "
+                "withdrawn, errors, files_written, message FROM runs ORDER BY id"
+            ).fetchall(),
+        ]
+
+
+@dataclass
+class Pair:
+    """Two copies of one site: `cron` (every path) and `full` (SYNDICATE_NO_CACHE)."""
+
+    cron: Site
+    full: Site
+    invoke: Callable[..., Result]
+    monkeypatch: pytest.MonkeyPatch
+    taken: list[bool]
+
+    @property
+    def sites(self) -> tuple[Site, Site]:
+        return (self.cron, self.full)
+
+    def write(self, name: str, text: str | bytes) -> None:
+        for site in self.sites:
+            site.write_post(name, text)
+
+    def remove(self, name: str) -> None:
+        for site in self.sites:
+            (site.posts / name).unlink()
+
+    def config(self, text: str) -> None:
+        for site in self.sites:
+            site.set_config(text)
+
+    def run(self, now: str, *extra: str, every_run: bool = True) -> bool | None:
+        """Run both at `now`, compare (every runs row, or the last one but its id); ->
+        whether the delta run answered (None: not asked)."""
+        before = len(self.taken)
+        args = ("run", "--once", "--now", now, *extra)
+        got = self.invoke(*args, cwd=self.cron.root)
+        self.monkeypatch.setenv("SYNDICATE_NO_CACHE", "1")
+        want = self.invoke(*args, cwd=self.full.root)
+        self.monkeypatch.delenv("SYNDICATE_NO_CACHE")
+        assert (got.exit_code, got.stdout, got.stderr) == (
+            want.exit_code,
+            want.stdout,
+            want.stderr,
+        )
+        assert outputs(self.cron) == outputs(self.full)
+        got_rows, want_rows = state_rows(self.cron), state_rows(self.full)
+        assert got_rows[:3] == want_rows[:3]
+        if every_run:
+            assert got_rows[3] == want_rows[3]
+        else:
+            assert got_rows[3][-1][1:] == want_rows[3][-1][1:]
+        return self.taken[-1] if len(self.taken) > before else None
+
+
+@pytest.fixture
+def pair(tmp_path: Path, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> Pair:
+    taken: list[bool] = []
+    real = delta.delta_run
+
+    def spy(*args: object, **kwargs: object) -> DeltaRun | None:
+        outcome = real(*args, **kwargs)  # type: ignore[arg-type]
+        taken.append(outcome is not None)
+        return outcome
+
+    monkeypatch.setattr(delta, "delta_run", spy)
+    sites = []
+    for name in ("cron", "full"):
+        site = Site(tmp_path / name)
+        site.posts.mkdir(parents=True)
+        site.set_config(SITE_CONFIG)
+        sites.append(site)
+    return Pair(sites[0], sites[1], invoke, monkeypatch, taken)
+
+
+ARCHIVE = SITE_CONFIG + (
+    "feeds:\n  limit: 2\n  per_tag: true\n  per_category: true\n  archive: true\n  archive_per_tag: true\n"
+    "  archive_page_size: 2\n"
+)
+NOW = "2025-06-01T00:00:00Z"
+
+
+def test_the_newest_post_respelling_its_tag_relabels_every_archive_page(pair: Pair) -> None:
+    """A tag feed is labelled as its newest post spells the tag, and so are its archive
+    pages' titles: all of them change, not only the page the post is on."""
+    pair.config(ARCHIVE)
+    for day in range(1, 5):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}", tags="[Python]"))
+    pair.write("p5.md", post("P5", "2025-05-05", tags="[Python]", categories="[notes]"))
+    for day in range(6, 10):  # the category "notes" has archive pages too
+        pair.write(f"n{day}.md", post(f"N{day}", f"2025-04-0{day}", categories="[notes]"))
+    pair.run(NOW)
+    pair.write("p5.md", post("P5", "2025-05-05", tags="[PYTHON]", categories="[Notes]"))
+    assert pair.run(NOW) is True
+    pair.write("p5.md", post("P5", "2025-04-05", tags="[PYTHON]", categories="[Notes]"))
+    assert pair.run(NOW) is True  # back-dated: P4 is the newest, spelling it "Python"
+
+
+def test_a_damaged_index_takes_the_full_path(pair: Pair) -> None:
+    """The index is disposable: one that opens but cannot be read (a table gone, pages
+    garbled by a crash: it is written without fsync) means a full run, not a crash."""
+    for day in range(1, 4):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}"))
+    pair.run(NOW)
+    with sqlite3.connect(pair.cron.root / "state" / "syndicate.db.cache-index") as db:
+        db.execute("DROP TABLE members")
+    pair.write("p4.md", post("P4", "2025-05-04"))
+    assert pair.run(NOW) is False
+    pair.write("p5.md", post("P5", "2025-05-05"))
+    assert pair.run(NOW) is True  # the full run wrote a new index
+
+
+def test_an_index_that_cannot_be_committed_leaves_the_next_run_to_the_full_path(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run is recorded by then: its report stands, and the next run is a full one."""
+    for day in range(1, 4):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}"))
+    pair.run(NOW)
+
+    def fail(self: SiteIndex, run_id: int) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SiteIndex, "commit", fail)
+        pair.write("p4.md", post("P4", "2025-05-04"))
+        assert pair.run(NOW) is True
+    pair.write("p5.md", post("P5", "2025-05-05"))
+    assert pair.run(NOW) is False
+    pair.write("p6.md", post("P6", "2025-05-06"))
+    assert pair.run(NOW) is True
+
+
+def test_a_run_that_changed_nothing_leaves_the_delta_path_open(pair: Pair) -> None:
+    """Cron runs every 15 minutes; most find nothing changed (the shortcut). The edit
+    after one is still a delta run: the index moves on with the record."""
+    for day in range(1, 4):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}"))
+    pair.run(NOW)
+    assert pair.run(NOW) is None  # the shortcut: nothing changed
+    pair.write("p4.md", post("P4", "2025-05-04"))
+    assert pair.run(NOW) is True
+    assert pair.run("2025-06-01T00:15:00Z") is None
+    pair.write("p4.md", post("P4", "2025-05-04", body="Edited."))
+    assert pair.run("2025-06-01T00:30:00Z") is True
+
+
+def test_a_run_without_the_cache_does_not_leave_its_old_entries_to_the_delta_run(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full run that could not open the cache (another command had it locked) still
+    writes the record and the index, from posts the cache never saw: the cache's entry of
+    a post edited before it is an older version, which the delta run must not build a
+    feed from."""
+    for day in range(1, 4):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}", tags="[A]"))
+    pair.run(NOW)
+    pair.write("p2.md", post("P2", "2025-05-02", body="Edited.", tags="[A]"))
+    with monkeypatch.context() as patch:
+        patch.setattr(PostCache, "_open", lambda self, path: None)  # "database is locked"
+        assert pair.run(NOW) is False
+    pair.write("p4.md", post("P4", "2025-05-04", tags="[A]"))
+    pair.run(NOW)
+    pair.write("p5.md", post("P5", "2025-05-05", tags="[A]"))
+    pair.run(NOW)
+
+
+class Killed(BaseException):
+    """A kill -9 between two steps of a delta run, as far as the files are concerned."""
+
+
+@pytest.mark.parametrize("where", ["write_outputs", "record_run", "ping_changed_feeds", "commit"])
+def test_a_delta_run_killed_midway_leaves_the_next_run_to_finish_it(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Killed after writing the feeds, the state, or the index: the next run (the full
+    path, as the record no longer matches) leaves the site as a full run would have."""
+    for day in range(1, 4):
+        pair.write(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}", tags="[A]"))
+    pair.run(NOW)
+    pair.write("p4.md", post("P4", "2025-05-04", tags="[A, B]"))
+    target: object = SiteIndex if where == "commit" else delta
+    real = getattr(target, where)
+
+    def then_killed(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(target, where, then_killed)
+        with pytest.raises(Killed):
+            pair.invoke("run", "--once", "--now", NOW, cwd=pair.cron.root)
+    # The full site ran through; the cron site finishes now, printing what is left (a
+    # run killed after the feeds were written counts no file written: they are there).
+    pair.monkeypatch.setenv("SYNDICATE_NO_CACHE", "1")
+    pair.invoke("run", "--once", "--now", NOW, cwd=pair.full.root)
+    pair.monkeypatch.delenv("SYNDICATE_NO_CACHE")
+    pair.invoke("run", "--once", "--now", NOW, cwd=pair.cron.root)
+    assert pair.taken[-1] is False  # the record no longer matches: a full run
+    assert outputs(pair.cron) == outputs(pair.full)
+    assert state_rows(pair.cron)[:3] == state_rows(pair.full)[:3]
+    pair.write("p5.md", post("P5", "2025-05-05", tags="[B]"))
+    assert pair.run("2025-06-02T00:00:00Z", every_run=False) is True
