@@ -235,6 +235,7 @@ def test_the_cron_path_writes_what_the_full_path_writes(
     assert feeds(cold) == feeds(cron)
 
 
+@pytest.mark.slow
 def test_one_new_post_is_published_by_the_delta_run(
     site: Site, invoke: Callable[..., Result], delta_runs: list[bool]
 ) -> None:
@@ -272,6 +273,7 @@ def test_a_delta_run_imports_no_database_library(site: Site, invoke: Callable[..
     assert status.exit_code == 0 and "P4" in status.stdout
 
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_is_kept_in_the_index(
     site: Site, invoke: Callable[..., Result], delta_runs: list[bool]
 ) -> None:

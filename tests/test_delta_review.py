@@ -19,6 +19,9 @@ from syndicate.runs.siteindex import SiteIndex
 
 from .conftest import SITE_CONFIG, Result, Site, post
 
+# Each runs a site through two paths, a few runs each (~0.5 s): the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def outputs(site: Site) -> dict[str, object]:
     """Every file of public/ (of the manifest: its files' hashes and which feeds it has)."""

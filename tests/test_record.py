@@ -119,6 +119,7 @@ def test_wrong_calls_and_declarations_fail_as_a_dataclass_s_would() -> None:
             b: int
 
 
+@pytest.mark.slow  # parses every module (~0.3 s)
 def test_nothing_uses_dataclasses_replace() -> None:
     """Given a record, dataclasses.replace raises TypeError (and mypy does not see it):
     the package and its tests use `syndicate.record.replace`, which takes both."""
