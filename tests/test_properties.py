@@ -306,3 +306,27 @@ def test_the_plain_sqlite_check_accepts_only_what_sqlalchemy_opens(path: str) ->
     url = "sqlite:///" + path
     if _plain_sqlite_file(url):
         assert _sqlalchemy_url_error(url) is None
+
+
+@SETTINGS
+@given(st.text(st.sampled_from("[]]![(x) \n"), max_size=60))
+def test_bracket_ends_agree_with_python_markdowns_own(text: str) -> None:
+    """markup.bracket_ends replaces Python-Markdown's per-character bracket scan in our
+    Markdown instance: for any text it must give the same answer."""
+    from markdown.inlinepatterns import LinkInlineProcessor
+
+    from syndicate.content.markup import bracket_ends
+
+    assert bracket_ends(text) == LinkInlineProcessor._findBracketEnds(text)
+
+
+def test_the_markdown_instance_uses_bracket_ends() -> None:
+    """If a Python-Markdown release renames the scan, the replacement is simply not made
+    (and this test says so); output never depends on it."""
+    from markdown.inlinepatterns import LinkInlineProcessor
+
+    from syndicate.content import markup
+
+    links = [p for p in markup._new_markdown().inlinePatterns if isinstance(p, LinkInlineProcessor)]
+    assert links
+    assert all(p._findBracketEnds is markup.bracket_ends for p in links)
