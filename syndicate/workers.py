@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -15,9 +16,10 @@ R = TypeVar("R")
 
 MIN_ITEMS = 200  # below this, starting worker processes costs more than it saves
 MAX_WORKERS = 8
-# The items of the running parallel_imap. Forked workers inherit them, so inputs (posts of
-# several KB each) are never pickled; only the index goes to a worker, the result comes back.
-_shared: Sequence[Any] = ()
+# The function and items of the running parallel_imap. Forked workers inherit them, so
+# neither inputs (posts of several KB each) nor the function (with the Config it carries)
+# are pickled; only a range of indexes goes to a worker, and its results come back.
+_shared: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
 
 
 def _die_with_parent() -> None:
@@ -34,9 +36,10 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _call_shared(task: tuple[Callable[[Any], Any], int]) -> Any:
-    func, index = task
-    return func(_shared[index])
+def _call_shared(bounds: tuple[int, int]) -> list[Any]:
+    assert _shared is not None, "only called in a worker forked by parallel_imap"
+    func, items = _shared
+    return [func(items[index]) for index in range(*bounds)]
 
 
 def parallel_map(func: Callable[[T], R], items: Sequence[T], chunksize: int = 16) -> list[R]:
@@ -61,13 +64,21 @@ def parallel_imap(func: Callable[[T], R], items: Sequence[T], chunksize: int = 1
         yield from map(func, items)
         return
     global _shared
-    _shared = items
+    previous, _shared = _shared, (func, items)
+    # Frozen, the objects the workers inherit are never walked by their garbage collector:
+    # each full collection would otherwise touch (and so copy) every page of them.
+    gc.freeze()
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_die_with_parent
         ) as pool:
-            tasks = ((func, index) for index in range(len(items)))
-            yield from pool.map(_call_shared, tasks, chunksize=chunksize)
+            tasks = (
+                (start, min(start + chunksize, len(items)))
+                for start in range(0, len(items), chunksize)
+            )
+            for results in pool.map(_call_shared, tasks):
+                yield from results
     finally:
-        _shared = ()
+        gc.unfreeze()
+        _shared = previous

@@ -330,3 +330,25 @@ def test_the_markdown_instance_uses_bracket_ends() -> None:
     links = [p for p in markup._new_markdown().inlinePatterns if isinstance(p, LinkInlineProcessor)]
     assert links
     assert all(p._findBracketEnds is markup.bracket_ends for p in links)
+
+
+yaml_like = st.text(st.sampled_from("ab: -[]{},?!&*'\"\n\t#|>%.9"), max_size=50)
+
+
+@SETTINGS
+@given(yaml_like)
+def test_front_matter_read_without_the_yaml_checks_is_read_the_same(text: str) -> None:
+    """Front matter that skips load_yaml's alias and depth checks (no `*`, `&`, second
+    document, or enough indicators to nest deeply) gives the same value, or the same
+    error, as with them."""
+    from syndicate.config import load_yaml
+    from syndicate.content.frontmatter import _YAML, _PlainYAMLLoader
+
+    def outcome(load: object) -> object:
+        try:
+            return ("value", load())  # type: ignore[operator]
+        except yaml.YAMLError as exc:
+            return ("error", type(exc), str(exc))
+
+    expected = outcome(lambda: load_yaml(text, _PlainYAMLLoader)[1])
+    assert outcome(lambda: _YAML().load(text)) == expected
