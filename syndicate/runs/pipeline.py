@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -193,32 +193,48 @@ def render_posts(
     posts: list[Post], config: Config, cache: PostCache | None
 ) -> dict[str, Post | Diagnostic]:
     """key -> the rendered post, or why it cannot be rendered: from the cache when the
-    post's source, content, URL and the sanitising are those it was rendered with."""
+    post's source, content, URL and the sanitising are those it was rendered with.
+
+    The bodies are fetched a chunk at a time as the workers take them, and each result
+    is stored in the cache as it comes back, while the workers render the next ones."""
     sanitize = not config.feeds.allow_raw_html
     wanted = {p.key: render_fingerprint(p, sanitize) for p in posts}
     found = cache.rendered(wanted) if cache is not None else {}
     todo = [p for p in posts if p.key not in found]
-    bodies = markdown_bodies(todo, config, cache)
-    lost = {p.key: _changed_meanwhile(p) for p in todo if p.body == "" and p.key not in bodies}
-    todo = [replace(p, body=bodies.get(p.key, p.body)) for p in todo if p.key not in lost]
-    fresh = parallel_map(functools.partial(_render_parts, sanitize=sanitize), todo)
+    lost: RenderFailures = {}
+
+    def with_bodies(chunk: Sequence[Post]) -> list[Post | Diagnostic]:
+        bodies = markdown_bodies(chunk, config, cache)
+        for post in chunk:
+            if post.body == "" and post.key not in bodies:
+                lost[post.key] = _changed_meanwhile(post)
+        return [
+            lost[p.key] if p.key in lost else replace(p, body=bodies.get(p.key, p.body))
+            for p in chunk
+        ]
+
+    render = functools.partial(_render_parts, sanitize=sanitize)
+    fresh = parallel_imap(render, todo, prepare=with_bodies)
+
+    def fresh_rows() -> Iterator[tuple[str, str, tuple[str, str, str] | Diagnostic]]:
+        for post, parts in zip(todo, fresh, strict=True):
+            found[post.key] = parts
+            if post.key not in lost and not (isinstance(parts, Diagnostic) and parts.transient):
+                yield post.key, wanted[post.key], parts  # a transient failure: retried next run
+
+    rows = fresh_rows()
     if cache is not None:
-        cache.save_rendered(
-            (p.key, wanted[p.key], parts)
-            for p, parts in zip(todo, fresh, strict=True)
-            if not (isinstance(parts, Diagnostic) and parts.transient)  # retried next run
-        )
-    found.update({p.key: parts for p, parts in zip(todo, fresh, strict=True)})
-    found.update(lost)
-    results: dict[str, Post | Diagnostic] = {}
-    for post in posts:
-        parts = found[post.key]
-        if isinstance(parts, Diagnostic):
-            results[post.key] = parts
-        else:
-            html, xhtml, summary = parts
-            results[post.key] = replace(post, html=html, xhtml=xhtml, summary=summary)
-    return results
+        cache.save_rendered(rows)
+    for _ in rows:  # what the cache did not take (it is off, or failed meanwhile)
+        pass
+    return {post.key: _with_parts(post, found[post.key]) for post in posts}
+
+
+def _with_parts(post: Post, parts: tuple[str, str, str] | Diagnostic) -> Post | Diagnostic:
+    if isinstance(parts, Diagnostic):
+        return parts
+    html, xhtml, summary = parts
+    return replace(post, html=html, xhtml=xhtml, summary=summary)
 
 
 def _changed_meanwhile(post: Post) -> Diagnostic:
@@ -233,8 +249,11 @@ def _changed_meanwhile(post: Post) -> Diagnostic:
     )
 
 
-def _render_parts(post: Post, sanitize: bool) -> tuple[str, str, str] | Diagnostic:
-    """What rendering adds to a post; a worker sends back only this, not the whole post."""
+def _render_parts(post: Post | Diagnostic, sanitize: bool) -> tuple[str, str, str] | Diagnostic:
+    """What rendering adds to a post; a worker sends back only this, not the whole post.
+    (A post whose body is lost comes as its diagnostic, and goes back as it came.)"""
+    if isinstance(post, Diagnostic):
+        return post
     result = render_or_diagnose(post, sanitize)
     if isinstance(result, Diagnostic):
         return result
