@@ -352,3 +352,19 @@ def test_front_matter_read_without_the_yaml_checks_is_read_the_same(text: str) -
 
     expected = outcome(lambda: load_yaml(text, _PlainYAMLLoader)[1])
     assert outcome(lambda: _YAML().load(text)) == expected
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["<![CDATA[", "]]>", "&amp;", "&lt;", "x", "]", "<!", "&"])))
+def test_rss_hex_references_leave_cdata_alone(parts: list[str]) -> None:
+    """rss._hex_references finds CDATA sections with `find`; it must agree with the plain
+    definition: split on each `<![CDATA[ ... ]]>` (shortest), replace outside them only."""
+    import re
+
+    from syndicate.feeds.rss import _hex_references
+
+    data = "".join(parts).encode()
+    pieces = re.split(rb"(<!\[CDATA\[.*?\]\]>)", data, flags=re.DOTALL)
+    for index in range(0, len(pieces), 2):
+        pieces[index] = pieces[index].replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
+    assert _hex_references(data) == b"".join(pieces)
