@@ -368,3 +368,45 @@ def test_rss_hex_references_leave_cdata_alone(parts: list[str]) -> None:
     for index in range(0, len(pieces), 2):
         pieces[index] = pieces[index].replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
     assert _hex_references(data) == b"".join(pieces)
+
+
+registry_operations = st.lists(
+    st.tuples(
+        st.sampled_from(["register", "deregister", "index", "iterate", "name"]),
+        st.sampled_from("abcde"),
+        st.integers(min_value=-3, max_value=6),
+    ),
+    max_size=30,
+)
+
+
+@SETTINGS
+@given(registry_operations)
+def test_the_listed_registry_answers_as_python_markdowns_own(
+    operations: list[tuple[str, str, int]],
+) -> None:
+    """markup's Markdown instance keeps its registries' items in a list between changes;
+    whatever is registered or removed, it answers as Python-Markdown's Registry does."""
+    from markdown.util import Registry
+
+    from syndicate.content.markup import _ListedRegistry
+
+    def answers(registry: Registry[str]) -> list[object]:
+        seen: list[object] = []
+        for operation, name, number in operations:
+            try:
+                if operation == "register":
+                    registry.register(f"{name}{number}", name, number)
+                elif operation == "deregister":
+                    registry.deregister(name, strict=number > 0)
+                elif operation == "index":
+                    seen.append(registry[number])
+                elif operation == "iterate":
+                    seen.append(list(registry))
+                else:
+                    seen.append(registry[name])
+            except (IndexError, KeyError, ValueError) as exc:
+                seen.append(type(exc))
+        return seen
+
+    assert answers(_ListedRegistry()) == answers(Registry())

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
@@ -15,6 +17,7 @@ import markdown
 import nh3
 from lxml import etree
 from markdown.inlinepatterns import LinkInlineProcessor
+from markdown.util import Registry
 
 # XML 1.0 forbids C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF.
 XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -52,7 +55,38 @@ def _new_markdown() -> markdown.Markdown:
     for pattern in md.inlinePatterns:
         if isinstance(pattern, LinkInlineProcessor) and hasattr(pattern, "_findBracketEnds"):
             pattern._findBracketEnds = bracket_ends
+    registries = (md.preprocessors, md.parser.blockprocessors, md.treeprocessors)
+    for registry in (*registries, md.inlinePatterns, md.postprocessors):
+        if type(registry) is Registry:
+            registry.__class__ = _ListedRegistry
     return md
+
+
+class _ListedRegistry(Registry[Any]):
+    """Python-Markdown's Registry, keeping its items in a list until the next change: the
+    inline patterns are taken by index ~900 times a post and the block processors listed
+    once a block, each time sorting again (a no-op) and looking the item up by name."""
+
+    _listed: list[Any] | None = None
+
+    def _items(self) -> list[Any]:
+        if self._listed is None:
+            self._listed = list(super().__iter__())  # sorted by priority
+        return self._listed
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items())
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._items()[key] if isinstance(key, int) else super().__getitem__(key)
+
+    def register(self, item: Any, name: str, priority: float) -> None:
+        self._listed = None
+        super().register(item, name, priority)
+
+    def deregister(self, name: str, strict: bool = True) -> None:
+        self._listed = None
+        super().deregister(name, strict)
 
 
 _BRACKET = re.compile(r"[\[\]]")
