@@ -1,23 +1,20 @@
 """Markdown to HTML, links made absolute, and the text helpers posts need.
 
-The only module that imports `markdown`; pure functions over strings.
+Pure functions over strings; the Markdown instance itself comes from engine.py.
 """
 
 from __future__ import annotations
 
 import html as html_lib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
-import markdown
 import nh3
 from lxml import etree
-from markdown.inlinepatterns import LinkInlineProcessor
-from markdown.util import Registry
+
+from syndicate.content.engine import new_markdown
 
 # XML 1.0 forbids C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF.
 XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -48,77 +45,7 @@ _FEED_URL_SCHEMES = {"http", "https", "mailto"}
 _TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
 
 
-# No "smarty": it runs a second inline pass and more than doubles the cost of rendering
-# (Python-Markdown#1103, closed wontfix); authors' own typography is kept as written.
-def _new_markdown() -> markdown.Markdown:
-    md = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
-    for pattern in md.inlinePatterns:
-        if isinstance(pattern, LinkInlineProcessor) and hasattr(pattern, "_findBracketEnds"):
-            pattern._findBracketEnds = bracket_ends
-    registries = (md.preprocessors, md.parser.blockprocessors, md.treeprocessors)
-    for registry in (*registries, md.inlinePatterns, md.postprocessors):
-        if type(registry) is Registry:
-            registry.__class__ = _ListedRegistry
-    return md
-
-
-class _ListedRegistry(Registry[Any]):
-    """Python-Markdown's Registry, keeping its items in a list until the next change: the
-    inline patterns are taken by index ~900 times a post and the block processors listed
-    once a block, each time sorting again (a no-op) and looking the item up by name."""
-
-    _listed: list[Any] | None = None
-
-    def _items(self) -> list[Any]:
-        if self._listed is None:
-            self._listed = list(super().__iter__())  # sorted by priority
-        return self._listed
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._items())
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._items()[key] if isinstance(key, int) else super().__getitem__(key)
-
-    def register(self, item: Any, name: str, priority: float) -> None:
-        self._listed = None
-        super().register(item, name, priority)
-
-    def deregister(self, name: str, strict: bool = True) -> None:
-        self._listed = None
-        super().deregister(name, strict)
-
-
-_BRACKET = re.compile(r"[\[\]]")
-
-
-def bracket_ends(data: str) -> list[int | None]:
-    """What Python-Markdown's `LinkInlineProcessor._findBracketEnds` returns (for each
-    index of `data`, the index just past the `]` closing a bracket opened before it, or
-    None), computed per run of text between brackets instead of per character: that
-    character loop was a fifth of the time of rendering a post with links.
-
-    Every index between two brackets is at the same depth, so it has the same end; the
-    stack walk of the original runs over those runs (`starts`, `depths`) instead."""
-    starts, depths, depth = [0], [0], 0
-    for match in _BRACKET.finditer(data):
-        depth += 1 if match.group() == "[" else -1
-        starts.append(match.end())
-        depths.append(depth)
-    run_ends: list[int | None] = [None] * len(starts)
-    stack: list[int] = []
-    for run, run_depth in enumerate(depths):
-        while stack and run_depth < depths[stack[-1]]:
-            run_ends[stack.pop()] = starts[run]
-        stack.append(run)
-    starts.append(len(data) + 1)
-    ends: list[int | None] = []
-    for run, end in enumerate(run_ends):
-        ends += [end] * (starts[run + 1] - starts[run])
-    return ends
-
-
-_md = _new_markdown()
+_md = new_markdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +71,7 @@ def render_markdown(body: str, base_url: str, sanitize: bool = True) -> Rendered
         # A failed conversion (RecursionError on absurd nesting) leaves the shared
         # instance's parser state half-unwound, and reset() does not clear it: every later
         # post would come out as escaped text. Start again from a fresh instance.
-        _md = _new_markdown()
+        _md = new_markdown()
         raise
     check_nesting(html)
     if sanitize:
