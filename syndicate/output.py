@@ -11,12 +11,29 @@ import json
 import os
 import tempfile
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from syndicate.errors import OutputError
 
 MANIFEST = ".syndicate-manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A file `stage_file` has already written beside its target, and the hash of its
+    bytes: `write_outputs` only renames it into place. `path` is None when the target
+    already holds these bytes."""
+
+    path: Path | None
+    sha256: str
+
+
+def stage_file(out_dir: Path, name: str, data: bytes) -> Staged:
+    """Write one output file for `write_outputs` where its bytes are made (a worker
+    process), so they are never sent to the process that writes the others."""
+    return Staged(_stage(out_dir / name, data, sync=False), _sha256(data))
 
 
 def write_atomic(path: Path, data: bytes) -> bool:
@@ -107,7 +124,7 @@ def _flush(folder: Path, staged: Collection[Path]) -> None:
 
 def write_outputs(
     out_dir: Path,
-    files: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
+    files: Mapping[str, bytes] | Iterable[tuple[str, bytes | Staged]],
     fingerprint: str = "",
     kept: Collection[str] = (),
     feeds: Mapping[str, str] | None = None,
@@ -116,8 +133,9 @@ def write_outputs(
     this one no longer produces (a tag nobody uses any more). -> (written, removed).
     The `kept` files are left as a previous build wrote them (their inputs are the same).
     `files` may be a stream of (path, bytes): each is written (to a temporary sibling) as
-    it comes and let go, so 80 MB of feeds are never all in memory at once; once all are
-    on disk, each is renamed into place (a run stopped before leaves the old files).
+    it comes and let go, so 80 MB of feeds are never all in memory at once; or of (path,
+    Staged): written already, by `stage_file`. Once all are on disk, each is renamed into
+    place (a run stopped before leaves the old files).
 
     The manifest, written last, records each file's hash and stat, the `fingerprint` of
     all the inputs and each feed's own fingerprint (`feeds`), so `outputs_intact` and
@@ -131,10 +149,11 @@ def write_outputs(
         for name, data in sorted(files.items()) if isinstance(files, Mapping) else files:
             if name in staged:  # the same name twice: the last bytes win, as they would
                 staged.pop(name).unlink(missing_ok=True)
-            temporary = _stage(out_dir / name, data, sync=False)
-            if temporary is not None:
-                staged[name] = temporary
-            hashes[name] = _sha256(data)
+            if not isinstance(data, Staged):
+                data = stage_file(out_dir, name, data)
+            if data.path is not None:
+                staged[name] = data.path
+            hashes[name] = data.sha256
         _flush(out_dir, staged.values())
         for name in list(staged):
             _rename(staged.pop(name), out_dir / name)
