@@ -45,6 +45,20 @@ def test_every_shortcut_is_installed() -> None:
     assert isinstance(md.parser.blockprocessors, engine.ListedRegistry)
     handle = md.treeprocessors["inline"]._InlineProcessor__handleInline
     assert getattr(handle, "func", None) is engine.handle_inline
+    regexes = {p.getCompiledRegExp().pattern for p in md.inlinePatterns}
+    assert set(engine._NEEDS) <= regexes
+
+
+@SETTINGS
+@given(st.text(st.sampled_from("\\`[]!a "), max_size=30), st.integers(0, 30))
+def test_a_pattern_needing_a_character_never_matches_without_it(text: str, start: int) -> None:
+    """_NEEDS says which character a pattern cannot match without, at or after the
+    start: where it is missing, the regular expression finds nothing either."""
+    import re
+
+    for regex, needs in engine._NEEDS.items():
+        if needs not in text[start:]:
+            assert re.compile(regex, re.DOTALL | re.UNICODE).search(text, start) is None
 
 
 def test_the_corpus_renders_as_with_a_stock_instance() -> None:
