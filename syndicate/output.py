@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,37 @@ from syndicate.errors import OutputError
 MANIFEST = ".syndicate-manifest.json"
 
 
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A file `stage_file` has already written beside its target, and the hash of its
+    bytes: `write_outputs` only renames it into place. `path` is None when the target
+    already holds these bytes."""
+
+    path: Path | None
+    sha256: str
+
+
+def stage_file(out_dir: Path, name: str, data: bytes) -> Staged:
+    """Write one output file for `write_outputs` where its bytes are made (a worker
+    process), so they are never sent to the process that writes the others."""
+    return Staged(_stage(out_dir / name, data, sync=False), _sha256(data))
+
+
 def write_atomic(path: Path, data: bytes) -> bool:
     """Write `data` to `path` atomically; return False (and touch nothing) if unchanged."""
+    staged = _stage(path, data, sync=True)
+    if staged is None:
+        return False
+    _rename(staged, path)
+    return True
+
+
+def _stage(path: Path, data: bytes, sync: bool) -> Path | None:
+    """`data` in a new temporary sibling of `path` (flushed to disk with `sync`), or None
+    when `path` already holds exactly these bytes."""
     try:
         if path.read_bytes() == data:
-            return False
+            return None
     except FileNotFoundError:
         pass
     except IsADirectoryError:
@@ -39,23 +66,65 @@ def write_atomic(path: Path, data: bytes) -> bool:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             Path(tmp).chmod(0o644)
-            Path(tmp).replace(path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise OutputError(
-            f"{path}: cannot write: {exc.strerror}", "check that the output folder is writable"
-        ) from None
-    return True
+        raise _cannot_write(path, exc) from None
+    return Path(tmp)
+
+
+def _rename(staged: Path, path: Path) -> None:
+    try:
+        staged.replace(path)
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        raise _cannot_write(path, exc) from None
+
+
+def _cannot_write(path: Path, exc: OSError) -> OutputError:
+    return OutputError(
+        f"{path}: cannot write: {exc.strerror}", "check that the output folder is writable"
+    )
+
+
+def _flush(folder: Path, staged: Collection[Path]) -> None:
+    """Put the `staged` files on disk before any is renamed into place: one syncfs(2) of
+    the output folder's file system where there is one (Linux), else an fsync per file.
+    An fsync each made the cold build wait ~1.2 ms per feed file (0.6 s for 485 files on
+    a quiet disk, 2.5 s on a busy one); syncfs writes the same data in one commit."""
+    if not staged:
+        return
+    try:
+        import ctypes
+
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    for path in staged:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _cannot_write(path, exc) from None
 
 
 def write_outputs(
     out_dir: Path,
-    files: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
+    files: Mapping[str, bytes] | Iterable[tuple[str, bytes | Staged]],
     fingerprint: str = "",
     kept: Collection[str] = (),
     feeds: Mapping[str, str] | None = None,
@@ -63,8 +132,10 @@ def write_outputs(
     """Write every file (relative path -> bytes); remove files a previous build wrote that
     this one no longer produces (a tag nobody uses any more). -> (written, removed).
     The `kept` files are left as a previous build wrote them (their inputs are the same).
-    `files` may be a stream of (path, bytes): each is written as it comes and let go, so
-    80 MB of feeds are never all in memory at once.
+    `files` may be a stream of (path, bytes): each is written (to a temporary sibling) as
+    it comes and let go, so 80 MB of feeds are never all in memory at once; or of (path,
+    Staged): written already, by `stage_file`. Once all are on disk, each is renamed into
+    place (a run stopped before leaves the old files).
 
     The manifest, written last, records each file's hash and stat, the `fingerprint` of
     all the inputs and each feed's own fingerprint (`feeds`), so `outputs_intact` and
@@ -73,10 +144,23 @@ def write_outputs(
     sweep_temporary_files(out_dir)
     written: list[str] = []
     hashes: dict[str, str] = {}
-    for name, data in sorted(files.items()) if isinstance(files, Mapping) else files:
-        if write_atomic(out_dir / name, data):
+    staged: dict[str, Path] = {}
+    try:
+        for name, data in sorted(files.items()) if isinstance(files, Mapping) else files:
+            if name in staged:  # the same name twice: the last bytes win, as they would
+                staged.pop(name).unlink(missing_ok=True)
+            if not isinstance(data, Staged):
+                data = stage_file(out_dir, name, data)
+            if data.path is not None:
+                staged[name] = data.path
+            hashes[name] = data.sha256
+        _flush(out_dir, staged.values())
+        for name in list(staged):
+            _rename(staged.pop(name), out_dir / name)
             written.append(name)
-        hashes[name] = _sha256(data)
+    finally:
+        for temporary in staged.values():  # not renamed: a failure or an interruption
+            temporary.unlink(missing_ok=True)
     written.sort()
     previous = read_manifest(out_dir)
     hashes.update({name: previous["files"][name] for name in kept})

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 R = TypeVar("R")
 
 MIN_ITEMS = 200  # below this, starting worker processes costs more than it saves
 MAX_WORKERS = 8
-# The items of the running parallel_imap. Forked workers inherit them, so inputs (posts of
-# several KB each) are never pickled; only the index goes to a worker, the result comes back.
-_shared: Sequence[Any] = ()
+IN_FLIGHT = 3  # chunks sent ahead per worker when the inputs are prepared (see parallel_imap)
+# The function and items of the running parallel_imap. Forked workers inherit them, so
+# neither inputs (posts of several KB each) nor the function (with the Config it carries)
+# are pickled; only a range of indexes goes to a worker, and its results come back.
+_shared: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
 
 
 def _die_with_parent() -> None:
@@ -34,9 +39,15 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _call_shared(task: tuple[Callable[[Any], Any], int]) -> Any:
-    func, index = task
-    return func(_shared[index])
+def _call_shared(bounds: tuple[int, int]) -> list[Any]:
+    assert _shared is not None, "only called in a worker forked by parallel_imap"
+    func, items = _shared
+    return [func(items[index]) for index in range(*bounds)]
+
+
+def _call_sent(inputs: Sequence[Any]) -> list[Any]:
+    assert _shared is not None, "only called in a worker forked by parallel_imap"
+    return [_shared[0](item) for item in inputs]
 
 
 def parallel_map(func: Callable[[T], R], items: Sequence[T], chunksize: int = 16) -> list[R]:
@@ -44,30 +55,67 @@ def parallel_map(func: Callable[[T], R], items: Sequence[T], chunksize: int = 16
     return list(parallel_imap(func, items, chunksize))
 
 
-def parallel_imap(func: Callable[[T], R], items: Sequence[T], chunksize: int = 16) -> Iterator[R]:
+def parallel_imap(
+    func: Callable[[Any], R],
+    items: Sequence[T],
+    chunksize: int = 16,
+    prepare: Callable[[Sequence[T]], Sequence[Any]] | None = None,
+) -> Iterator[R]:
     """`func(x) for x in items`, in order, in worker processes when it pays off.
+
+    With `prepare`, `func` is given `prepare(chunk)` instead: made in this process for a
+    chunk of `items` at a time, just before the chunk is sent to a worker (pickled), with
+    a few chunks in flight per worker, so what it adds (Markdown bodies) is never all in
+    memory at once.
 
     Workers are forked, so they start in milliseconds with every module already imported.
     Forking a process that runs other threads (the daemon's scheduler) is unsafe, so there
     the work stays in this process.
     """
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    chunks = (items[start : start + chunksize] for start in range(0, len(items), chunksize))
     if (
         len(items) < MIN_ITEMS
         or workers < 2
         or threading.active_count() > 1
         or "fork" not in multiprocessing.get_all_start_methods()
     ):
-        yield from map(func, items)
+        for chunk in chunks if prepare else (items,):
+            yield from map(func, prepare(chunk) if prepare else chunk)
         return
     global _shared
-    _shared = items
+    previous, _shared = _shared, (func, items)
+    # Frozen, the objects the workers inherit are never walked by their garbage collector:
+    # each full collection would otherwise touch (and so copy) every page of them.
+    gc.freeze()
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_die_with_parent
         ) as pool:
-            tasks = ((func, index) for index in range(len(items)))
-            yield from pool.map(_call_shared, tasks, chunksize=chunksize)
+            if prepare is None:
+                starts = range(0, len(items), chunksize)
+                bounds = ((start, min(start + chunksize, len(items))) for start in starts)
+                for results in pool.map(_call_shared, bounds):
+                    yield from results
+            else:
+                yield from _sent(pool, chunks, prepare, workers * IN_FLIGHT)
     finally:
-        _shared = ()
+        gc.unfreeze()
+        _shared = previous
+
+
+def _sent(
+    pool: ProcessPoolExecutor,
+    chunks: Iterator[Sequence[T]],
+    prepare: Callable[[Sequence[T]], Sequence[Any]],
+    in_flight: int,
+) -> Iterator[Any]:
+    """Results of the prepared chunks in order, at most `in_flight` chunks submitted."""
+    pending: deque[Future[list[Any]]] = deque()
+    for chunk in chunks:
+        pending.append(pool.submit(_call_sent, prepare(chunk)))
+        if len(pending) >= in_flight:
+            yield from pending.popleft().result()
+    while pending:
+        yield from pending.popleft().result()

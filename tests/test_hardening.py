@@ -143,6 +143,25 @@ def test_render_failures_are_caught_in_the_forked_workers(site: Site) -> None:
     assert len(feed_titles(site)) == 230 and "Deep" not in feed_titles(site)
 
 
+@pytest.mark.slow
+def test_the_render_time_limit_holds_in_the_forked_workers(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over 200 posts to render, each sent to a worker with its body: SIGALRM still cuts
+    the slow one there, and the others publish."""
+    monkeypatch.setenv("SYNDICATE_RENDER_SECONDS", "1")
+    site.set_config(SITE_CONFIG + "feeds:\n  limit: 500\n")
+    for n in range(230):
+        site.write_post(f"p{n:03}.md", post(f"Post {n}", f"2025-0{1 + n % 8}-{1 + n % 28:02}"))
+    site.write_post("slow.md", post("Slow", "2025-05-02", body="[a](" * 5_000))
+    started = time.monotonic()
+    result = bounded_run("run", "--once", "--now", FIXED_NOW, cwd=site.root, timeout=60)
+    assert time.monotonic() - started < 30
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith("posts/slow.md:6: error: the body took more than 1 s")
+    assert len(feed_titles(site)) == 230 and "Slow" not in feed_titles(site)
+
+
 def test_a_crash_inside_the_markdown_renderer_skips_only_that_post(
     site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:

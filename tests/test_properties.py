@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import string
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -306,3 +307,41 @@ def test_the_plain_sqlite_check_accepts_only_what_sqlalchemy_opens(path: str) ->
     url = "sqlite:///" + path
     if _plain_sqlite_file(url):
         assert _sqlalchemy_url_error(url) is None
+
+
+yaml_like = st.text(st.sampled_from("ab: -[]{},?!&*'\"\n\t#|>%.9"), max_size=50)
+
+
+@SETTINGS
+@given(yaml_like)
+def test_front_matter_read_without_the_yaml_checks_is_read_the_same(text: str) -> None:
+    """Front matter that skips load_yaml's alias and depth checks (no `*`, `&`, second
+    document, or enough indicators to nest deeply) gives the same value, or the same
+    error, as with them."""
+    from syndicate.config import load_yaml
+    from syndicate.content.frontmatter import _YAML, _PlainYAMLLoader
+
+    def outcome(load: Callable[[], object]) -> object:
+        try:
+            return ("value", load())
+        except yaml.YAMLError as exc:
+            return ("error", type(exc), str(exc))
+
+    expected = outcome(lambda: load_yaml(text, _PlainYAMLLoader)[1])
+    assert outcome(lambda: _YAML().load(text)) == expected
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["<![CDATA[", "]]>", "&amp;", "&lt;", "x", "]", "<!", "&"])))
+def test_rss_hex_references_leave_cdata_alone(parts: list[str]) -> None:
+    """rss._hex_references finds CDATA sections with `find`; it must agree with the plain
+    definition: split on each `<![CDATA[ ... ]]>` (shortest), replace outside them only."""
+    import re
+
+    from syndicate.feeds.rss import _hex_references
+
+    data = "".join(parts).encode()
+    pieces = re.split(rb"(<!\[CDATA\[.*?\]\]>)", data, flags=re.DOTALL)
+    for index in range(0, len(pieces), 2):
+        pieces[index] = pieces[index].replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
+    assert _hex_references(data) == b"".join(pieces)

@@ -49,27 +49,29 @@ _KINDS = {
 }
 
 
-def read_regular_file(path: Path) -> bytes:
+def read_regular_file(path: Path, source: str | None = None) -> bytes:
     """The bytes of a regular file; anything else (FIFO, socket, device, a dangling symbolic
     link) is a PostError rather than a read that blocks forever while holding the run lock.
+    `source` names the file in the error (its `display_path` when not given).
 
     Opened without blocking and checked again on the descriptor, so a file swapped for a
     FIFO between the two looks is refused too."""
-    source = display_path(path)
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
-            raise _not_regular(source, info.st_mode)
+            raise _not_regular(source or display_path(path), info.st_mode)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         link = " (a symbolic link to a missing file)" if path.is_symlink() else ""
-        raise PostError(source, None, f"cannot read: no such file{link}") from None
+        message = f"cannot read: no such file{link}"
+        raise PostError(source or display_path(path), None, message) from None
     except OSError as exc:
-        raise PostError(source, None, f"cannot read: {exc.strerror or exc}") from None
+        message = f"cannot read: {exc.strerror or exc}"
+        raise PostError(source or display_path(path), None, message) from None
     with os.fdopen(fd, "rb") as file:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise _not_regular(source, mode)
+            raise _not_regular(source or display_path(path), mode)
         return file.read()
 
 

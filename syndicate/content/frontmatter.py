@@ -18,7 +18,7 @@ from dateutil import parser as date_parser
 from frontmatter.default_handlers import BaseHandler, YAMLHandler
 from slugify import slugify
 
-from syndicate.config import Config, YAMLLimitError, load_yaml
+from syndicate.config import MAX_YAML_DEPTH, Config, YAMLLimitError, load_yaml
 from syndicate.content.markup import (
     XML_FORBIDDEN,
     clean_line,
@@ -85,7 +85,26 @@ _PlainYAMLLoader.yaml_implicit_resolvers = {
 
 class _YAML(YAMLHandler):
     def load(self, fm: str, **kwargs: object) -> Any:
-        return load_yaml(fm, _PlainYAMLLoader)[1]  # aliases bounded: no "billion laughs"
+        if _may_need_checks(fm):
+            return load_yaml(fm, _PlainYAMLLoader)[1]  # aliases bounded: no "billion laughs"
+        parser = _PlainYAMLLoader(fm)
+        try:
+            node = parser.get_single_node()
+            return None if node is None else parser.construct_document(node)
+        finally:
+            parser.dispose()
+
+
+def _may_need_checks(text: str) -> bool:
+    """Whether `load_yaml`'s checks could find anything in this text: they cost a third of
+    reading a post. Without them the text must give the same value and the same errors,
+    so it must have no alias or anchor (`*`, `&`), no second document (`---`, `...`: the
+    depth check reads the whole stream, the composer stops after the first document), and
+    too few indicators (each collection starts with one of `[{-:?`) to nest deeper than
+    MAX_YAML_DEPTH."""
+    if "*" in text or "&" in text or "---" in text or "..." in text:
+        return True
+    return sum(map(text.count, "[{-:?")) > MAX_YAML_DEPTH
 
 
 class _TOML(BaseHandler):

@@ -1,6 +1,6 @@
 """Markdown to HTML, links made absolute, and the text helpers posts need.
 
-The only module that imports `markdown`; pure functions over strings.
+Pure functions over strings; the Markdown instance itself comes from engine.py.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
-import markdown
 import nh3
 from lxml import etree
+
+from syndicate.content.engine import new_markdown
 
 # XML 1.0 forbids C0 controls other than tab, LF and CR, and U+FFFE/U+FFFF.
 XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -44,13 +45,7 @@ _FEED_URL_SCHEMES = {"http", "https", "mailto"}
 _TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
 
 
-# No "smarty": it runs a second inline pass and more than doubles the cost of rendering
-# (Python-Markdown#1103, closed wontfix); authors' own typography is kept as written.
-def _new_markdown() -> markdown.Markdown:
-    return markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
-
-
-_md = _new_markdown()
+_md = new_markdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +71,7 @@ def render_markdown(body: str, base_url: str, sanitize: bool = True) -> Rendered
         # A failed conversion (RecursionError on absurd nesting) leaves the shared
         # instance's parser state half-unwound, and reset() does not clear it: every later
         # post would come out as escaped text. Start again from a fresh instance.
-        _md = _new_markdown()
+        _md = new_markdown()
         raise
     check_nesting(html)
     if sanitize:
@@ -85,33 +80,38 @@ def render_markdown(body: str, base_url: str, sanitize: bool = True) -> Rendered
     if not html.strip():
         return Rendered("", "", "")
     root = lxml.html.fragment_fromstring(html, create_parent="div")
-    _absolutize_tree(root, base_url)
+    not_xml = _absolutize_tree(root, base_url)
     html = _inner(etree.tostring(root, encoding="unicode", method="html"))
     lead = next(
         (text for p in root.iterchildren("p") if (text := clean_line(p.text_content()))), ""
     )
-    return Rendered(html, _xhtml_of(root), lead)
+    return Rendered(html, _xhtml_of(root, not_xml), lead)
 
 
-# Only the elements that carry a URL, found by libxml2 (walking every element in Python
-# cost ~0.6 ms of a post's ~7 ms render).
-_WITH_URLS = etree.XPath(
-    "descendant-or-self::*[" + " or ".join(f"@{a}" for a in (*_URL_ATTRS, "srcset")) + "]"
-)
+# Every attribute of every element under the wrapper <div> (which has none), found by
+# libxml2: walking the elements in Python, once for the URLs and once more for the XHTML,
+# cost ~0.1 ms of a post's ~3.5 ms render.
+_ATTRIBUTES = etree.XPath("descendant::*/@*")
+NotXML = list[tuple[etree._Element, str]]  # (element, attribute name XML cannot carry)
 
 
-def _absolutize_tree(root: lxml.html.HtmlElement, base_url: str) -> None:
-    found = _WITH_URLS(root)
-    for element in found if isinstance(found, list) else ():
-        if not isinstance(element, etree._Element):
+def _absolutize_tree(root: lxml.html.HtmlElement, base_url: str) -> NotXML:
+    """Make every URL attribute absolute; -> the attributes `_xhtml_of` must drop."""
+    found = _ATTRIBUTES(root)
+    not_xml: NotXML = []
+    for value in found if isinstance(found, list) else ():
+        if not isinstance(value, etree._ElementUnicodeResult):
             continue
-        for attr in _URL_ATTRS:
-            value = element.get(attr)
-            if value is not None:
-                element.set(attr, _join(base_url, value))
-        srcset = element.get("srcset")
-        if srcset is not None:
-            element.set("srcset", _absolute_srcset(srcset, base_url))
+        element, name = value.getparent(), value.attrname
+        if element is None or not isinstance(name, str):
+            continue
+        if name in _URL_ATTRS:
+            element.set(name, _join(base_url, value))
+        elif name == "srcset":
+            element.set(name, _absolute_srcset(value, base_url))
+        elif not _XML_NAME.fullmatch(name):
+            not_xml.append((element, name))
+    return not_xml
 
 
 def _inner(serialised: str) -> str:
@@ -247,6 +247,8 @@ def check_nesting(html: str) -> None:
     """RecursionError when raw HTML nests deeper than MAX_NESTING. html5ever (under nh3)
     and lxml slow down quadratically with depth: 150,000 nested <div> (750 KB) keep nh3
     busy for minutes, inside Rust where no time limit can stop it."""
+    if html.count("<") <= MAX_NESTING:
+        return  # each level opens with a '<': too few of them to nest that deep
     depth = 0
     for match in _TAG_TOKEN.finditer(html):
         closing, name, self_closing = match.groups()
@@ -314,26 +316,28 @@ def html_escape(text: str) -> str:
     return html_lib.escape(text, quote=True)
 
 
-def _xhtml_of(root: lxml.html.HtmlElement) -> str | None:
+def _xhtml_of(root: lxml.html.HtmlElement, not_xml: NotXML) -> str | None:
     """The fragment as well-formed XHTML for Atom `type="xhtml"` content, or None.
 
     In XHTML the text is escaped once, as XML; `type="html"` would escape HTML entities a
     second time (`&amp;amp;`), which is valid but trips readers and reviewers alike.
-    Mutates `root` (drops attributes that are not XML names), so it runs last.
+    Mutates `root` (drops the attributes `not_xml` names, e.g. Vue's '@click'), so it
+    runs last.
+
+    ASCII, with character references for the rest: the Atom writer parses it again, so the
+    feed's bytes are the same, and one `é` no longer makes Python store every character
+    of the post in two or four bytes (feeds hold thousands of posts in memory).
     """
-    for element in root.iter():
-        if isinstance(element.tag, str) and element is not root:
-            for name in list(element.attrib):
-                if not _XML_NAME.fullmatch(name):
-                    del element.attrib[name]  # not an XML name, e.g. Vue's '@click'
-    text = etree.tostring(root, encoding="unicode", method="xml")
-    if not text.startswith("<div>"):
+    for element, name in not_xml:
+        del element.attrib[name]
+    data = etree.tostring(root, method="xml")  # ASCII: no declaration
+    if not data.startswith(b"<div>"):
         return None
     try:
-        etree.fromstring(text)
+        etree.fromstring(data)
     except etree.XMLSyntaxError:
         return None
-    return _inner(text)
+    return _inner(data.decode("ascii"))
 
 
 def is_svg(url: str) -> bool:

@@ -248,12 +248,15 @@ def read_posts(
     todo = list(range(len(sources)))
     if cache is not None and cache.enabled:
         todo = _from_cache(sources, outcomes, config, cache)
-    parsed = parallel_imap(
-        functools.partial(_read_for_cache, config=config, for_cache=bool(cache and cache.enabled)),
-        [sources[i] for i in todo],
-        64,
+    read = functools.partial(
+        _read_for_cache,
+        config=config,
+        for_cache=bool(cache and cache.enabled),
+        key_of=path_namer(config.path.resolve().parent),
+        source_of=path_namer(Path.cwd(), display=True),
     )
-    fresh = _cached_as_read(parsed, [sources[i] for i in todo], config, cache)
+    parsed = parallel_imap(read, [sources[i] for i in todo], 64)
+    fresh = _cached_as_read(parsed, cache)
     results = _merge(outcomes, todo, fresh)
     if progress is not None:
         results = progress(results, len(sources))
@@ -289,8 +292,10 @@ def read_files(paths: list[Path], config: Config, cache: PostCache) -> list[Read
     """Read these files now, in this process, storing them in the cache as `read_posts`
     does (the cron path's few changed posts). Posts come without their body (the cache has
     it), without image lengths and with the slugs they ask for."""
-    parsed = (_read_for_cache(path, config, for_cache=cache.enabled) for path in paths)
-    return list(_cached_as_read(parsed, paths, config, cache))
+    key_of = path_namer(config.path.resolve().parent)
+    source_of = path_namer(Path.cwd(), display=True)
+    parsed = (_read_for_cache(p, config, cache.enabled, key_of, source_of) for p in paths)
+    return list(_cached_as_read(parsed, cache))
 
 
 def _merge(
@@ -347,44 +352,45 @@ def _hash_file(path: Path) -> str:
         return ""
 
 
-# What a worker hands back for one file: (outcome, stamp, read_at, record, body, hash).
-# With the cache on, a cacheable outcome comes back already pickled without its body
-# (`record`) and the body as UTF-8 bytes, so the parent neither unpickles a body it will
-# not keep nor pickles the post again; else `outcome` is the plain ReadOutcome.
-_FreshRead = tuple[ReadOutcome | None, Stamp | None, int, bytes, bytes, str]
+# What a worker hands back for one file: (outcome, stamp, read_at, record, body, hash,
+# key, source). With the cache on, a cacheable outcome comes back already pickled without
+# its body (`record`) and the body as UTF-8 bytes, so the parent neither unpickles a body
+# it will not keep nor pickles the post again; else `outcome` is the plain ReadOutcome.
+_FreshRead = tuple[ReadOutcome | None, Stamp | None, int, bytes, bytes, str, str, str]
 
 
-def _read_for_cache(path: Path, config: Config, for_cache: bool) -> _FreshRead:
+def _read_for_cache(
+    path: Path,
+    config: Config,
+    for_cache: bool,
+    key_of: Callable[[Path], str],
+    source_of: Callable[[Path], str],
+) -> _FreshRead:
     """`read_post` without the image length (it depends on another file), with the stamp
-    and the clock taken before reading."""
+    and the clock taken before reading. `key_of` and `source_of` are `post_key` and
+    `display_path` made fast by `path_namer` (one relpath per folder, not per file)."""
     read_at = time_ns()
     stamp = file_stamp(path)
-    outcome, cacheable = _read_post(path, config)
+    key, source = key_of(path), source_of(path)
+    outcome, cacheable = _read_post(path, config, key, source)
     if not (for_cache and cacheable and stamp is not None):
-        return outcome, None, read_at, b"", b"", ""
+        return outcome, None, read_at, b"", b"", "", key, source
     post, found = outcome
     record = pickle.dumps((replace(post, body="") if post else None, found), 5)
     if post is None:
-        return None, stamp, read_at, record, b"", ""
-    return None, stamp, read_at, record, post.body.encode(), post.content_hash
+        return None, stamp, read_at, record, b"", "", key, source
+    return None, stamp, read_at, record, post.body.encode(), post.content_hash, key, source
 
 
-def _cached_as_read(
-    parsed: Iterator[_FreshRead],
-    sources: list[Path],
-    config: Config,
-    cache: PostCache | None,
-) -> Iterator[ReadOutcome]:
+def _cached_as_read(parsed: Iterator[_FreshRead], cache: PostCache | None) -> Iterator[ReadOutcome]:
     """Pass the fresh outcomes on, storing the cacheable ones (in batches)."""
     batch: list[tuple[str, CachedRead, bytes]] = []
-    for path, (outcome, stamp, read_at, record, body, file_hash) in zip(
-        sources, parsed, strict=True
-    ):
+    for outcome, stamp, read_at, record, body, file_hash, key, source in parsed:
         if outcome is not None or stamp is None:
             yield outcome or (None, [])
             continue
-        entry = CachedRead(display_path(path), stamp, file_hash, record, read_at)
-        batch.append((post_key(path, config), entry, body))
+        entry = CachedRead(source, stamp, file_hash, record, read_at)
+        batch.append((key, entry, body))
         if cache is not None and len(batch) >= 500:
             cache.save_reads(batch)
             batch = []
@@ -428,15 +434,18 @@ def read_post(path: Path, config: Config) -> ReadOutcome:
     return (with_image_length(post, config) if post is not None else None), found
 
 
-def _read_post(path: Path, config: Config) -> tuple[ReadOutcome, bool]:
-    """-> (outcome, cacheable): outcomes of unexpected exceptions are not cached."""
-    source = display_path(path)
+def _read_post(
+    path: Path, config: Config, key: str | None = None, source: str | None = None
+) -> tuple[ReadOutcome, bool]:
+    """-> (outcome, cacheable): outcomes of unexpected exceptions are not cached. `key` and
+    `source` are the file's `post_key` and `display_path` (computed when not given)."""
+    source = display_path(path) if source is None else source
     try:
-        data = read_regular_file(path)
+        data = read_regular_file(path, source)
     except PostError as exc:  # the file system's doing: asked again every run
         return (None, [exc.diagnostic()]), False
     try:
-        post, found = parse_post(data, source, config, post_key(path, config))
+        post, found = parse_post(data, source, config, key or post_key(path, config))
         if printable(str(path)) != str(path):
             found.append(
                 Diagnostic(

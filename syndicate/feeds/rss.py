@@ -3,7 +3,6 @@ newsletter archive's feed."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -62,18 +61,27 @@ def _entry(fe: FeedEntry, post: Post, config: Config) -> None:
         fe.enclosure(post.image.url, str(post.image.length), post.image.type)
 
 
-_CDATA_SECTION = re.compile(rb"(<!\[CDATA\[.*?\]\]>)", re.DOTALL)
-
-
 def _hex_references(data: bytes) -> bytes:
     """`&` and `<` in RSS plain text as `&#x26;` and `&#x3C;`: the same characters to an
     XML parser, but RSS never said whether its titles are text or HTML, so `&amp;` is
     ambiguous and the W3C validator warns; hexadecimal references are not. CDATA (the
-    HTML of descriptions and content) is left as it is."""
-    parts = _CDATA_SECTION.split(data)
-    for index in range(0, len(parts), 2):  # even parts are outside CDATA
-        parts[index] = parts[index].replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
+    HTML of descriptions and content) is left as it is: found with `find`, since a lazy
+    regular expression over every byte of the posts' HTML took a fifth of building RSS."""
+    parts: list[bytes] = []
+    start = 0
+    while (opening := data.find(b"<![CDATA[", start)) >= 0:
+        closing = data.find(b"]]>", opening + len(b"<![CDATA["))
+        if closing < 0:
+            break
+        end = closing + len(b"]]>")
+        parts += (_outside_cdata(data[start:opening]), data[opening:end])
+        start = end
+    parts.append(_outside_cdata(data[start:]))
     return b"".join(parts)
+
+
+def _outside_cdata(text: bytes) -> bytes:
+    return text.replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
 
 
 def _cdata(text: str) -> etree.CDATA:

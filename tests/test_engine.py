@@ -1,0 +1,126 @@
+"""syndicate.content.engine: our Markdown instance renders exactly as a stock one does.
+
+Its shortcuts replace loops inside Python-Markdown; each is checked against the library's
+own code, and whole documents against a plain `markdown.Markdown` with the same
+extensions, so a Markdown release that changes what a shortcut assumes fails here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import markdown
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from markdown.inlinepatterns import LinkInlineProcessor
+from markdown.util import Registry
+
+from syndicate.content import engine
+
+SETTINGS = settings(
+    max_examples=int(os.environ.get("SYNDICATE_PROPERTY_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=bool(os.environ.get("CI")),
+)
+CORPUS = Path(__file__).parent / "corpus"
+
+
+def stock_markdown() -> markdown.Markdown:
+    return markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+
+
+def both(text: str) -> tuple[str, str]:
+    ours, stock = engine.new_markdown(), stock_markdown()
+    return ours.convert(text), stock.convert(text)
+
+
+def test_every_shortcut_is_installed() -> None:
+    """If a Python-Markdown release renames what a shortcut replaces, it is not installed
+    (output never depends on it), and this test says so."""
+    md = engine.new_markdown()
+    links = [p for p in md.inlinePatterns if isinstance(p, LinkInlineProcessor)]
+    assert links and all(p._findBracketEnds is engine.bracket_ends for p in links)
+    assert isinstance(md.inlinePatterns, engine.ListedRegistry)
+    assert isinstance(md.parser.blockprocessors, engine.ListedRegistry)
+    handle = md.treeprocessors["inline"]._InlineProcessor__handleInline
+    assert getattr(handle, "func", None) is engine.handle_inline
+    regexes = {p.getCompiledRegExp().pattern for p in md.inlinePatterns}
+    assert set(engine._NEEDS) <= regexes
+
+
+@SETTINGS
+@given(st.text(st.sampled_from("\\`[]!a "), max_size=30), st.integers(0, 30))
+def test_a_pattern_needing_a_character_never_matches_without_it(text: str, start: int) -> None:
+    """_NEEDS says which character a pattern cannot match without, at or after the
+    start: where it is missing, the regular expression finds nothing either."""
+    import re
+
+    for regex, needs in engine._NEEDS.items():
+        if needs not in text[start:]:
+            assert re.compile(regex, re.DOTALL | re.UNICODE).search(text, start) is None
+
+
+def test_the_corpus_renders_as_with_a_stock_instance() -> None:
+    files = sorted(CORPUS.rglob("*.md"))
+    assert files
+    for path in files:
+        ours, stock = both(path.read_bytes().decode("utf-8", "replace"))
+        assert ours == stock, path
+
+
+markdownish = st.lists(
+    st.sampled_from([*"ab \n\t*_`[]()!<>&#\\-+.:|~^=\"'/1", "](", "![", "[^1]", "\n\n", "    "]),
+    max_size=60,
+).map("".join)
+
+
+@SETTINGS
+@given(markdownish)
+def test_any_text_renders_as_with_a_stock_instance(text: str) -> None:
+    ours, stock = both(text)
+    assert ours == stock
+
+
+@SETTINGS
+@given(st.text(st.sampled_from("[]]![(x) \n"), max_size=60))
+def test_bracket_ends_agree_with_python_markdowns_own(text: str) -> None:
+    assert engine.bracket_ends(text) == LinkInlineProcessor._findBracketEnds(text)
+
+
+registry_operations = st.lists(
+    st.tuples(
+        st.sampled_from(["register", "deregister", "index", "iterate", "name"]),
+        st.sampled_from("abcde"),
+        st.integers(min_value=-3, max_value=6),
+    ),
+    max_size=30,
+)
+
+
+@SETTINGS
+@given(registry_operations)
+def test_the_listed_registry_answers_as_python_markdowns_own(
+    operations: list[tuple[str, str, int]],
+) -> None:
+    """Whatever is registered or removed, it answers as Python-Markdown's Registry does."""
+
+    def answers(registry: Registry[str]) -> list[object]:
+        seen: list[object] = []
+        for operation, name, number in operations:
+            try:
+                if operation == "register":
+                    registry.register(f"{name}{number}", name, number)
+                elif operation == "deregister":
+                    registry.deregister(name, strict=number > 0)
+                elif operation == "index":
+                    seen.append(registry[number])
+                elif operation == "iterate":
+                    seen.append(list(registry))
+                else:
+                    seen.append(registry[name])
+            except (IndexError, KeyError, ValueError) as exc:
+                seen.append(type(exc))
+        return seen
+
+    assert answers(engine.ListedRegistry()) == answers(Registry())
