@@ -170,6 +170,23 @@ def test_allow_raw_html_opts_out(site: Site, invoke: Callable[..., Result]) -> N
     assert item["title"] == "bold writers & co"  # titles are plain text either way
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_html_that_is_no_xhtml_is_html_content_in_atom(
+    site: Site, invoke: Callable[..., Result], cached: bool
+) -> None:
+    """Raw HTML with a comment XML forbids ('--' inside) has no XHTML form: Atom carries it
+    as type="html". Before: an empty type="xhtml" content, so readers showed no post."""
+    site.set_config(SITE_CONFIG + "feeds:\n  allow_raw_html: true\n")
+    site.write_post("odd.md", post("Odd", "2025-05-01", body="Hi <!-- a -- b --> there."))
+    build(invoke, site)
+    if cached:  # the second build renders from the per-post cache
+        (site.public / "atom.xml").unlink()
+        build(invoke, site)
+    entry = feedparser.parse((site.public / "atom.xml").read_bytes()).entries[0]
+    assert entry.content[0].type == "text/html"
+    assert "Hi" in entry.content[0].value and "there." in entry.content[0].value
+
+
 # --- enclosures ------------------------------------------------------------------------
 
 

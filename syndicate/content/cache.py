@@ -29,7 +29,7 @@ from typing import Any
 from syndicate import __version__
 from syndicate.config import Config, sqlite_path
 
-SCHEMA = 2
+SCHEMA = 3  # 3: a rendering's XHTML may be None (it was '' when there is none)
 RACY_NS = 2_000_000_000
 _MARKER = "syndicate-post-cache"
 # Paths under the syndicate package: a folder stands for every module in it, so a module

@@ -221,7 +221,7 @@ def render_posts(
     render = functools.partial(_render_parts, sanitize=sanitize)
     fresh = parallel_imap(render, todo, prepare=with_bodies)
 
-    def fresh_rows() -> Iterator[tuple[str, str, tuple[str, str, str] | Diagnostic]]:
+    def fresh_rows() -> Iterator[tuple[str, str, RenderedParts | Diagnostic]]:
         for post, parts in zip(todo, fresh, strict=True):
             found[post.key] = parts
             if post.key not in lost and not (isinstance(parts, Diagnostic) and parts.transient):
@@ -235,7 +235,7 @@ def render_posts(
     return {post.key: _with_parts(post, found[post.key]) for post in posts}
 
 
-def _with_parts(post: Post, parts: tuple[str, str, str] | Diagnostic) -> Post | Diagnostic:
+def _with_parts(post: Post, parts: RenderedParts | Diagnostic) -> Post | Diagnostic:
     if isinstance(parts, Diagnostic):
         return parts
     html, xhtml, summary = parts
@@ -254,7 +254,12 @@ def _changed_meanwhile(post: Post) -> Diagnostic:
     )
 
 
-def _render_parts(post: Post | Diagnostic, sanitize: bool) -> tuple[str, str, str] | Diagnostic:
+# (HTML, XHTML or None when the HTML has no XHTML form (Atom then carries the HTML),
+# summary): what rendering adds to a post.
+RenderedParts = tuple[str, str | None, str]
+
+
+def _render_parts(post: Post | Diagnostic, sanitize: bool) -> RenderedParts | Diagnostic:
     """What rendering adds to a post; a worker sends back only this, not the whole post.
     (A post whose body is lost comes as its diagnostic, and goes back as it came.)"""
     if isinstance(post, Diagnostic):
@@ -262,7 +267,7 @@ def _render_parts(post: Post | Diagnostic, sanitize: bool) -> tuple[str, str, st
     result = render_or_diagnose(post, sanitize)
     if isinstance(result, Diagnostic):
         return result
-    return result.html or "", result.xhtml or "", result.summary
+    return result.html or "", result.xhtml, result.summary
 
 
 def render_fingerprint(post: Post, sanitize: bool) -> str:
