@@ -182,8 +182,12 @@ def cron(args: argparse.Namespace, work: Path, site: Path, rows: dict[str, Runs]
     folder, dest = work / f"syndicate-{args.runs - 1}", work / f"hugo-{args.runs - 1}"
     outputs = [folder / "public", dest]
     writer = generate.Corpus(args.seed + 1_000_000_007, generate.PROFILES[args.profile])
+    used: set[str] = set()
     for i in range(args.runs):
         rel, text = writer.post(day=NEW_POST_DAY)
+        while Path(rel).stem in used:  # a title the generator repeats on purpose: the URL
+            rel, text = writer.post(day=NEW_POST_DAY)  # of the post deleted a round ago
+        used.add(Path(rel).stem)
         path = site / "content" / rel
         if path.exists():
             path = path.with_name("bench-" + path.name)

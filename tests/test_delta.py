@@ -263,7 +263,9 @@ def test_a_delta_run_imports_no_database_library(site: Site, invoke: Callable[..
     for day in range(1, 4):
         site.write_post(f"p{day}.md", post(f"P{day}", f"2025-05-0{day}"))
     args = ["run", "--once", "--now", "2025-06-01T00:00:00Z"]
-    assert invoke(*args, cwd=site.root).exit_code == 0
+    # Both runs as real processes: the record binds the installed distributions found on
+    # sys.path, which in the test process other tests may have changed.
+    assert cli_modules(args, site.root)[0] == 0
     site.write_post("p4.md", post("P4", "2025-05-04"))
     status, stdout, loaded = cli_modules(args, site.root)
     assert (status, stdout) == (0, "published: P4 <https://blog.syndicate.test/posts/p4/>\n")
