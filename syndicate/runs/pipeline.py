@@ -32,7 +32,6 @@ from syndicate.feeds.archive import with_archives
 from syndicate.feeds.plan import STYLESHEET, feed_file, feed_formats, plan_feeds
 from syndicate.feeds.publication import Changes, diff_publication
 from syndicate.feeds.registry import build_feed
-from syndicate.feeds.websub import ping_hub
 from syndicate.models import Catalog, FeedSpec, HookResult, Post, ReportLine
 from syndicate.output import Staged, current_feeds, outputs_intact, stage_file, write_outputs
 from syndicate.record import replace
@@ -436,6 +435,8 @@ def ping_changed_feeds(config: Config, written: Sequence[str]) -> list[str]:
     changed_feeds = [name for name in written if name.endswith(FEED_FILE_SUFFIXES)]
     if not config.feeds.websub_hub or not changed_feeds:
         return []
+    from syndicate.feeds.websub import ping_hub  # urllib.request: ~8 ms, only with a hub
+
     return ping_hub(config.feeds.websub_hub, [config.site.url + name for name in changed_feeds])
 
 
