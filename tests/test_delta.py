@@ -10,12 +10,10 @@ posts writes the same feeds again.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
-import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,10 +21,9 @@ from pathlib import Path
 import pytest
 
 from syndicate import resources
-from syndicate.runs import delta
-from syndicate.runs.shortcut import DeltaRun
 
 from .conftest import SITE_CONFIG, Result, Site, cli_modules, post
+from .twin_sites import outputs, run_twins, spy_delta_runs, state_rows, twin_sites
 
 TAGS = ["Python", "python", "Rust", "Go Lang", "go-lang", "Writing", "SQLite", "Tools"]
 WORDS = ["quiet", "cron", "feeds", "notes", "fast", "small", "sure", "plain", "tidy"]
@@ -141,53 +138,9 @@ class Series:
             xsl.write_bytes(xsl.read_bytes() + f"<!-- {self.serial} -->\n".encode())
 
 
-def feeds(site: Site) -> dict[str, object]:
-    """Every file of public/; of the manifest, its files' hashes and which feeds it has
-    (its fingerprints cover the config, which names the site's own folder)."""
-    found: dict[str, object] = {}
-    for path in sorted(site.public.rglob("*")):
-        if path.is_file() and path.name == ".syndicate-manifest.json":
-            manifest = json.loads(path.read_bytes())
-            found[path.name] = (manifest["files"], sorted(manifest["feeds"]))
-        elif path.is_file():
-            found[str(path.relative_to(site.public))] = path.read_bytes()
-    return found
-
-
-def state_rows(site: Site) -> list[list[tuple[object, ...]]]:
-    with sqlite3.connect(site.root / "state" / "syndicate.db") as db:
-        return [
-            db.execute("SELECT * FROM posts ORDER BY source").fetchall(),
-            db.execute("SELECT * FROM post_tags ORDER BY source, position").fetchall(),
-            db.execute("SELECT * FROM post_categories ORDER BY source, position").fetchall(),
-            db.execute(
-                "SELECT id, kind, started_at, finished_at, outcome, published, updated, "
-                "withdrawn, errors, files_written, message FROM runs ORDER BY id"
-            ).fetchall(),
-        ]
-
-
 @pytest.fixture
 def delta_runs(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each `run --once` that reached the delta path was answered by it."""
-    taken: list[bool] = []
-    real = delta.delta_run
-
-    def spy(*args: object, **kwargs: object) -> DeltaRun | None:
-        outcome = real(*args, **kwargs)  # type: ignore[arg-type]
-        taken.append(outcome is not None)
-        return outcome
-
-    monkeypatch.setattr(delta, "delta_run", spy)
-    return taken
-
-
-def two_sites(tmp_path: Path, archive: bool) -> Iterator[Site]:
-    for name in ("cron", "full"):
-        site = Site(tmp_path / name)
-        site.posts.mkdir(parents=True)
-        site.set_config(config_text(3, archive))
-        yield site
+    return spy_delta_runs(monkeypatch)
 
 
 @pytest.mark.slow
@@ -203,7 +156,7 @@ def test_the_cron_path_writes_what_the_full_path_writes(
     templates = tmp_path / "templates"
     shutil.copytree(resources.templates_dir(), templates)
     monkeypatch.setattr(resources, "templates_dir", lambda: templates)
-    cron, full = two_sites(tmp_path, archive)
+    cron, full = twin_sites(tmp_path, config_text(3, archive))
     series = Series(random.Random(seed), [cron, full], templates, archive=archive)  # noqa: S311
     for _ in range(6):
         series.step(START)
@@ -212,17 +165,14 @@ def test_the_cron_path_writes_what_the_full_path_writes(
     for step in range(40):
         done.append(series.step(now) if step else "first")
         when = now.isoformat().replace("+00:00", "Z")
-        got = invoke("run", "--once", "--config", cron.config, "--now", when, cwd=cron.root)
-        monkeypatch.setenv("SYNDICATE_NO_CACHE", "1")
-        want = invoke("run", "--once", "--config", full.config, "--now", when, cwd=full.root)
-        monkeypatch.delenv("SYNDICATE_NO_CACHE")
+        got, want = run_twins(invoke, monkeypatch, cron, full, "run", "--once", "--now", when)
         context = f"seed {seed}, steps {done}"
         assert (got.exit_code, got.stdout, got.stderr) == (
             want.exit_code,
             want.stdout,
             want.stderr,
         ), context
-        assert feeds(cron) == feeds(full), context
+        assert outputs(cron) == outputs(full), context
         assert state_rows(cron) == state_rows(full), context
         now += timedelta(hours=series.rng.choice([0, 1, 20]))
     assert sum(delta_runs) >= 8, f"the delta path was taken {sum(delta_runs)} times: {done}"
@@ -232,7 +182,7 @@ def test_the_cron_path_writes_what_the_full_path_writes(
     monkeypatch.setenv("SYNDICATE_NO_CACHE", "1")
     # At the last run's `now` (a later one may publish a scheduled post).
     assert invoke("build", "--config", cold.config, "--now", when, cwd=cold.root).exit_code == 0
-    assert feeds(cold) == feeds(cron)
+    assert outputs(cold) == outputs(cron)
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ with SYNDICATE_NO_CACHE (the full path every time), compared after every run."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,41 +13,13 @@ import pytest
 
 from syndicate.content.cache import PostCache
 from syndicate.runs import delta
-from syndicate.runs.shortcut import DeltaRun
 from syndicate.runs.siteindex import SiteIndex
 
 from .conftest import SITE_CONFIG, Result, Site, post
+from .twin_sites import outputs, run_twins, spy_delta_runs, state_rows, twin_sites
 
 # Each runs a site through two paths, a few runs each (~0.5 s): the slow tier.
 pytestmark = pytest.mark.slow
-
-
-def outputs(site: Site) -> dict[str, object]:
-    """Every file of public/ (of the manifest: its files' hashes and which feeds it has)."""
-    found: dict[str, object] = {}
-    for path in sorted(site.public.rglob("*")):
-        if not path.is_file():
-            continue
-        name = str(path.relative_to(site.public))
-        if path.name == ".syndicate-manifest.json":
-            manifest = json.loads(path.read_bytes())  # fingerprints name the site's folder
-            found[name] = (manifest["files"], sorted(manifest["feeds"]))
-        else:
-            found[name] = path.read_bytes()
-    return found
-
-
-def state_rows(site: Site) -> list[list[tuple[object, ...]]]:
-    with sqlite3.connect(site.root / "state" / "syndicate.db") as db:
-        return [
-            db.execute("SELECT * FROM posts ORDER BY source").fetchall(),
-            db.execute("SELECT * FROM post_tags ORDER BY source, position").fetchall(),
-            db.execute("SELECT * FROM post_categories ORDER BY source, position").fetchall(),
-            db.execute(
-                "SELECT id, kind, started_at, finished_at, outcome, published, updated, "
-                "withdrawn, errors, files_written, message FROM runs ORDER BY id"
-            ).fetchall(),
-        ]
 
 
 @dataclass
@@ -82,10 +53,7 @@ class Pair:
         whether the delta run answered (None: not asked)."""
         before = len(self.taken)
         args = ("run", "--once", "--now", now, *extra)
-        got = self.invoke(*args, cwd=self.cron.root)
-        self.monkeypatch.setenv("SYNDICATE_NO_CACHE", "1")
-        want = self.invoke(*args, cwd=self.full.root)
-        self.monkeypatch.delenv("SYNDICATE_NO_CACHE")
+        got, want = run_twins(self.invoke, self.monkeypatch, self.cron, self.full, *args)
         assert (got.exit_code, got.stdout, got.stderr) == (
             want.exit_code,
             want.stdout,
@@ -103,22 +71,9 @@ class Pair:
 
 @pytest.fixture
 def pair(tmp_path: Path, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> Pair:
-    taken: list[bool] = []
-    real = delta.delta_run
-
-    def spy(*args: object, **kwargs: object) -> DeltaRun | None:
-        outcome = real(*args, **kwargs)  # type: ignore[arg-type]
-        taken.append(outcome is not None)
-        return outcome
-
-    monkeypatch.setattr(delta, "delta_run", spy)
-    sites = []
-    for name in ("cron", "full"):
-        site = Site(tmp_path / name)
-        site.posts.mkdir(parents=True)
-        site.set_config(SITE_CONFIG)
-        sites.append(site)
-    return Pair(sites[0], sites[1], invoke, monkeypatch, taken)
+    taken = spy_delta_runs(monkeypatch)
+    cron, full = twin_sites(tmp_path, SITE_CONFIG)
+    return Pair(cron, full, invoke, monkeypatch, taken)
 
 
 ARCHIVE = SITE_CONFIG + (
