@@ -40,6 +40,7 @@ from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import RACY_NS, cache_path
 from syndicate.content.discover import name_pattern, path_namer
 from syndicate.output import outputs_intact, read_manifest
+from syndicate.runs.siteindex import SiteIndex, index_path
 from syndicate.state.runlog import record_unchanged_run
 
 if TYPE_CHECKING:
@@ -88,13 +89,6 @@ def record_path(config: Config) -> Path | None:
     if cache is None or sqlite_path(config.state_url) is None:
         return None
     return cache.with_name(cache.name + "-noop")
-
-
-def index_path(config: Config) -> Path | None:
-    """The site index (syndicate.runs.siteindex), beside the per-post cache (`rm
-    state/syndicate.db.cache*` clears it too)."""
-    cache = cache_path(config)
-    return None if cache is None else cache.with_name(cache.name + "-index")
 
 
 def scan_inputs(config: Config) -> Scan | None:
@@ -241,21 +235,15 @@ def _advance_index(config: Config, last_run_id: int, run_id: int) -> None:
     to the new run with the record, if it was the last run's (else the next run of a few
     changed posts would find it a run behind, and take the full path)."""
     path = index_path(config)
-    if path is None:
-        return
+    index = SiteIndex.open(path) if path is not None else None
+    if index is None:
+        return  # no index, or not one of ours: the next full run writes one
     try:
-        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5, isolation_level=None)
+        index.advance(last_run_id, run_id)
     except sqlite3.Error:
-        return
-    try:
-        db.execute(
-            "UPDATE meta SET value = ? WHERE name = 'run' AND value = ?",
-            (str(run_id), str(last_run_id)),
-        )
-    except sqlite3.Error:
-        pass  # no index, or not one of ours: the next full run writes one
+        pass
     finally:
-        db.close()
+        index.close()
 
 
 def _changed_since(path: str, since: int) -> bool:
@@ -351,7 +339,6 @@ def _write_index(config: Config, now: datetime, scan: Scan, report: CycleReport)
 
     from syndicate.content.discover import path_namer
     from syndicate.content.posts import published
-    from syndicate.runs.siteindex import SiteIndex, index_path
 
     target = index_path(config)
     if target is None:

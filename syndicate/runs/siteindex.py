@@ -18,17 +18,17 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syndicate.config import Config
-from syndicate.feeds.plan import TERM_FOLDERS, post_terms
-from syndicate.models import Post
-from syndicate.runs.pipeline import EntryIdentity, FeedEntryIdentity, entry_identity
-from syndicate.runs.shortcut import index_path
+from syndicate.content.cache import cache_path
+from syndicate.record import Record
 
-__all__ = ["SiteIndex", "families", "index_path", "microseconds"]
+if TYPE_CHECKING:  # the cron shortcut moves the index on: it must stay light to import
+    from syndicate.models import Post
+    from syndicate.runs.pipeline import EntryIdentity, FeedEntryIdentity
 
 FORMAT = "2"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -48,8 +48,7 @@ _TABLES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class IndexedPost:
+class IndexedPost(Record):  # a record: this module is on the cron shortcut's path
     """What the index holds of one post."""
 
     key: str
@@ -62,6 +61,12 @@ class IndexedPost:
     noted: bool  # the last run printed a diagnostic about it
 
 
+def index_path(config: Config) -> Path | None:
+    """Beside the per-post cache (`rm state/syndicate.db.cache*` clears it too)."""
+    cache = cache_path(config)
+    return None if cache is None else cache.with_name(cache.name + "-index")
+
+
 def microseconds(moment: datetime) -> int:
     """An instant as an integer (exact, unlike a float timestamp): equal instants in two
     time zones compare equal, as datetimes do."""
@@ -71,6 +76,8 @@ def microseconds(moment: datetime) -> int:
 def families(post: Post, config: Config) -> list[tuple[str, str]]:
     """(family, the term as the post spells it) for a published post: "" is the main feed,
     else the tag or category feed's folder."""
+    from syndicate.feeds.plan import TERM_FOLDERS, post_terms
+
     found = [("", "")]
     found.extend(
         (f"{TERM_FOLDERS[kind]}/{key}", term) for kind, key, term in post_terms(post, config)
@@ -245,6 +252,14 @@ class SiteIndex:
         self._db.execute("UPDATE meta SET value = ? WHERE name = 'run'", (str(run_id),))
         self._db.execute("COMMIT")
 
+    def advance(self, last_run_id: int, run_id: int) -> None:
+        """Move on to `run_id` if the index is `last_run_id`'s (a run that changed
+        nothing leaves it describing the posts)."""
+        self._db.execute(
+            "UPDATE meta SET value = ? WHERE name = 'run' AND value = ?",
+            (str(run_id), str(last_run_id)),
+        )
+
     def rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
@@ -257,6 +272,8 @@ class SiteIndex:
 def _insert_posts(
     db: sqlite3.Connection, posts: Iterable[tuple[Post, bool, bool, bool]], config: Config
 ) -> None:
+    from syndicate.runs.pipeline import entry_identity
+
     rows: list[tuple[object, ...]] = []
     members: list[tuple[str, str, int, str, str]] = []
     for post, ready, entangled, noted in posts:
