@@ -27,7 +27,6 @@ from typing import Any
 
 from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import PostCache
-from syndicate.content.discover import post_key
 from syndicate.content.posts import (
     open_cache,
     published,
@@ -77,7 +76,7 @@ class _Delta:
     gone: list[str]  # keys of posts whose file is gone (or now another post's key)
     posts: dict[str, Post]  # key -> the post read now (published or not)
     ready: list[Post]  # those of `posts` that are public at `now`, newest first
-    hashes: dict[str, str]  # changed file that is there -> the content hash read
+    read: dict[str, Post]  # changed file that is there -> the post read from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,19 +137,20 @@ def _run(run: _Run) -> DeltaRun | None:
     try:
         index.replace_files(
             [p for p in delta.paths if p not in scan.files],
-            {p: (scan.files[p], post_key(Path(p), config)) for p in delta.paths if p in scan.files},
+            {p: (scan.files[p], post.key) for p, post in delta.read.items()},
         )
         index.commit(report.run_id)
-    except BaseException as exc:
-        index.rollback()
-        if not isinstance(exc, sqlite3.Error):
-            raise
+    except sqlite3.Error:
         # The run is recorded: its report stands. The record still names the run before,
         # no longer the state's latest, so the next run takes the full path.
+        index.rollback()
         where = index_path(config)
         if where is not None:
             where.unlink(missing_ok=True)
         return DeltaRun(report, tuple(run.record["stderr"]))
+    except BaseException:
+        index.rollback()
+        raise
     _remember(run, delta, report)
     return DeltaRun(report, tuple(run.record["stderr"]))
 
@@ -192,15 +192,14 @@ def _read_delta(run: _Run) -> _Delta | None:
     if not paths or len(paths) > MAX_CHANGED or not run.cache.enabled:
         return None
     present = [p for p in paths if p in run.scan.files]
-    posts: dict[str, Post] = {}
-    hashes: dict[str, str] = {}
+    read: dict[str, Post] = {}
     for name, (post, diagnostics) in zip(
         present, read_files([Path(p) for p in present], config, run.cache), strict=True
     ):
         if post is None or diagnostics:
             return None
-        posts[post.key] = with_image_length(post, config)
-        hashes[name] = post.content_hash
+        read[name] = with_image_length(post, config)
+    posts = {post.key: post for post in read.values()}
     old_keys = {known[p][1] for p in paths if p in known}
     before = index.posts(old_keys | set(posts))
     if len(posts) < len(present) or old_keys - set(before):
@@ -212,7 +211,7 @@ def _read_delta(run: _Run) -> _Delta | None:
     if len(set(slugs)) < len(slugs) or index.slug_clash(stems, [*old_keys, *posts]):
         return None
     gone = sorted(old_keys - set(posts))
-    return _Delta(paths, gone, posts, published(posts.values(), run.now), hashes)
+    return _Delta(paths, gone, posts, published(posts.values(), run.now), read)
 
 
 def _publish(
@@ -417,7 +416,10 @@ def _posts(
 def _remember(run: _Run, delta: _Delta, report: CycleReport) -> None:
     """The record for the next run: this run's inputs, outputs and window."""
     config, now, scan, record, path = run.config, run.now, run.scan, run.record, run.record_path
-    hashes = {p: delta.hashes.get(p) or record["recent"].get(p) for p in scan.recent}
+    hashes = {
+        p: delta.read[p].content_hash if p in delta.read else record["recent"].get(p)
+        for p in scan.recent
+    }
     images = dict(record["images"])
     for post in delta.posts.values():
         image = static_image_path(post, config)
