@@ -50,15 +50,36 @@ def test_every_shortcut_is_installed() -> None:
 
 
 @SETTINGS
-@given(st.text(st.sampled_from("\\`[]!a "), max_size=30), st.integers(0, 30))
-def test_a_pattern_needing_a_character_never_matches_without_it(text: str, start: int) -> None:
-    """_NEEDS says which character a pattern cannot match without, at or after the
-    start: where it is missing, the regular expression finds nothing either."""
+@given(
+    st.lists(
+        st.sampled_from([*"\\`[]!a <>@:/&;#*_^\n-?x1", "  \n", "://", "<!--", "-->", "&#"]),
+        max_size=30,
+    ).map("".join),
+    st.integers(0, 30),
+)
+def test_a_pattern_needing_a_string_never_matches_without_it(text: str, start: int) -> None:
+    """_NEEDS says which strings a pattern cannot match without one of, at or after the
+    start: where they are all missing, the regular expression finds nothing either."""
     import re
 
     for regex, needs in engine._NEEDS.items():
-        if needs not in text[start:]:
+        if not any(needed in text[start:] for needed in needs):
             assert re.compile(regex, re.DOTALL | re.UNICODE).search(text, start) is None
+
+
+def test_every_needed_string_is_one_a_match_holds() -> None:
+    """A string in _NEEDS that a match may lack would leave text unrendered: each
+    pattern's own examples match, and each holds one of the strings named for it."""
+    import re
+
+    examples = ["`code`", "\\*", "[^1]", "[a](b)", "![a](b)", "<https://x.org>", "<a@b.c>"]
+    examples += ["a  \nb", "<b>", "<!-- c -->", "<?p?>", "<![CDATA[x]]>", "&amp;", "&#1;"]
+    examples += ["*a*", "_a_"]
+    for regex, needs in engine._NEEDS.items():
+        compiled = re.compile(regex, re.DOTALL | re.UNICODE)
+        matching = [e for e in examples if compiled.search(e)]
+        assert matching, regex
+        assert all(any(needed in e for needed in needs) for e in matching), regex
 
 
 def test_the_corpus_renders_as_with_a_stock_instance() -> None:

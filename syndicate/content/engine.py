@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import markdown
 from markdown.inlinepatterns import InlineProcessor as InlinePattern
 from markdown.inlinepatterns import LinkInlineProcessor
 from markdown.treeprocessors import InlineProcessor
 from markdown.util import AtomicString, Registry
+
+R = TypeVar("R")
 
 
 # No "smarty": it runs a second inline pass and more than doubles the cost of rendering
@@ -35,7 +37,57 @@ def new_markdown() -> markdown.Markdown:
             registry.__class__ = ListedRegistry
     if "inline" in md.treeprocessors:
         _ask_patterns_first(md.treeprocessors["inline"])
+    _look_up_block_level(md)
     return md
+
+
+class BlockLevelElements(list[str]):
+    """`Markdown.block_level_elements`, a list asked ~300 times a post whether it holds a
+    tag name (59 comparisons each time): the same list, with a set of its items for that
+    question, made again after any change."""
+
+    _names: frozenset[str] | None = None
+
+    @property
+    def names(self) -> frozenset[str]:
+        if self._names is None:
+            self._names = frozenset(self)
+        return self._names
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.names
+
+
+def _changes(name: str) -> Any:
+    def changed(self: BlockLevelElements, *args: Any) -> Any:
+        self._names = None
+        return getattr(list, name)(self, *args)
+
+    changed.__name__ = name
+    return changed
+
+
+for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend"):
+    setattr(BlockLevelElements, _name, _changes(_name))
+for _name in ("insert", "remove", "pop", "clear", "sort", "reverse"):
+    setattr(BlockLevelElements, _name, _changes(_name))
+
+
+def _look_up_block_level(md: markdown.Markdown) -> None:
+    """`Markdown.is_block_level` with a set lookup, if it is the method it mirrors."""
+    if type(md.block_level_elements) is not list or not hasattr(md, "is_block_level"):
+        return
+    md.block_level_elements = BlockLevelElements(md.block_level_elements)
+
+    def is_block_level(tag: Any) -> bool:
+        """Markdown.is_block_level: is `tag` a name in md.block_level_elements?"""
+        elements = md.block_level_elements
+        if not isinstance(tag, str):
+            return False
+        name = tag.lower().rstrip("/")
+        return name in (elements.names if type(elements) is BlockLevelElements else elements)
+
+    md.is_block_level = is_block_level  # type: ignore[method-assign]
 
 
 def _ask_patterns_first(inline: Any) -> None:
@@ -55,12 +107,21 @@ class ListedRegistry(Registry[Any]):
     once a block, each time sorting again (a no-op) and looking the item up by name."""
 
     _listed: list[Any] | None = None
+    _derived: tuple[Callable[[list[Any]], Any], Any] | None = None
 
     def listed(self) -> list[Any]:
         """The items, highest priority first (the list is shared: do not change it)."""
         if self._listed is None:
             self._listed = list(super().__iter__())  # sorted by priority
+            self._derived = None
         return self._listed
+
+    def derived(self, make: Callable[[list[Any]], R]) -> R:
+        """`make(self.listed())`, made once until the next change (one `make` at a time)."""
+        listed = self.listed()
+        if self._derived is None or self._derived[0] is not make:
+            self._derived = (make, make(listed))
+        return cast(R, self._derived[1])
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.listed())
@@ -69,51 +130,91 @@ class ListedRegistry(Registry[Any]):
         return self.listed()[key] if isinstance(key, int) else super().__getitem__(key)
 
     def register(self, item: Any, name: str, priority: float) -> None:
-        self._listed = None
+        self._listed = self._derived = None
         super().register(item, name, priority)
 
     def deregister(self, name: str, strict: bool = True) -> None:
-        self._listed = None
+        self._listed = self._derived = None
         super().deregister(name, strict)
 
 
 def handle_inline(processor: InlineProcessor, data: str, index: int = 0) -> str:
     """`InlineProcessor.__handleInline` (the loop that tries each inline pattern on a text
-    in turn), asking each pattern's regular expression first: a text that it cannot
-    match is left as it is without the call to `__applyPattern`, which would find no
-    match either and return the same. Most of the ~900 calls a post made were those.
+    in turn), asking first whether the pattern can match at all: a text without the
+    characters it needs (a `[` for a link), or that its regular expression does not
+    match, is left as it is without the call to `__applyPattern`, which would find no
+    match either and return the same. Most of the ~900 calls a post made were those, and
+    most texts (plain prose) hold none of the characters any pattern needs.
     `index`: the first pattern to try."""
     if isinstance(data, AtomicString):
         return data
+    registry = cast(ListedRegistry, processor.inlinePatterns)
+    patterns = registry.listed()
+    checks, anything = registry.derived(_pattern_checks)
+    if anything is not None and anything.search(data) is None:
+        return data  # nothing any pattern needs: every pattern would pass it by
     apply = processor._InlineProcessor__applyPattern  # type: ignore[attr-defined]  # mangled
-    patterns = cast(ListedRegistry, processor.inlinePatterns).listed()
     start = 0
     while index < len(patterns):
-        pattern = patterns[index]
-        if isinstance(pattern, InlinePattern) and not _can_match(pattern, data, start):
+        needles, regex = checks[index]
+        if regex is not None and (
+            (needles is not None and not _holds_one(data, needles, start))
+            or regex.search(data, start) is None
+        ):
             index, start = index + 1, 0  # what __applyPattern returns then
             continue
-        data, matched, start = apply(pattern, data, index, start)
+        data, matched, start = apply(patterns[index], data, index, start)
         if not matched:
             index += 1
     return data
 
 
-# Patterns (by their exact regular expression) that only match where a character follows
-# at or after the start: `find` says "no" in C at memchr speed, where the code span's
-# pattern, which opens with look-behinds, is tried at every position (0.2 ms a post).
-_NEEDS = {
-    r"(?:(?<!\\)((?:\\{2})+)(?=`+)|(?<!\\)`)": "`",  # code spans
-    r"(?<!\!)\[": "[",  # links and references
+def _holds_one(data: str, needles: tuple[str, ...], start: int) -> bool:
+    for needle in needles:  # noqa: SIM110 (any(...)'s generator cost more than the finds)
+        if data.find(needle, start) >= 0:
+            return True
+    return False
+
+
+# Patterns (by their exact regular expression) and the strings one of which every match
+# holds, at or after where the search starts: `find` says "no" in C at memchr speed, where
+# a pattern that opens with look-behinds (the code span's) is tried at every position.
+# A pattern not named here is always asked.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    r"(?:(?<!\\)((?:\\{2})+)(?=`+)|(?<!\\)`)": ("`",),  # code spans
+    r"\\(.)": ("\\",),  # backslash escapes
+    r"\[\^([^\]]*)\]": ("[^",),  # footnote references
+    r"(?<!\!)\[": ("[",),  # links and references
+    r"\!\[": ("![",),  # images
+    r"<([A-Za-z][A-Za-z0-9+.-]*://[^<>]*)>": ("://",),  # <https://...>
+    r"<([^<> !]+@[^@<> ]+)>": ("@",),  # <someone@example.org>
+    r"  \n": ("  \n",),  # hard line breaks
+    (  # raw HTML: tags, comments, processing instructions, CDATA
+        r"""(<(\/?+[a-zA-Z][^\s"'<>@]*+(?:\s+[^\s"'=<>]++(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'"""
+        r"""|[^\s"'=<>]++))?+)*+\s*+/?|!--(?:(?!<!--|-->).)*--|[?](?:(?!<[?]|[?]>).)*[?]|"""
+        r"""!\[CDATA\[(?:(?!<!\[CDATA\[|\]\]>).)*\]\])>)"""
+    ): ("<",),
+    r"(&(?:\#[0-9]+|\#x[0-9a-fA-F]+|[a-zA-Z0-9]+);)": ("&",),  # entities
+    r"\*|_": ("*", "_"),  # emphasis
 }
 
+# Per pattern: (the strings it needs, or None; its regular expression, or None for an old-
+# style pattern, which is always applied); and a regular expression finding any string
+# that any pattern needs, or None when some pattern needs none.
+PatternChecks = tuple[
+    list[tuple[tuple[str, ...] | None, re.Pattern[str] | None]], re.Pattern[str] | None
+]
 
-def _can_match(pattern: InlinePattern, data: str, start: int) -> bool:
-    regex = pattern.getCompiledRegExp()
-    needs = _NEEDS.get(regex.pattern)
-    if needs is not None and data.find(needs, start) < 0:
-        return False
-    return regex.search(data, start) is not None
+
+def _pattern_checks(patterns: list[Any]) -> PatternChecks:
+    checks: list[tuple[tuple[str, ...] | None, re.Pattern[str] | None]] = []
+    for pattern in patterns:
+        regex = pattern.getCompiledRegExp() if isinstance(pattern, InlinePattern) else None
+        checks.append((None if regex is None else _NEEDS.get(regex.pattern), regex))
+    needles = [n for needed, regex in checks if regex is not None and needed for n in needed]
+    if any(regex is None or needed is None for needed, regex in checks):
+        return checks, None
+    return checks, re.compile("|".join(map(re.escape, sorted(set(needles)))))
 
 
 _BRACKET = re.compile(r"[\[\]]")

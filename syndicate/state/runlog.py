@@ -70,7 +70,7 @@ def record_run(
             "UPDATE runs SET outcome = 'interrupted', finished_at = ? WHERE outcome = 'running'",
             (stamp,),
         )
-        _save_states(db, counts.states)
+        save_states(db, counts.states)
         cursor = db.execute(
             "INSERT INTO runs (kind, started_at, finished_at, outcome, published, updated, "
             "withdrawn, errors, files_written) VALUES (?, ?, ?, 'ok', ?, ?, ?, 0, ?)",
@@ -167,15 +167,16 @@ def _lists(
     return found
 
 
-def _save_states(db: sqlite3.Connection, states: Iterable[PostState]) -> None:
-    """Delete then insert, as `save_post_states` does."""
+def save_states(db: sqlite3.Connection, states: Iterable[PostState]) -> None:
+    """Insert or replace these rows and their lists (delete then insert), inside the
+    caller's transaction: `save_post_states` on SQLite, with plain sqlite3."""
     states = list(states)
-    sources = [s.source for s in states]
     if not states:
         return
-    for table, _item in _LISTS:
-        db.execute(f"DELETE FROM {table} WHERE source IN ({_marks(sources)})", sources)  # noqa: S608
-    db.execute(f"DELETE FROM posts WHERE source IN ({_marks(sources)})", sources)  # noqa: S608
+    for start in range(0, len(states), 500):  # an IN (...) of at most 500 values
+        sources = [s.source for s in states[start : start + 500]]
+        for table in (*(table for table, _item in _LISTS), "posts"):
+            db.execute(f"DELETE FROM {table} WHERE source IN ({_marks(sources)})", sources)  # noqa: S608
     db.executemany(
         f"INSERT INTO posts ({_STATE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
         [
