@@ -366,7 +366,7 @@ def run_once(
     (syndicate.runs.shortcut: no post read, no heavy library imported), the delta run
     when a few posts changed (syndicate.runs.delta: only those read), else the full
     cycle, after which the shortcut's record and the site index are written."""
-    from syndicate.runs.shortcut import quiet_run, remember_run, scan_inputs
+    from syndicate.runs.shortcut import IndexDraft, quiet_run, remember_run, scan_inputs
 
     timeout = config.schedule.lock_timeout_seconds if lock_timeout is None else lock_timeout
     lock = run_lock(config, timeout)
@@ -383,11 +383,21 @@ def run_once(
                 return delta
         from syndicate.runs.pipeline import deliver_after_lock, newsletter_hook, run_cycle
 
+        draft = IndexDraft(config, now, scan)
         with state_store(config) as store:
-            report = run_cycle(
-                config, now, store, kind="once", hooks=(newsletter_hook,), still_locked=lock.check
-            )
-            remember_run(config, now, scan, report, store)
+            try:
+                report = run_cycle(
+                    config,
+                    now,
+                    store,
+                    kind="once",
+                    hooks=(newsletter_hook,),
+                    still_locked=lock.check,
+                    on_read=draft.start,
+                )
+                remember_run(config, now, scan, report, store, draft)
+            finally:
+                draft.discard()
             lock.release()  # a shared database's senders deliver without it
             report = deliver_after_lock(config, now, store, report)
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -119,3 +120,54 @@ def _sent(
             yield from pending.popleft().result()
     while pending:
         yield from pending.popleft().result()
+
+
+class Background:
+    """A function running in a forked child (`in_background`); `pid` None: not started,
+    the caller does the work itself."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+
+    def wait(self) -> bool:
+        """Wait for the child; -> whether it ran to the end without an exception."""
+        if self.pid is None:
+            return False
+        pid, self.pid = self.pid, None
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return False
+        return os.waitstatus_to_exitcode(status) == 0
+
+    def cancel(self) -> None:
+        """Stop the child (its work is not wanted) and reap it."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self.wait()
+
+
+def in_background(func: Callable[[], object]) -> Background:
+    """Run `func()` in a forked child while this process goes on, where that is safe (no
+    other thread: the daemon's scheduler) and there is a second core to run it on. The
+    child dies with this process, and leaves only through os._exit: it never flushes our
+    buffers or closes our database connections."""
+    if threading.active_count() > 1 or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
+        return Background(None)
+    gc.freeze()  # the child's collector then never walks (and so copies) our pages
+    try:
+        pid = os.fork()
+    except OSError:
+        gc.unfreeze()
+        return Background(None)
+    if pid == 0:  # the child: its outcome is its exit code
+        code = 1
+        try:
+            _die_with_parent()
+            func()
+            code = 0
+        finally:
+            os._exit(code)
+    gc.unfreeze()
+    return Background(pid)

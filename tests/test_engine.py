@@ -6,6 +6,7 @@ extensions, so a Markdown release that changes what a shortcut assumes fails her
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -145,3 +146,54 @@ def test_the_listed_registry_answers_as_python_markdowns_own(
         return seen
 
     assert answers(engine.ListedRegistry()) == answers(Registry())
+
+
+def _apply(elements: list[str], operation: str, name: str, number: int) -> None:
+    changes = {
+        "append": lambda: elements.append(name),
+        "remove": lambda: elements.remove(name),
+        "extend": lambda: elements.extend([name, name.upper()]),
+        "insert": lambda: elements.insert(number, name),
+        "pop": lambda: elements.pop(number),
+        "clear": elements.clear,
+        "setitem": lambda: elements.__setitem__(number, name),
+        "delitem": lambda: elements.__delitem__(number),
+        "iadd": lambda: elements.__iadd__([name]),
+        "imul": lambda: elements.__imul__(1 + number % 2),
+        "sort": elements.sort,
+        "reverse": elements.reverse,
+    }
+    with contextlib.suppress(IndexError, ValueError):
+        changes[operation]()
+
+
+list_operations = st.lists(
+    st.tuples(
+        st.sampled_from(["append", "remove", "extend", "insert", "pop", "clear", "setitem"])
+        | st.sampled_from(["delitem", "iadd", "imul", "sort", "reverse"]),
+        st.sampled_from(["div", "p", "x-card", "Table", "svg"]),
+        st.integers(min_value=-3, max_value=3),
+    ),
+    max_size=25,
+)
+
+
+@SETTINGS
+@given(list_operations, st.sampled_from(["div", "DIV", "p/", "x-card", "svg", "span"]))
+def test_block_level_names_answer_as_the_list_does(
+    operations: list[tuple[str, str, int]], tag: str
+) -> None:
+    """However an extension changes md.block_level_elements, is_block_level answers as
+    Python-Markdown's own method does on the same list."""
+    md, stock = engine.new_markdown(), stock_markdown()
+    assert isinstance(md.block_level_elements, engine.BlockLevelElements)
+    for elements in (md.block_level_elements, stock.block_level_elements):
+        for operation, name, number in operations:
+            _apply(elements, operation, name, number)
+            name = tag.lower().rstrip("/")
+            assert (name in elements) == (name in list(elements))
+    assert list(md.block_level_elements) == stock.block_level_elements
+    assert md.is_block_level(tag) == stock.is_block_level(tag)
+    md.block_level_elements = ["svg"]  # replaced outright: a plain list is asked
+    stock.block_level_elements = ["svg"]
+    assert md.is_block_level(tag) == stock.is_block_level(tag)

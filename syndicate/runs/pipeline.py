@@ -360,9 +360,11 @@ def run_cycle(
     kind: str = "once",
     hooks: Sequence[CycleHook] = (),
     still_locked: Callable[[], None] = lambda: None,
+    on_read: Callable[[int, Catalog], None] | None = None,
 ) -> CycleReport:
     """Publish what is due, rebuild the feeds if anything changed, record it all, then
     ping the WebSub hub and run the `hooks` (the newsletter job, for `run` and the daemon).
+    `on_read(run_id, catalog)` is called once the posts are read, before any is rendered.
 
     Order matters for crash safety: the feeds are written (atomically) before the state
     records them as published. A run killed in between is simply redone by the next run,
@@ -373,7 +375,7 @@ def run_cycle(
     mark_interrupted(store, now)
     run_id = start_run(store, kind, now)
     try:
-        report = _publish(config, now, store, run_id, still_locked)
+        report = _publish(config, now, store, run_id, still_locked, on_read)
     except BaseException as exc:
         fail_run(store, run_id, now, f"{type(exc).__name__}: {exc}")
         raise
@@ -386,7 +388,12 @@ def run_cycle(
 
 
 def _publish(
-    config: Config, now: datetime, store: Store, run_id: int, still_locked: Callable[[], None]
+    config: Config,
+    now: datetime,
+    store: Store,
+    run_id: int,
+    still_locked: Callable[[], None],
+    on_read: Callable[[int, Catalog], None] | None = None,
 ) -> CycleReport:
     """Read, diff against the state, write the feeds, record the run (one transaction),
     once `still_locked()` has said the run lock is still ours."""
@@ -395,6 +402,8 @@ def _publish(
 
     with open_cache(config) as cache:
         catalog = read_posts(config, cache=cache)
+        if on_read is not None:
+            on_read(run_id, catalog)
         ready = published(catalog.posts, now)
         known = load_post_states(store)
         changes = diff_publication(ready, known, now)

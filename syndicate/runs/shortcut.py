@@ -29,7 +29,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,8 +44,10 @@ from syndicate.runs.siteindex import SiteIndex, index_path
 from syndicate.state.runlog import record_unchanged_run
 
 if TYPE_CHECKING:
+    from syndicate.models import Catalog, Post
     from syndicate.runs.pipeline import CycleReport
     from syndicate.state.store import Store
+    from syndicate.workers import Background
 
 FORMAT = 2
 MAX_RECENT = 100  # files remembered by hash; with more, no record (the next run writes one)
@@ -317,11 +319,17 @@ def forget_record(config: Config) -> None:
 
 
 def remember_run(
-    config: Config, now: datetime, scan: Scan | None, report: CycleReport, store: Store
+    config: Config,
+    now: datetime,
+    scan: Scan | None,
+    report: CycleReport,
+    store: Store,
+    draft: IndexDraft | None = None,
 ) -> None:
     """After a full `run --once` (holding the lock): write the record the next run
     compares with, if this run left the feeds and the state in step with the posts;
-    else remove it. `scan` must have been taken before the run read the posts."""
+    else remove it. `scan` must have been taken before the run read the posts. `draft`:
+    the site index as a child process wrote it while the run went on, if it did."""
     record = _record_for(config, now, scan, report, store) if scan is not None else None
     path = record_path(config)
     if path is None:
@@ -330,31 +338,97 @@ def remember_run(
         forget_record(config)
     else:
         write_record(path, record)
-        _write_index(config, now, scan, report)
+        _write_index(config, now, scan, report, draft)
 
 
-def _write_index(config: Config, now: datetime, scan: Scan, report: CycleReport) -> None:
+def _write_index(
+    config: Config, now: datetime, scan: Scan, report: CycleReport, draft: IndexDraft | None
+) -> None:
     """The site index the run of a few changed posts starts from (syndicate.runs.delta)."""
-    import sqlite3
-
-    from syndicate.content.discover import path_namer
-    from syndicate.content.posts import published
-
     target = index_path(config)
-    if target is None:
+    if target is None or (draft is not None and draft.take(report, target)):
         return
-    key_of = path_namer(config.path.resolve().parent)
-    files = {name: (stamp, key_of(Path(name))) for name, stamp in scan.files.items()}
-    ready = {post.key for post in published(report.posts, now)}
-    noted = {d.path for d in report.diagnostics}
-    posts = (
-        (post, post.key in ready, post.key in report.entangled, post.source in noted)
-        for post in report.posts
-    )
+    noted = frozenset(d.path for d in report.diagnostics)
     try:
+        files, posts = _index_rows(config, now, scan, report.posts, report.entangled, noted)
         SiteIndex.rebuild(target, report.run_id, files, posts, config)
     except (sqlite3.Error, OSError, ValueError):  # UnicodeError is a ValueError
         target.unlink(missing_ok=True)  # no delta run until the next full one
+
+
+def _index_rows(
+    config: Config,
+    now: datetime,
+    scan: Scan,
+    posts: Sequence[Post],
+    entangled: frozenset[str],
+    noted: frozenset[str],
+) -> tuple[dict[str, tuple[str, str]], Iterator[tuple[Post, bool, bool, bool]]]:
+    """What `SiteIndex.rebuild` is given: the files, and (post, ready, entangled, noted)."""
+    from syndicate.content.posts import published
+
+    key_of = path_namer(config.path.resolve().parent)
+    files = {name: (stamp, key_of(Path(name))) for name, stamp in scan.files.items()}
+    ready = {post.key for post in published(posts, now)}
+    rows = ((p, p.key in ready, p.key in entangled, p.source in noted) for p in posts)
+    return files, rows
+
+
+class IndexDraft:
+    """The site index of a full run, written by a forked child while the run renders and
+    writes the feeds, from the posts as read (0.46 s at 10,000 posts the run no longer
+    spends at its end, with one core idle). `remember_run` takes it if the run ended as
+    the draft assumed (the same run, no post with a diagnostic the draft did not know
+    of), else writes the index itself; a run that fails or writes no record drops it."""
+
+    def __init__(self, config: Config, now: datetime, scan: Scan | None) -> None:
+        self.config, self.now, self.scan = config, now, scan
+        self.path: Path | None = None
+        self.basis: tuple[int, frozenset[str]] | None = None
+        self.job: Background | None = None
+
+    def start(self, run_id: int, catalog: Catalog) -> None:
+        """The pipeline's `on_read` hook."""
+        from syndicate.workers import in_background
+
+        target = index_path(self.config)
+        if target is None or self.scan is None or self.job is not None:
+            return
+        for leftover in target.parent.glob(f".{target.name}.*.tmp"):  # from a killed run
+            leftover.unlink(missing_ok=True)
+        path = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        noted = frozenset(d.path for d in catalog.diagnostics)
+        scan, posts, entangled = self.scan, catalog.posts, catalog.entangled
+
+        def write() -> None:
+            files, rows = _index_rows(self.config, self.now, scan, posts, entangled, noted)
+            SiteIndex.write(path, run_id, files, rows, self.config)
+
+        self.path, self.basis, self.job = path, (run_id, noted), in_background(write)
+
+    def take(self, report: CycleReport, target: Path) -> bool:
+        """Put the draft in place if it is this report's index; -> whether it was."""
+        job, self.job = self.job, None
+        if job is None or self.path is None:
+            return False
+        noted = frozenset(d.path for d in report.diagnostics)
+        if self.basis == (report.run_id, noted) and job.wait():
+            try:
+                self.path.replace(target)
+                return True
+            except OSError:
+                pass
+        job.cancel()
+        self.path.unlink(missing_ok=True)
+        return False
+
+    def discard(self) -> None:
+        """Stop the child and remove its file, unless `take` has put it in place."""
+        if self.job is not None:
+            self.job.cancel()
+            self.job = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def _record_for(

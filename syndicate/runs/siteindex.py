@@ -121,8 +121,20 @@ class SiteIndex:
         """Write the whole index: `files` path -> (stamp, key); `posts` (post, ready,
         entangled, noted). Atomic: a temporary file renamed over the old one."""
         temporary = path.with_name(f".{path.name}.tmp")
-        temporary.unlink(missing_ok=True)
-        db = sqlite3.connect(temporary, isolation_level=None)
+        SiteIndex.write(temporary, run_id, files, posts, config)
+        temporary.replace(path)
+
+    @staticmethod
+    def write(
+        path: Path,
+        run_id: int,
+        files: Mapping[str, tuple[str, str]],
+        posts: Iterable[tuple[Post, bool, bool, bool]],
+        config: Config,
+    ) -> None:
+        """`rebuild`'s file, written at `path` (replaced if it is there), not renamed."""
+        path.unlink(missing_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")  # like the cache: lost in a crash, a full run
@@ -139,7 +151,6 @@ class SiteIndex:
             db.execute("COMMIT")
         finally:
             db.close()
-        temporary.replace(path)
 
     def _meta(self, name: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()

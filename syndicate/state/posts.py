@@ -74,7 +74,12 @@ def save_post_states(conn: Connection, states: Iterable[PostState]) -> None:
         from syndicate.state.runlog import save_states  # (10,000 posts: 0.28 -> 0.14 s)
 
         save_states(cast(sqlite3.Connection, conn.connection.driver_connection), states)
-        return
+    else:
+        save_portably(conn, states)
+
+
+def save_portably(conn: Connection, states: list[PostState]) -> None:
+    """`save_post_states` through SQLAlchemy, as on PostgreSQL."""
     _delete(conn, [s.source for s in states])
     conn.execute(
         sa.insert(posts_table),
