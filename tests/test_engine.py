@@ -92,7 +92,11 @@ def test_the_corpus_renders_as_with_a_stock_instance() -> None:
 
 
 markdownish = st.lists(
-    st.sampled_from([*"ab \n\t*_`[]()!<>&#\\-+.:|~^=\"'/1", "](", "![", "[^1]", "\n\n", "    "]),
+    st.sampled_from([*"ab \n\t*_`[]()!<>&#\\-+.:|~^=\"'/1{}", "](", "![", "[^1]", "\n\n", "    "])
+    | st.sampled_from(
+        ["\n---", "\n===", "- - -", "*[ab]: x", "[^1]: x", "[a]: /b", "> q", "{: .c}"]
+    )
+    | st.sampled_from(["| a | b |\n|---|---|\n", "a | b\n- | -\n", ": def", "\nterm\n:   d"]),
     max_size=60,
 ).map("".join)
 
@@ -197,3 +201,30 @@ def test_block_level_names_answer_as_the_list_does(
     md.block_level_elements = ["svg"]  # replaced outright: a plain list is asked
     stock.block_level_elements = ["svg"]
     assert md.is_block_level(tag) == stock.is_block_level(tag)
+
+
+@SETTINGS
+@given(markdownish)
+def test_a_block_without_the_marks_a_processor_needs_is_one_it_passes_by(block: str) -> None:
+    """_BLOCK_NEEDS: where none of a block processor's strings is in the block, the
+    library's own test says no, or (for those whose test always says yes) its run puts
+    the block back and says no."""
+    import xml.etree.ElementTree as etree
+
+    stock = stock_markdown()
+    for processor in stock.parser.blockprocessors:
+        needles = engine.block_needs(processor)
+        if needles is None or any(n in block for n in needles):
+            continue
+        parent = etree.Element("div")
+        if processor.test(parent, block):
+            blocks = [block]
+            assert processor.run(parent, blocks) is False, type(processor)
+            assert blocks == [block] and len(parent) == 0
+
+
+def test_every_block_shortcut_is_installed() -> None:
+    md = engine.new_markdown()
+    named = {type(p).__name__ for p in md.parser.blockprocessors if engine.block_needs(p)}
+    assert len(named) == len(engine._BLOCK_NEEDS)
+    assert md.treeprocessors["attr_list"].run.__name__ == "braced"

@@ -27,7 +27,7 @@ R = TypeVar("R")
 # (Python-Markdown#1103, closed wontfix); authors' own typography is kept as written.
 def new_markdown() -> markdown.Markdown:
     """A Markdown instance with the extensions posts are written for, and the shortcuts."""
-    md = markdown.Markdown(extensions=["extra", "sane_lists"], output_format="html")
+    md = SourceMarkdown(extensions=["extra", "sane_lists"], output_format="html")
     for pattern in md.inlinePatterns:
         if isinstance(pattern, LinkInlineProcessor) and hasattr(pattern, "_findBracketEnds"):
             pattern._findBracketEnds = bracket_ends
@@ -38,7 +38,102 @@ def new_markdown() -> markdown.Markdown:
     if "inline" in md.treeprocessors:
         _ask_patterns_first(md.treeprocessors["inline"])
     _look_up_block_level(md)
+    _pass_by_blocks_without_their_marks(md)
+    _skip_attribute_lists_without_braces(md)
     return md
+
+
+class SourceMarkdown(markdown.Markdown):
+    """Markdown that keeps the text it is converting, for the shortcuts that ask it."""
+
+    source = ""
+
+    def convert(self, source: str) -> str:
+        self.source = source
+        return super().convert(source)
+
+
+# Block processors (by class and regular expression) and the strings one of which every
+# block they take holds: the Markdown they stand for (`|` of a table, `>` of a quote, the
+# `[^` of a footnote). Each test or run looks at the first block only, and a block
+# without any of them is one it passes by (their `run`s put the block back and return
+# False), so the test is not asked. About a tenth of the time of a post went on asking.
+_BLOCK_NEEDS: dict[tuple[str, str | None], tuple[str, ...]] = {
+    ("markdown.extensions.tables.TableProcessor", None): ("|",),
+    ("markdown.blockprocessors.SetextHeaderProcessor", r"^.*?\n(?:=+|-+)[ ]*(\n|$)"): (
+        "\n=",
+        "\n-",
+    ),
+    (
+        "markdown.blockprocessors.HRProcessor",
+        r"^[ ]{0,3}(?=(?P<atomicgroup>(-+[ ]{0,2}){3,}|(_+[ ]{0,2}){3,}|(\*+[ ]{0,2}){3,}))"
+        r"(?P=atomicgroup)[ ]*$",
+    ): ("---", "___", "***", "- -", "_ _", "* *", "-  -", "_  _", "*  *"),
+    ("markdown.extensions.def_list.DefListProcessor", r"(^|\n)[ ]{0,3}:[ ]{1,3}(.*?)(\n|$)"): (
+        ":",
+    ),
+    ("markdown.blockprocessors.BlockQuoteProcessor", r"(^|\n)[ ]{0,3}>[ ]?(.*)"): (">",),
+    (
+        "markdown.extensions.footnotes.FootnoteBlockProcessor",
+        r"^[ ]{0,3}\[\^([^\]]*)\]:[ ]*(.*)$",
+    ): ("[^",),
+    (
+        "markdown.extensions.abbr.AbbrBlockprocessor",
+        r"^[*]\[(?P<abbr>[^\\\n]*?)\][ ]?:[ ]*\n?[ ]*(?P<title>.*)$",
+    ): ("*[",),
+    (
+        "markdown.blockprocessors.ReferenceProcessor",
+        r"^[ ]{0,3}\[([^\[\]]*)\]:[ ]*(?:\n[ ]*)?([^\s]+)[ ]*(?:\n[ ]*)?"
+        r"""((["\'])(.*)\4[ ]*|\((.*)\)[ ]*)?$""",
+    ): ("]:",),
+}
+
+
+def block_needs(processor: Any) -> tuple[str, ...] | None:
+    """The strings a block must hold for this block processor to take it (None: any)."""
+    regex = getattr(processor, "RE", None)
+    pattern = regex if isinstance(regex, str) or regex is None else regex.pattern
+    name = f"{type(processor).__module__}.{type(processor).__qualname__}"
+    return _BLOCK_NEEDS.get((name, pattern))
+
+
+def _pass_by_blocks_without_their_marks(md: markdown.Markdown) -> None:
+    """Give each block processor of `_BLOCK_NEEDS` a test that first looks for them."""
+    for processor in md.parser.blockprocessors:
+        needles = block_needs(processor)
+        if needles is not None and hasattr(processor, "test"):
+            processor.test = _needling(processor.test, needles)  # type: ignore[method-assign]
+
+
+def _needling(test: Callable[[Any, str], bool], needles: tuple[str, ...]) -> Any:
+    def needled(parent: Any, block: str) -> bool:
+        for needle in needles:
+            if needle in block:
+                return test(parent, block)
+        return False
+
+    return needled
+
+
+_ATTRIBUTE_LIST = r"\{\:?[ ]*([^\}\n ][^\n]*)\}"  # every form of `{: #id .class }`
+
+
+def _skip_attribute_lists_without_braces(md: SourceMarkdown) -> None:
+    """The attr_list treeprocessor walks every element of the post for `{...}`: a post
+    whose Markdown has no `{` at all has none (raw HTML and entities are stashed away
+    until after the treeprocessors, so no `{` comes from them)."""
+    from markdown.extensions.attr_list import AttrListTreeprocessor
+
+    processor = md.treeprocessors["attr_list"] if "attr_list" in md.treeprocessors else None  # noqa: SIM401 (a Registry has no get)
+    if type(processor) is not AttrListTreeprocessor or processor.BASE_RE != _ATTRIBUTE_LIST:
+        return
+    run = processor.run
+
+    def braced(doc: Any) -> None:
+        if "{" in md.source:
+            run(doc)
+
+    processor.run = braced  # type: ignore[method-assign]
 
 
 class BlockLevelElements(list[str]):
