@@ -96,7 +96,9 @@ markdownish = st.lists(
     | st.sampled_from(
         ["\n---", "\n===", "- - -", "*[ab]: x", "[^1]: x", "[a]: /b", "> q", "{: .c}"]
     )
-    | st.sampled_from(["| a | b |\n|---|---|\n", "a | b\n- | -\n", ": def", "\nterm\n:   d"]),
+    | st.sampled_from(["| a | b |\n|---|---|\n", "a | b\n- | -\n", ": def", "\nterm\n:   d"])
+    | st.sampled_from(["\n```\nx\n```\n", "\n~~~ {.py}\n", " \n", "  \n", "\t", "\r\n"])
+    | st.sampled_from(["<div>", "</div>", "<b>", "&amp;", "&", "\x02", "\x03"]),
     max_size=60,
 ).map("".join)
 

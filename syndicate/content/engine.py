@@ -9,6 +9,7 @@ renames what a shortcut replaces, the shortcut is simply not installed.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections.abc import Callable, Iterator
@@ -40,6 +41,7 @@ def new_markdown() -> markdown.Markdown:
     _look_up_block_level(md)
     _pass_by_blocks_without_their_marks(md)
     _skip_attribute_lists_without_braces(md)
+    _quicker_preprocessors(md)
     return md
 
 
@@ -236,31 +238,33 @@ class ListedRegistry(Registry[Any]):
 def handle_inline(processor: InlineProcessor, data: str, index: int = 0) -> str:
     """`InlineProcessor.__handleInline` (the loop that tries each inline pattern on a text
     in turn), asking first whether the pattern can match at all: a text without the
-    characters it needs (a `[` for a link), or that its regular expression does not
-    match, is left as it is without the call to `__applyPattern`, which would find no
-    match either and return the same. Most of the ~900 calls a post made were those, and
-    most texts (plain prose) hold none of the characters any pattern needs.
-    `index`: the first pattern to try."""
+    strings it needs (a `[` for a link), or that its regular expression does not match,
+    is left as it is without the call to `__applyPattern`, which would find no match
+    either and return the same. Most of the ~900 calls a post made were those: most
+    texts (plain prose) hold none of the strings any pattern needs, and the others only
+    some. `index`: the first pattern to try."""
     if isinstance(data, AtomicString):
         return data
     registry = cast(ListedRegistry, processor.inlinePatterns)
     patterns = registry.listed()
-    checks, anything = registry.derived(_pattern_checks)
-    if anything is not None and anything.search(data) is None:
+    plan = registry.derived(InlinePlan)
+    order = plan.candidates(data)
+    if not order:
         return data  # nothing any pattern needs: every pattern would pass it by
     apply = processor._InlineProcessor__applyPattern  # type: ignore[attr-defined]  # mangled
-    start = 0
-    while index < len(patterns):
-        needles, regex = checks[index]
+    position, start = bisect.bisect_left(order, index), 0
+    while position < len(order):
+        index = order[position]
+        needles, regex = plan.checks[index]
         if regex is not None and (
             (needles is not None and not _holds_one(data, needles, start))
             or regex.search(data, start) is None
         ):
-            index, start = index + 1, 0  # what __applyPattern returns then
+            position, start = position + 1, 0  # what __applyPattern returns then
             continue
         data, matched, start = apply(patterns[index], data, index, start)
         if not matched:
-            index += 1
+            position += 1  # (a pattern passed by returns start 0, as here)
     return data
 
 
@@ -293,23 +297,40 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     r"\*|_": ("*", "_"),  # emphasis
 }
 
-# Per pattern: (the strings it needs, or None; its regular expression, or None for an old-
-# style pattern, which is always applied); and a regular expression finding any string
-# that any pattern needs, or None when some pattern needs none.
-PatternChecks = tuple[
-    list[tuple[tuple[str, ...] | None, re.Pattern[str] | None]], re.Pattern[str] | None
-]
 
+class InlinePlan:
+    """What `handle_inline` knows of a listing of inline patterns: per pattern, the
+    strings it needs (or None) and its regular expression (None for an old-style
+    pattern, always applied); and, per set of needed strings a text holds, the patterns
+    that might match it (the others would not), made as texts come."""
 
-def _pattern_checks(patterns: list[Any]) -> PatternChecks:
-    checks: list[tuple[tuple[str, ...] | None, re.Pattern[str] | None]] = []
-    for pattern in patterns:
-        regex = pattern.getCompiledRegExp() if isinstance(pattern, InlinePattern) else None
-        checks.append((None if regex is None else _NEEDS.get(regex.pattern), regex))
-    needles = [n for needed, regex in checks if regex is not None and needed for n in needed]
-    if any(regex is None or needed is None for needed, regex in checks):
-        return checks, None
-    return checks, re.compile("|".join(map(re.escape, sorted(set(needles)))))
+    def __init__(self, patterns: list[Any]) -> None:
+        self.checks: list[tuple[tuple[str, ...] | None, re.Pattern[str] | None]] = []
+        for pattern in patterns:
+            regex = pattern.getCompiledRegExp() if isinstance(pattern, InlinePattern) else None
+            self.checks.append((None if regex is None else _NEEDS.get(regex.pattern), regex))
+        self.needles = tuple(sorted({n for needed, _ in self.checks for n in needed or ()}))
+        everything = (1 << len(self.needles)) - 1
+        self.masks = [  # the bits of the needles each pattern is asked for
+            everything + 1
+            if needed is None or regex is None
+            else sum(1 << self.needles.index(n) for n in needed)
+            for needed, regex in self.checks
+        ]
+        self.always = everything + 1  # the bit of the patterns asked whatever the text
+        self._orders: dict[int, list[int]] = {}
+
+    def candidates(self, data: str) -> list[int]:
+        """The indexes of the patterns that might match `data`, in order."""
+        found, bit = self.always, 1
+        for needle in self.needles:
+            if needle in data:
+                found |= bit
+            bit <<= 1
+        order = self._orders.get(found)
+        if order is None:
+            order = self._orders[found] = [i for i, m in enumerate(self.masks) if m & found]
+        return order
 
 
 _BRACKET = re.compile(r"[\[\]]")
@@ -339,3 +360,50 @@ def bracket_ends(data: str) -> list[int | None]:
     for run, end in enumerate(run_ends):
         ends += [end] * (starts[run + 1] - starts[run])
     return ends
+
+
+def _quicker_preprocessors(md: markdown.Markdown) -> None:
+    """The three preprocessors, each passing over text that gives it nothing to do:
+    whitespace normalisation without its line-by-line regular expression where no line
+    ends in a space, fenced code where there is no fence, and the raw HTML block
+    extractor (an HTMLParser over the whole post) where there is no `<` or `&`."""
+    from markdown.extensions.fenced_code import FencedBlockPreprocessor
+    from markdown.extensions.md_in_html import HtmlBlockPreprocessor
+    from markdown.preprocessors import NormalizeWhitespace
+
+    for name, kind, run in (
+        ("normalize_whitespace", NormalizeWhitespace, _normalize_whitespace),
+        ("fenced_code_block", FencedBlockPreprocessor, _unless_fenced),
+        ("html_block", HtmlBlockPreprocessor, _unless_marked_up),
+    ):
+        processor = md.preprocessors[name] if name in md.preprocessors else None  # noqa: SIM401
+        if type(processor) is kind:
+            processor.run = functools.partial(run, processor, processor.run)  # type: ignore[method-assign]
+
+
+_TRAILING_SPACES = re.compile(r"(?<=\n) +\n")
+
+
+def _normalize_whitespace(processor: Any, run: Any, lines: list[str]) -> list[str]:
+    """NormalizeWhitespace.run, its regular expression (which tries a look-behind at
+    every character) asked only where a line ends in a space."""
+    source = "\n".join(lines)
+    source = source.replace(markdown.util.STX, "").replace(markdown.util.ETX, "")
+    source = source.replace("\r\n", "\n").replace("\r", "\n") + "\n\n"
+    source = source.expandtabs(processor.md.tab_length)
+    if " \n" in source:
+        source = _TRAILING_SPACES.sub("\n", source)
+    return source.split("\n")
+
+
+def _unless_fenced(processor: Any, run: Any, lines: list[str]) -> list[str]:
+    """FencedBlockPreprocessor.run, where a fence (``` or ~~~) may open."""
+    text = processor.md.source
+    return run(lines) if "```" in text or "~~~" in text else lines
+
+
+def _unless_marked_up(processor: Any, run: Any, lines: list[str]) -> list[str]:
+    """md_in_html's HtmlBlockPreprocessor.run, where there may be a tag or an entity: in
+    text without `<` or `&` its HTMLParser finds nothing but data, given back as it is."""
+    text = "\n".join(lines)
+    return run(lines) if "<" in text or "&" in text else lines
