@@ -345,3 +345,41 @@ def test_rss_hex_references_leave_cdata_alone(parts: list[str]) -> None:
     for index in range(0, len(pieces), 2):
         pieces[index] = pieces[index].replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
     assert _hex_references(data) == b"".join(pieces)
+
+
+url_part = st.text(st.sampled_from("aB0./?#:@%[]-_~ \\"), max_size=12)
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["https://blog.test/p/", "http://blog.test/", "HTTPS://b.test", "ftp://x/"])
+    | st.sampled_from(["https:", "no-scheme", "1x://y/", ":", "", "h ttp://x/"]),
+    st.sampled_from(["https://", "http://", "HTTP://", "https:///", "//"]),
+    url_part,
+)
+def test_absolute_links_join_as_urljoin_joins_them(base: str, scheme: str, rest: str) -> None:
+    """markup._join keeps what urljoin makes of absolute URLs per page scheme (the same
+    links recur in every post): the answer is urljoin's, whatever the page."""
+    from urllib.parse import urljoin
+
+    from syndicate.content.markup import _join
+
+    def outcome(join: Callable[[str, str], str], value: str) -> object:
+        try:
+            return join(base, value)
+        except ValueError as exc:  # "https://[" is no URL to either
+            return type(exc)
+
+    value = scheme + rest
+    assert outcome(_join, value) == outcome(urljoin, value.strip())
+
+
+@SETTINGS
+@given(
+    st.text(st.characters(codec=None), max_size=40)
+    | st.text("ab\x00\x01\x09\x0a\x0b\x0d\x1f\x7f\ufffe\uffff\ufffd\ud800é—", max_size=20)
+)
+def test_the_quick_xml_check_agrees_with_the_regular_expression(text: str) -> None:
+    from syndicate.content.markup import XML_FORBIDDEN, has_xml_forbidden
+
+    assert has_xml_forbidden(text) == (XML_FORBIDDEN.search(text) is not None)

@@ -22,6 +22,7 @@ from syndicate.config import MAX_YAML_DEPTH, Config, YAMLLimitError, load_yaml
 from syndicate.content.markup import (
     XML_FORBIDDEN,
     clean_line,
+    has_xml_forbidden,
 )
 from syndicate.errors import Diagnostic, PostError, shown
 from syndicate.models import Author, Image, Post
@@ -546,7 +547,7 @@ def _author(value: Any, fail: Callable[..., PostError]) -> Author | None:
 
 
 def _strip_forbidden(body: str) -> tuple[str, tuple[int, str] | None]:
-    found = XML_FORBIDDEN.search(body)
+    found = XML_FORBIDDEN.search(body) if has_xml_forbidden(body) else None
     if not found:
         return body, None
     line = body.count("\n", 0, found.start())

