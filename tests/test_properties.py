@@ -383,3 +383,31 @@ def test_the_quick_xml_check_agrees_with_the_regular_expression(text: str) -> No
     from syndicate.content.markup import XML_FORBIDDEN, has_xml_forbidden
 
     assert has_xml_forbidden(text) == (XML_FORBIDDEN.search(text) is not None)
+
+
+html_bits = st.lists(
+    st.sampled_from(["<b>", "</b>", "<script>x</script>", "<a href='javascript:x'>", "</a>"])
+    | st.sampled_from(["<img src=x onerror=y>", "<!-- c -->", "<p class=k id=i>", "<td>", "&amp;"])
+    | st.sampled_from(["<iframe src=//x>", "<video poster=p>", "<ol start=3>", "text", " ", "<"]),
+    max_size=20,
+).map("".join)
+
+
+@SETTINGS
+@given(html_bits)
+def test_the_built_sanitiser_cleans_as_nh3_clean_does(html: str) -> None:
+    """markup's nh3.Cleaner, built once, keeps and drops what nh3.clean with the same
+    rules does, in this thread and in another (the daemon renders in job threads)."""
+    import threading
+
+    import nh3
+
+    from syndicate.content import markup
+
+    want = nh3.clean(html, **markup._FEED_RULES)
+    assert markup.sanitize_feed_html(html) == want
+    seen: list[str] = []
+    thread = threading.Thread(target=lambda: seen.append(markup.sanitize_feed_html(html)))
+    thread.start()
+    thread.join()
+    assert seen == [want]
