@@ -445,3 +445,37 @@ def test_with_the_newsletter_off_a_run_loads_no_delivery_code(site: Site) -> Non
     imported = [line for line in done.stderr.splitlines() if "import time:" in line]
     assert any("syndicate.runs.pipeline" in line for line in imported)
     assert not [line for line in imported if "syndicate.delivery" in line]
+
+
+def test_a_run_that_loses_its_lock_before_recording_changes_neither_feeds_nor_state(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """The states are written while the new feeds go to disk, and committed once they are
+    in place: a lost lock at that moment leaves the old feeds and the old state, and the
+    next run publishes the post (once)."""
+    from syndicate.config import load_config
+    from syndicate.errors import LockLostError
+    from syndicate.runs.pipeline import open_state, run_cycle
+
+    site.write_post("a.md", post("A", "2025-05-01"))
+    assert invoke("run", "--once", "--config", site.config).exit_code == 0
+    before = (site.public / "feed.xml").read_bytes()
+    site.write_post("b.md", post("B", "2025-05-02"))
+    config = load_config(site.config)
+
+    def lost() -> None:
+        raise LockLostError("the run lock was lost", "run again")
+
+    store = open_state(config)
+    try:
+        with pytest.raises(LockLostError):
+            run_cycle(config, datetime(2025, 6, 1, tzinfo=UTC), store, still_locked=lost)
+    finally:
+        store.close()
+    assert (site.public / "feed.xml").read_bytes() == before
+    assert not list(site.public.rglob(".*.tmp"))
+    with sqlite3.connect(site.root / "state" / "syndicate.db") as db:
+        assert [r[0] for r in db.execute("SELECT source FROM posts")] == ["posts/a.md"]
+        assert db.execute("SELECT outcome FROM runs ORDER BY id DESC").fetchone() == ("failed",)
+    again = invoke("run", "--once", "--config", site.config)
+    assert again.exit_code == 0 and again.stdout.count("published: B") == 1

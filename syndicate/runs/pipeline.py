@@ -5,6 +5,7 @@ load config -> read posts -> published(now) -> plan feeds -> render -> build -> 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -39,6 +40,8 @@ from syndicate.resources import read_template
 from syndicate.workers import parallel_imap, parallel_map
 
 if TYPE_CHECKING:  # the state modules import SQLAlchemy (~0.14 s): only where a run needs them
+    from sqlalchemy.engine import Connection
+
     from syndicate.state.store import Store
 
 
@@ -87,7 +90,11 @@ RenderFailures = dict[str, Diagnostic]  # post key -> why it could not be render
 
 
 def update_feeds(
-    ready: list[Post], config: Config, force: bool = False, cache: PostCache | None = None
+    ready: list[Post],
+    config: Config,
+    force: bool = False,
+    cache: PostCache | None = None,
+    meanwhile: Callable[[RenderFailures], None] | None = None,
 ) -> tuple[list[str], list[str], RenderFailures]:
     """Build and write the feeds unless the output folder already holds exactly what these
     inputs make (or `force`). -> (files written, files removed, posts left out because
@@ -98,6 +105,9 @@ def update_feeds(
 
     With a post left out, the fingerprint written is that of the posts that made it, so
     the next run does not take the output as current: it tries again and reports again.
+
+    `meanwhile(failures)` is called once the new files are staged, while they go to disk
+    and before they are renamed into place (not at all when nothing is written).
     """
     fingerprint = inputs_fingerprint(config, ready)
     if not force and outputs_intact(config.output_dir, fingerprint):
@@ -106,7 +116,8 @@ def update_feeds(
     files, failures, kept, feeds = build_files(ready, config, cache, previous)
     if failures:
         fingerprint = inputs_fingerprint(config, [p for p in ready if p.key not in failures])
-    written, removed = write_outputs(config.output_dir, files, fingerprint, kept, feeds)
+    then = None if meanwhile is None else functools.partial(meanwhile, failures)
+    written, removed = write_outputs(config.output_dir, files, fingerprint, kept, feeds, then)
     return written, removed, failures
 
 
@@ -400,22 +411,32 @@ def _publish(
     from syndicate.state.posts import load_post_states, save_post_states
     from syndicate.state.runs import finish_run
 
-    with open_cache(config) as cache:
-        catalog = read_posts(config, cache=cache)
-        if on_read is not None:
-            on_read(run_id, catalog)
-        ready = published(catalog.posts, now)
-        known = load_post_states(store)
-        changes = diff_publication(ready, known, now)
-        written, removed, failures = update_feeds(ready, config, changes.any, cache)
-    if failures:  # left out of the feeds: not published either
-        ready = [p for p in ready if p.key not in failures]
-        changes = diff_publication(ready, known, now)
-    diagnostics = catalog.diagnostics + tuple(failures.values())
-    errors = count_errors(diagnostics)
-    still_locked()
-    with store.transaction() as conn:
-        save_post_states(conn, changes.states)
+    with contextlib.ExitStack() as transaction:
+        recorded: list[tuple[Changes, Connection]] = []
+        with open_cache(config) as cache:
+            catalog = read_posts(config, cache=cache)
+            if on_read is not None:
+                on_read(run_id, catalog)
+            ready = published(catalog.posts, now)
+            known = load_post_states(store)
+            changes = diff_publication(ready, known, now)
+
+            def record(failures: RenderFailures) -> None:
+                """The posts' states, in the transaction that ends the run, committed
+                only after the feeds are in place (written while they go to disk)."""
+                kept = [p for p in ready if p.key not in failures]  # left out: not published
+                final = diff_publication(kept, known, now) if failures else changes
+                still_locked()
+                conn = transaction.enter_context(store.transaction())
+                save_post_states(conn, final.states)
+                recorded.append((final, conn))
+
+            written, removed, failures = update_feeds(ready, config, changes.any, cache, record)
+        if not recorded:
+            record(failures)
+        changes, conn = recorded[0]
+        diagnostics = catalog.diagnostics + tuple(failures.values())
+        errors = count_errors(diagnostics)
         finish_run(
             conn,
             run_id,
