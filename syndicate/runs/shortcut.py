@@ -351,7 +351,7 @@ def _write_index(
     noted = frozenset(d.path for d in report.diagnostics)
     try:
         files, posts = _index_rows(config, now, scan, report.posts, report.entangled, noted)
-        SiteIndex.rebuild(target, report.run_id, files, posts, config)
+        SiteIndex.write(target, report.run_id, files, posts, config)
     except (sqlite3.Error, OSError, ValueError):  # UnicodeError is a ValueError
         target.unlink(missing_ok=True)  # no delta run until the next full one
 
@@ -364,7 +364,7 @@ def _index_rows(
     entangled: frozenset[str],
     noted: frozenset[str],
 ) -> tuple[dict[str, tuple[str, str]], Iterator[tuple[Post, bool, bool, bool]]]:
-    """What `SiteIndex.rebuild` is given: the files, and (post, ready, entangled, noted)."""
+    """What `SiteIndex.write` is given: the files, and (post, ready, entangled, noted)."""
     from syndicate.content.posts import published
 
     key_of = path_namer(config.path.resolve().parent)
@@ -402,7 +402,7 @@ class IndexDraft:
 
         def write() -> None:
             files, rows = _index_rows(self.config, self.now, scan, posts, entangled, noted)
-            SiteIndex.write(path, run_id, files, rows, self.config)
+            SiteIndex.write(path, run_id, files, rows, self.config, atomic=False)
 
         self.path, self.basis, self.job = path, (run_id, noted), in_background(write)
 

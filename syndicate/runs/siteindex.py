@@ -111,28 +111,22 @@ class SiteIndex:
         return None
 
     @staticmethod
-    def rebuild(
-        path: Path,
-        run_id: int,
-        files: Mapping[str, tuple[str, str]],
-        posts: Iterable[tuple[Post, bool, bool, bool]],
-        config: Config,
-    ) -> None:
-        """Write the whole index: `files` path -> (stamp, key); `posts` (post, ready,
-        entangled, noted). Atomic: a temporary file renamed over the old one."""
-        temporary = path.with_name(f".{path.name}.tmp")
-        SiteIndex.write(temporary, run_id, files, posts, config)
-        temporary.replace(path)
-
-    @staticmethod
     def write(
         path: Path,
         run_id: int,
         files: Mapping[str, tuple[str, str]],
         posts: Iterable[tuple[Post, bool, bool, bool]],
         config: Config,
+        atomic: bool = True,
     ) -> None:
-        """`rebuild`'s file, written at `path` (replaced if it is there), not renamed."""
+        """Write the whole index: `files` path -> (stamp, key); `posts` (post, ready,
+        entangled, noted). Atomic (a temporary file renamed over the old one), or, for a
+        draft that is renamed later, written at `path` itself (replaced if it is there)."""
+        if atomic:
+            temporary = path.with_name(f".{path.name}.tmp")
+            SiteIndex.write(temporary, run_id, files, posts, config, atomic=False)
+            temporary.replace(path)
+            return
         path.unlink(missing_ok=True)
         db = sqlite3.connect(path, isolation_level=None)
         try:
