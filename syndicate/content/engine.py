@@ -1,10 +1,14 @@
 """The Python-Markdown instance syndicate renders with (the only module that imports
-`markdown`), and three shortcuts around its slowest Python loops.
+`markdown`), and shortcuts around its slowest Python loops.
 
-Rendering a post is ~85% Python-Markdown. Each shortcut below replaces a loop of its
+Rendering a post is ~80% Python-Markdown. Each shortcut below replaces a loop of its
 internals, on our own instance only, with one that gives the same result with less
-Python; tests/test_properties.py checks each against the library's own. When a release
-renames what a shortcut replaces, the shortcut is simply not installed.
+Python: the bracket scan of links, listed registries, inline patterns and block
+processors asked only about text holding what they need, preprocessors and attr_list
+skipped when the text gives them nothing to do, block-level names in a set (2.3 -> 1.7 ms
+a post on the bench corpus, and 3.2 before the first ones). tests/test_engine.py checks
+each against the library's own code, and whole documents against a stock instance. When
+a release renames what a shortcut replaces, the shortcut is simply not installed.
 """
 
 from __future__ import annotations
