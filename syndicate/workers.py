@@ -14,7 +14,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-U = TypeVar("U")
 R = TypeVar("R")
 
 MIN_ITEMS = 200  # below this, starting worker processes costs more than it saves
@@ -38,6 +37,12 @@ def _die_with_parent() -> None:
         pass
     if os.getppid() == 1:  # the parent died before we got here
         os._exit(1)
+
+
+def _may_fork() -> bool:
+    """Forking is safe here: no other thread (the daemon's scheduler, the web server) whose
+    locks a child would inherit held, and a system that forks."""
+    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _call_shared(bounds: tuple[int, int]) -> list[Any]:
@@ -75,12 +80,7 @@ def parallel_imap(
     """
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     chunks = (items[start : start + chunksize] for start in range(0, len(items), chunksize))
-    if (
-        len(items) < MIN_ITEMS
-        or workers < 2
-        or threading.active_count() > 1
-        or "fork" not in multiprocessing.get_all_start_methods()
-    ):
+    if len(items) < MIN_ITEMS or workers < 2 or not _may_fork():
         for chunk in chunks if prepare else (items,):
             yield from map(func, prepare(chunk) if prepare else chunk)
         return
@@ -153,7 +153,7 @@ def in_background(func: Callable[[], object]) -> Background:
     other thread: the daemon's scheduler) and there is a second core to run it on. The
     child dies with this process, and leaves only through os._exit: it never flushes our
     buffers or closes our database connections."""
-    if threading.active_count() > 1 or (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
+    if (os.cpu_count() or 1) < 2 or not _may_fork():
         return Background(None)
     gc.freeze()  # the child's collector then never walks (and so copies) our pages
     try:

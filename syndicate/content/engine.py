@@ -124,13 +124,18 @@ def _needling(test: Callable[[Any, str], bool], needles: tuple[str, ...]) -> Any
 _ATTRIBUTE_LIST = r"\{\:?[ ]*([^\}\n ][^\n]*)\}"  # every form of `{: #id .class }`
 
 
+def _registered(registry: Registry[Any], name: str) -> Any:
+    """The item registered as `name`, or None (a Registry has no `get`)."""
+    return registry[name] if name in registry else None  # noqa: SIM401
+
+
 def _skip_attribute_lists_without_braces(md: SourceMarkdown) -> None:
     """The attr_list treeprocessor walks every element of the post for `{...}`: a post
     whose Markdown has no `{` at all has none (raw HTML and entities are stashed away
     until after the treeprocessors, so no `{` comes from them)."""
     from markdown.extensions.attr_list import AttrListTreeprocessor
 
-    processor = md.treeprocessors["attr_list"] if "attr_list" in md.treeprocessors else None  # noqa: SIM401 (a Registry has no get)
+    processor = _registered(md.treeprocessors, "attr_list")
     if type(processor) is not AttrListTreeprocessor or processor.BASE_RE != _ATTRIBUTE_LIST:
         return
     run = processor.run
@@ -168,9 +173,8 @@ def _changes(name: str) -> Any:
     return changed
 
 
-for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend"):
-    setattr(BlockLevelElements, _name, _changes(_name))
-for _name in ("insert", "remove", "pop", "clear", "sort", "reverse"):
+_CHANGING = ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend")
+for _name in (*_CHANGING, "insert", "remove", "pop", "clear", "sort", "reverse"):
     setattr(BlockLevelElements, _name, _changes(_name))
 
 
@@ -380,7 +384,7 @@ def _quicker_preprocessors(md: markdown.Markdown) -> None:
         ("fenced_code_block", FencedBlockPreprocessor, _unless_fenced),
         ("html_block", HtmlBlockPreprocessor, _unless_marked_up),
     ):
-        processor = md.preprocessors[name] if name in md.preprocessors else None  # noqa: SIM401
+        processor = _registered(md.preprocessors, name)
         if type(processor) is kind:
             processor.run = functools.partial(run, processor, processor.run)  # type: ignore[method-assign]
 

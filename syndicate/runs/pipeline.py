@@ -107,7 +107,7 @@ def update_feeds(
     the next run does not take the output as current: it tries again and reports again.
 
     `meanwhile(failures)` is called once the new files are staged, while they go to disk
-    and before they are renamed into place (not at all when nothing is written).
+    and before they are renamed into place (not at all when the output is current).
     """
     fingerprint = inputs_fingerprint(config, ready)
     if not force and outputs_intact(config.output_dir, fingerprint):

@@ -29,7 +29,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,7 @@ from syndicate.runs.siteindex import SiteIndex, index_path
 from syndicate.state.runlog import record_unchanged_run
 
 if TYPE_CHECKING:
+    from syndicate.errors import Diagnostic
     from syndicate.models import Catalog, Post
     from syndicate.runs.pipeline import CycleReport
     from syndicate.state.store import Store
@@ -348,12 +349,17 @@ def _write_index(
     target = index_path(config)
     if target is None or (draft is not None and draft.take(report, target)):
         return
-    noted = frozenset(d.path for d in report.diagnostics)
+    noted = _noted(report.diagnostics)
     try:
         files, posts = _index_rows(config, now, scan, report.posts, report.entangled, noted)
         SiteIndex.write(target, report.run_id, files, posts, config)
     except (sqlite3.Error, OSError, ValueError):  # UnicodeError is a ValueError
         target.unlink(missing_ok=True)  # no delta run until the next full one
+
+
+def _noted(diagnostics: Iterable[Diagnostic]) -> frozenset[str]:
+    """The files the run has something to say about (the index marks their posts)."""
+    return frozenset(d.path for d in diagnostics)
 
 
 def _index_rows(
@@ -397,7 +403,7 @@ class IndexDraft:
         for leftover in target.parent.glob(f".{target.name}.*.tmp"):  # from a killed run
             leftover.unlink(missing_ok=True)
         path = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        noted = frozenset(d.path for d in catalog.diagnostics)
+        noted = _noted(catalog.diagnostics)
         scan, posts, entangled = self.scan, catalog.posts, catalog.entangled
 
         def write() -> None:
@@ -411,7 +417,7 @@ class IndexDraft:
         job, self.job = self.job, None
         if job is None or self.path is None:
             return False
-        noted = frozenset(d.path for d in report.diagnostics)
+        noted = _noted(report.diagnostics)
         if self.basis == (report.run_id, noted) and job.wait():
             try:
                 self.path.replace(target)
