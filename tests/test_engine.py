@@ -190,19 +190,34 @@ def test_block_level_names_answer_as_the_list_does(
     operations: list[tuple[str, str, int]], tag: str
 ) -> None:
     """However an extension changes md.block_level_elements, is_block_level answers as
-    Python-Markdown's own method does on the same list."""
+    Python-Markdown's own method does on the same list: asked after every change, so an
+    answer remembered from before a change is caught."""
     md, stock = engine.new_markdown(), stock_markdown()
     assert isinstance(md.block_level_elements, engine.BlockLevelElements)
-    for elements in (md.block_level_elements, stock.block_level_elements):
-        for operation, name, number in operations:
+    tags = (tag, "div", "x-card", "SVG", "p")
+    for operation, name, number in operations:
+        for elements in (md.block_level_elements, stock.block_level_elements):
             _apply(elements, operation, name, number)
-            name = tag.lower().rstrip("/")
-            assert (name in elements) == (name in list(elements))
-    assert list(md.block_level_elements) == stock.block_level_elements
+            lowered = tag.lower().rstrip("/")
+            assert (lowered in elements) == (lowered in list(elements))
+        assert list(md.block_level_elements) == stock.block_level_elements
+        assert [md.is_block_level(t) for t in tags] == [stock.is_block_level(t) for t in tags]
+    assert md.is_block_level(None) is stock.is_block_level(None) is False
+    replacement, again = ["svg"], ["svg"]  # replaced outright: a plain list is asked
+    md.block_level_elements, stock.block_level_elements = replacement, again
     assert md.is_block_level(tag) == stock.is_block_level(tag)
-    md.block_level_elements = ["svg"]  # replaced outright: a plain list is asked
-    stock.block_level_elements = ["svg"]
-    assert md.is_block_level(tag) == stock.is_block_level(tag)
+    replacement.append(tag.lower().rstrip("/"))  # and seen to change, as the library sees it
+    again.append(tag.lower().rstrip("/"))
+    assert md.is_block_level(tag) == stock.is_block_level(tag) is True
+
+
+def test_block_level_verdicts_stay_bounded() -> None:
+    """Raw HTML can name any tag: the remembered verdicts are dropped at their limit."""
+    md = engine.new_markdown()
+    for number in range(engine.BlockLevelVerdicts.LIMIT * 2):
+        assert md.is_block_level(f"x-{number}") is False
+    assert len(md.block_level_elements.verdicts) <= engine.BlockLevelVerdicts.LIMIT  # type: ignore[attr-defined]
+    assert md.is_block_level("DIV") is True
 
 
 @SETTINGS

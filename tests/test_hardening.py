@@ -131,6 +131,24 @@ def test_a_post_that_cannot_be_rendered_is_skipped_with_its_reason(site: Site) -
 
 
 @pytest.mark.slow
+def test_a_post_that_cannot_be_rendered_makes_room_for_the_next(site: Site) -> None:
+    """feeds.limit counts published posts: a newest post that fails leaves its place to
+    the next one, and so does that one if it fails too (the feeds planned again)."""
+    site.set_config(SITE_CONFIG + "feeds:\n  limit: 2\n")
+    for day, title in enumerate(("Oldest", "Older", "Old"), start=1):
+        site.write_post(f"{title.lower()}.md", post(title, f"2025-05-0{day}"))
+    site.write_post("deep.md", post("Deep", "2025-05-08", body=DEEP_LIST))
+    site.write_post("deeper.md", post("Deeper", "2025-05-07", body=DEEP_LIST))
+    result = bounded_run("run", "--once", "--now", FIXED_NOW, cwd=site.root)
+    assert result.exit_code == 1 and result.stderr.count("cannot be rendered") == 2
+    assert feed_titles(site) == {"Old", "Older"}
+    site.write_post("deeper.md", post("Deeper", "2025-05-07"))  # fixed: in, Older out
+    again = bounded_run("run", "--once", "--now", FIXED_NOW, cwd=site.root)
+    assert again.exit_code == 1 and again.stderr.count("cannot be rendered") == 1
+    assert feed_titles(site) == {"Deeper", "Old"}
+
+
+@pytest.mark.slow
 def test_render_failures_are_caught_in_the_forked_workers(site: Site) -> None:
     """Over 200 posts to render: rendering runs in forked worker processes."""
     site.set_config(SITE_CONFIG + "feeds:\n  limit: 500\n")

@@ -193,11 +193,14 @@ def render_specs(
         }
         if not todo:
             break
+        failed = len(failures)
         for key, result in render_posts(list(todo.values()), config, cache).items():
             if isinstance(result, Diagnostic):
                 failures[key] = result
             else:
                 rendered[key] = result
+        if len(failures) == failed:
+            break  # every planned post rendered: planning again would give the same feeds
     specs = [
         replace(spec, posts=tuple(rendered.get(p.key, p) for p in spec.posts)) for spec in specs
     ]
