@@ -411,3 +411,21 @@ def test_the_built_sanitiser_cleans_as_nh3_clean_does(html: str) -> None:
     thread.start()
     thread.join()
     assert seen == [want]
+
+
+path_parts = st.lists(
+    st.text(alphabet="ab-./_ZéÄ0", min_size=1, max_size=4).filter(lambda p: p not in {".", ".."}),
+    min_size=1,
+    max_size=4,
+)
+
+
+@SETTINGS
+@given(st.lists(path_parts, max_size=12))
+def test_content_files_are_found_in_the_order_of_their_paths(names: list[list[str]]) -> None:
+    """find_sources sorts by path parts without Path.__lt__: the same order ("a/b" before
+    "a-c", although "-" sorts before "/" in the whole string)."""
+    from syndicate.content.discover import _PATH_ORDER
+
+    paths = {Path("/content", *parts) for parts in names}
+    assert sorted(paths, key=_PATH_ORDER) == sorted(paths)

@@ -317,6 +317,8 @@ def _from_cache(
     the same clock tick as the file was written, or a stamp that differs only by time)
     the same content hash."""
     entries = cache.reads()
+    if not entries:
+        return list(range(len(sources)))  # an empty cache (a cold run): nothing to look up
     todo: list[int] = []
     restamped: list[tuple[str, Stamp, int]] = []
     key_of = path_namer(config.path.resolve().parent)
