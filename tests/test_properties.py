@@ -425,7 +425,7 @@ path_parts = st.lists(
 def test_content_files_are_found_in_the_order_of_their_paths(names: list[list[str]]) -> None:
     """find_sources sorts by path parts without Path.__lt__: the same order ("a/b" before
     "a-c", although "-" sorts before "/" in the whole string)."""
-    from syndicate.content.discover import _PATH_ORDER
+    from syndicate.content.discover import path_order
 
     paths = {Path("/content", *parts) for parts in names}
-    assert sorted(paths, key=_PATH_ORDER) == sorted(paths)
+    assert sorted(paths, key=path_order) == sorted(paths)

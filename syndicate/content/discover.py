@@ -31,12 +31,13 @@ def find_sources(config: Config) -> list[Path]:
             for name in files:
                 if not name.startswith(".") and wanted.match(os.path.normcase(name)):
                     found.add(base / name)
-    return sorted(found, key=_PATH_ORDER)
+    return sorted(found, key=path_order)
 
 
 # The order of Path objects, by their parts: on POSIX, where no part is case-folded, a
 # tuple comparison in C instead of Path.__lt__ (45 of the 60 ms for 10,000 files).
-_PATH_ORDER: Callable[[Path], object] = (lambda p: p.parts) if os.name == "posix" else (lambda p: p)
+def path_order(path: Path) -> tuple[str, ...] | Path:
+    return path.parts if os.name == "posix" else path
 
 
 def name_pattern(config: Config) -> re.Pattern[str]:
