@@ -8,9 +8,8 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -18,7 +17,6 @@ R = TypeVar("R")
 
 MIN_ITEMS = 200  # below this, starting worker processes costs more than it saves
 MAX_WORKERS = 8
-IN_FLIGHT = 3  # chunks sent ahead per worker when the inputs are prepared (see parallel_imap)
 # The function and items of the running parallel_imap. Forked workers inherit them, so
 # neither inputs (posts of several KB each) nor the function (with the Config it carries)
 # are pickled; only a range of indexes goes to a worker, and its results come back.
@@ -51,38 +49,22 @@ def _call_shared(bounds: tuple[int, int]) -> list[Any]:
     return [func(items[index]) for index in range(*bounds)]
 
 
-def _call_sent(inputs: Sequence[Any]) -> list[Any]:
-    assert _shared is not None, "only called in a worker forked by parallel_imap"
-    return [_shared[0](item) for item in inputs]
-
-
 def parallel_map(func: Callable[[T], R], items: Sequence[T], chunksize: int = 16) -> list[R]:
     """`[func(x) for x in items]`, in worker processes when it pays off."""
     return list(parallel_imap(func, items, chunksize))
 
 
-def parallel_imap(
-    func: Callable[[Any], R],
-    items: Sequence[T],
-    chunksize: int = 16,
-    prepare: Callable[[Sequence[T]], Sequence[Any]] | None = None,
-) -> Iterator[R]:
+def parallel_imap(func: Callable[[T], R], items: Sequence[T], chunksize: int = 16) -> Iterator[R]:
     """`func(x) for x in items`, in order, in worker processes when it pays off.
 
-    With `prepare`, `func` is given `prepare(chunk)` instead: made in this process for a
-    chunk of `items` at a time, just before the chunk is sent to a worker (pickled), with
-    a few chunks in flight per worker, so what it adds (Markdown bodies) is never all in
-    memory at once.
-
-    Workers are forked, so they start in milliseconds with every module already imported.
+    Workers are forked, so they start in milliseconds with every module already imported,
+    and inherit `func` and `items`: only ranges of indexes are sent, and results come back.
     Forking a process that runs other threads (the daemon's scheduler) is unsafe, so there
     the work stays in this process.
     """
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
-    chunks = (items[start : start + chunksize] for start in range(0, len(items), chunksize))
     if len(items) < MIN_ITEMS or workers < 2 or not _may_fork():
-        for chunk in chunks if prepare else (items,):
-            yield from map(func, prepare(chunk) if prepare else chunk)
+        yield from map(func, items)
         return
     global _shared
     previous, _shared = _shared, (func, items)
@@ -94,32 +76,13 @@ def parallel_imap(
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_die_with_parent
         ) as pool:
-            if prepare is None:
-                starts = range(0, len(items), chunksize)
-                bounds = ((start, min(start + chunksize, len(items))) for start in starts)
-                for results in pool.map(_call_shared, bounds):
-                    yield from results
-            else:
-                yield from _sent(pool, chunks, prepare, workers * IN_FLIGHT)
+            starts = range(0, len(items), chunksize)
+            bounds = ((start, min(start + chunksize, len(items))) for start in starts)
+            for results in pool.map(_call_shared, bounds):
+                yield from results
     finally:
         gc.unfreeze()
         _shared = previous
-
-
-def _sent(
-    pool: ProcessPoolExecutor,
-    chunks: Iterator[Sequence[T]],
-    prepare: Callable[[Sequence[T]], Sequence[Any]],
-    in_flight: int,
-) -> Iterator[Any]:
-    """Results of the prepared chunks in order, at most `in_flight` chunks submitted."""
-    pending: deque[Future[list[Any]]] = deque()
-    for chunk in chunks:
-        pending.append(pool.submit(_call_sent, prepare(chunk)))
-        if len(pending) >= in_flight:
-            yield from pending.popleft().result()
-    while pending:
-        yield from pending.popleft().result()
 
 
 class Background:

@@ -9,6 +9,7 @@ with a cold `build` of a copy of the same site into a fresh folder, with a fresh
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 import sqlite3
@@ -22,6 +23,7 @@ import pytest
 
 from syndicate import resources
 from syndicate.errors import Diagnostic
+from syndicate.models import Post
 from syndicate.output import MANIFEST
 
 from .conftest import SITE_CONFIG, Result, Site, post
@@ -358,6 +360,62 @@ def test_a_body_that_is_gone_is_never_rendered_from_nothing(site: Site) -> None:
         post_a = read_posts(config, cache=cache).posts[0]
         rendered = render_posts([post_a], config, cache)["posts/a.md"]
     assert not isinstance(rendered, Diagnostic) and "Edited meanwhile." in (rendered.html or "")
+
+
+def html_of(rendered: Post | Diagnostic) -> str:
+    assert isinstance(rendered, Post), rendered
+    return rendered.html or ""
+
+
+@pytest.mark.slow
+def test_forked_workers_take_the_bodies_the_run_read(
+    site: Site, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Enough posts to render in forked workers, which fetch each body themselves: from
+    the cache file (the body the run read, though the file changed since), else from the
+    file if it still has the content read; a body in neither is an error, not cached."""
+    from syndicate.config import load_config
+    from syndicate.content.posts import open_cache, read_posts
+    from syndicate.runs import pipeline
+
+    pids = tmp_path / "pids"
+    render = pipeline._render_pickled
+
+    def noted(post: Post, bodies: pipeline.BodySource, sanitize: bool) -> bytes:
+        with pids.open("a") as file:
+            file.write(f"{os.getpid()}\n")
+        return render(post, bodies, sanitize)
+
+    monkeypatch.setattr(pipeline, "_render_pickled", noted)
+    count = 240
+    for number in range(count):
+        site.write_post(f"p{number}.md", post(f"P{number}", body=f"Body {number} as read."))
+    config = load_config(site.config)
+    with open_cache(config) as cache:
+        catalog = read_posts(config, cache=cache)
+        for number in range(0, count, 2):  # half edited after the read
+            site.write_post(f"p{number}.md", post(f"P{number}", body=f"Edited {number}."))
+        result = pipeline.render_posts(list(catalog.posts), config, cache)
+    assert all(f"Body {n} as read." in html_of(result[f"posts/p{n}.md"]) for n in range(count))
+    if (os.cpu_count() or 1) >= 2:
+        assert os.getpid() not in {int(line) for line in pids.read_text().split()}
+    with open_cache(config) as cache:
+        catalog = read_posts(config, cache=cache)  # the edited files read again
+        for number in range(0, count, 2):
+            site.write_post(f"p{number}.md", post(f"P{number}", body=f"Again {number}."))
+        cache.close()  # as after an SQLite error: the workers read the files
+        result = pipeline.render_posts(list(catalog.posts), config, cache)
+    for number in range(count):
+        rendered = result[f"posts/p{number}.md"]
+        if number % 2:
+            assert f"Body {number} as read." in html_of(rendered)  # the file as read
+        else:
+            assert isinstance(rendered, Diagnostic) and rendered.transient
+            assert "changed while it was being published" in rendered.message
+    with sqlite3.connect(site.root / "state" / "syndicate.db.cache") as db:
+        rows = db.execute("SELECT key, record FROM rendered").fetchall()
+    records = {key: pickle.loads(record) for key, record in rows}  # noqa: S301 - ours
+    assert len(records) == count and not any(isinstance(r, Diagnostic) for r in records.values())
 
 
 @pytest.mark.slow

@@ -253,10 +253,21 @@ class PostCache:
             return {}
         return found
 
-    def save_rendered(self, entries: Iterable[tuple[str, str, Any]]) -> None:
-        """Store (key, fingerprint, render result) entries."""
-        rows = ((key, fp, pickle.dumps(result, 5)) for key, fp, result in entries)
-        self._write("INSERT OR REPLACE INTO rendered VALUES (?,?,?)", rows)
+    def save_rendered(self, entries: Iterable[tuple[str, str, bytes]]) -> None:
+        """Store (key, fingerprint, pickled render result) entries."""
+        self._write("INSERT OR REPLACE INTO rendered VALUES (?,?,?)", entries)
+
+    def reopened(self) -> PostCache:
+        """The same file, on a connection of this process's own, for reading (a forked
+        worker's; SQLite connections must not cross a fork). Off if this one is off."""
+        copy = PostCache(None, self.environment)
+        if self._db is not None and self.path is not None:
+            with contextlib.suppress(sqlite3.Error):
+                copy.path = self.path
+                copy._db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, timeout=5, isolation_level=None
+                )
+        return copy
 
     def _write(self, sql: str, rows: Iterable[Any]) -> None:
         """One transaction; `rows` may be a generator, so big records are made one by one."""

@@ -9,6 +9,8 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import os
+import pickle
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -213,32 +215,24 @@ def render_posts(
     """key -> the rendered post, or why it cannot be rendered: from the cache when the
     post's source, content, URL and the sanitising are those it was rendered with.
 
-    The bodies are fetched a chunk at a time as the workers take them, and each result
-    is stored in the cache as it comes back, while the workers render the next ones."""
+    The workers (forked: they have the posts) fetch each body themselves, from the cache
+    file or the post's file, and send back the result pickled as the cache stores it:
+    neither the bodies nor the posts are pickled here, and nothing twice. Each result is
+    stored in the cache as it comes back, while the workers render the next ones."""
     sanitize = not config.feeds.allow_raw_html
     wanted = {p.key: render_fingerprint(p, sanitize) for p in posts}
     found = cache.rendered(wanted) if cache is not None else {}
     todo = [p for p in posts if p.key not in found]
-    lost: RenderFailures = {}
+    bodies = BodySource(config, cache)
+    fresh = parallel_imap(
+        functools.partial(_render_pickled, bodies=bodies, sanitize=sanitize), todo
+    )
 
-    def with_bodies(chunk: Sequence[Post]) -> list[Post | Diagnostic]:
-        bodies = markdown_bodies(chunk, config, cache)
-        for post in chunk:
-            if post.body == "" and post.key not in bodies:
-                lost[post.key] = _changed_meanwhile(post)
-        return [
-            lost[p.key] if p.key in lost else replace(p, body=bodies.get(p.key, p.body))
-            for p in chunk
-        ]
-
-    render = functools.partial(_render_parts, sanitize=sanitize)
-    fresh = parallel_imap(render, todo, prepare=with_bodies)
-
-    def fresh_rows() -> Iterator[tuple[str, str, RenderedParts | Diagnostic]]:
-        for post, parts in zip(todo, fresh, strict=True):
-            found[post.key] = parts
-            if post.key not in lost and not (isinstance(parts, Diagnostic) and parts.transient):
-                yield post.key, wanted[post.key], parts  # a transient failure: retried next run
+    def fresh_rows() -> Iterator[tuple[str, str, bytes]]:
+        for post, pickled in zip(todo, fresh, strict=True):
+            parts = found[post.key] = pickle.loads(pickled)  # noqa: S301 - made by our worker
+            if not (isinstance(parts, Diagnostic) and parts.transient):
+                yield post.key, wanted[post.key], pickled  # a transient failure: retried next run
 
     rows = fresh_rows()
     if cache is not None:
@@ -246,6 +240,33 @@ def render_posts(
     for _ in rows:  # what the cache did not take (it is off, or failed meanwhile)
         pass
     return {post.key: _with_parts(post, found[post.key]) for post in posts}
+
+
+class BodySource:
+    """The Markdown bodies of posts read through the cache (which come without theirs),
+    for the process that renders them: a forked worker opens the cache file for itself
+    (a connection is never shared across a fork)."""
+
+    def __init__(self, config: Config, cache: PostCache | None) -> None:
+        self.config, self.cache, self._pid = config, cache, os.getpid()
+
+    def body(self, post: Post) -> str | None:
+        """The post's body, or None when it is gone (the file changed meanwhile)."""
+        if post.body != "":
+            return post.body
+        if self.cache is not None and self._pid != os.getpid():
+            self.cache, self._pid = self.cache.reopened(), os.getpid()
+        return markdown_bodies([post], self.config, self.cache).get(post.key)
+
+
+def _render_pickled(post: Post, bodies: BodySource, sanitize: bool) -> bytes:
+    """A worker's part: the post's body fetched, rendered, pickled for the cache."""
+    body = bodies.body(post)
+    if body is None:
+        parts: RenderedParts | Diagnostic = _changed_meanwhile(post)
+    else:
+        parts = _render_parts(replace(post, body=body), sanitize)
+    return pickle.dumps(parts, 5)
 
 
 def _with_parts(post: Post, parts: RenderedParts | Diagnostic) -> Post | Diagnostic:
@@ -257,13 +278,15 @@ def _with_parts(post: Post, parts: RenderedParts | Diagnostic) -> Post | Diagnos
 
 def _changed_meanwhile(post: Post) -> Diagnostic:
     """A post whose body is neither in the cache nor in its file any more (edited during
-    the run, with the cache unusable): never rendered from nothing."""
+    the run, with the cache unusable): never rendered from nothing, and tried again by the
+    next run (transient: not cached)."""
     return Diagnostic(
         post.source,
         None,
         "error",
         "the file changed while it was being published; the post is skipped",
         "run again: the next run publishes the new version",
+        transient=True,
     )
 
 
