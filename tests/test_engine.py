@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import markdown
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown.inlinepatterns import LinkInlineProcessor
@@ -113,7 +114,13 @@ def test_any_text_renders_as_with_a_stock_instance(text: str) -> None:
 @SETTINGS
 @given(st.text(st.sampled_from("[]]![(x) \n"), max_size=60))
 def test_bracket_ends_agree_with_python_markdowns_own(text: str) -> None:
-    assert engine.bracket_ends(text) == LinkInlineProcessor._findBracketEnds(text)
+    ours, stock = engine.bracket_ends(text), LinkInlineProcessor._findBracketEnds(text)
+    assert list(ours) == stock and len(ours) == len(stock)
+    assert [ours[i] for i in range(-len(stock), 0)] == stock
+    assert ours[1::2] == stock[1::2]
+    for outside in (len(stock), -len(stock) - 1):
+        with pytest.raises(IndexError):
+            ours[outside]
 
 
 registry_operations = st.lists(

@@ -16,8 +16,8 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar, cast, overload
 
 import markdown
 from markdown.inlinepatterns import InlineProcessor as InlinePattern
@@ -374,14 +374,15 @@ class InlinePlan:
 _BRACKET = re.compile(r"[\[\]]")
 
 
-def bracket_ends(data: str) -> list[int | None]:
+def bracket_ends(data: str) -> BracketEnds:
     """What Python-Markdown's `LinkInlineProcessor._findBracketEnds` returns (for each
     index of `data`, the index just past the `]` closing a bracket opened before it, or
     None), computed per run of text between brackets instead of per character: that
     character loop was a fifth of the time of rendering a post with links.
 
     Every index between two brackets is at the same depth, so it has the same end; the
-    stack walk of the original runs over those runs (`starts`, `depths`) instead."""
+    stack walk of the original runs over those runs (`starts`, `depths`) instead, and the
+    answer is kept per run (the library asks it for one index per link)."""
     starts, depths, depth = [0], [0], 0
     for match in _BRACKET.finditer(data):
         depth += 1 if match.group() == "[" else -1
@@ -393,11 +394,35 @@ def bracket_ends(data: str) -> list[int | None]:
         while stack and run_depth < depths[stack[-1]]:
             run_ends[stack.pop()] = starts[run]
         stack.append(run)
-    starts.append(len(data) + 1)
-    ends: list[int | None] = []
-    for run, end in enumerate(run_ends):
-        ends += [end] * (starts[run + 1] - starts[run])
-    return ends
+    return BracketEnds(starts, run_ends, len(data) + 1)
+
+
+class BracketEnds(Sequence[int | None]):
+    """The list `_findBracketEnds` makes (one item per index of the text and one past
+    it), as runs: `starts[r]` is the first index of run r, every index of which has the
+    end `ends[r]`. The library reads one item per link; building the whole list cost as
+    much as finding the runs."""
+
+    __slots__ = ("_ends", "_length", "_starts")
+
+    def __init__(self, starts: list[int], ends: list[int | None], length: int) -> None:
+        self._starts, self._ends, self._length = starts, ends, length
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> int | None: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[int | None]: ...
+    def __getitem__(self, index: int | slice) -> int | list[int | None] | None:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._length))]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError("bracket end index out of range")
+        return self._ends[bisect.bisect_right(self._starts, index) - 1]
 
 
 def _quicker_preprocessors(md: markdown.Markdown) -> None:
