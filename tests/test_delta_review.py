@@ -204,3 +204,66 @@ def test_a_delta_run_killed_midway_leaves_the_next_run_to_finish_it(
     assert state_rows(pair.cron)[:3] == state_rows(pair.full)[:3]
     pair.write("p5.md", post("P5", "2025-05-05", tags="[B]"))
     assert pair.run("2025-06-02T00:00:00Z", every_run=False) is True
+
+
+def index_rows(site: Site) -> dict[str, list[tuple[object, ...]]]:
+    """The site index's posts and members (its files name the folder, its meta the run)."""
+    with sqlite3.connect(site.root / "state" / "syndicate.db.cache-index") as db:
+        return {
+            table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()  # noqa: S608
+            for table in ("posts", "members")
+        }
+
+
+def full_run_index(site: Site, invoke: Callable[..., Result], now: str, tmp_path: Path) -> Site:
+    """A copy of `site` whose next run takes the full path (its cache, record and index
+    gone), run: its index is the one a full run writes."""
+    import shutil
+
+    copy = Site(tmp_path / "again")
+    shutil.copytree(site.root, copy.root)
+    for leftover in (copy.root / "state").glob("syndicate.db.cache*"):
+        leftover.unlink()
+    assert (
+        invoke("run", "--once", "--now", now, "--config", copy.config, cwd=copy.root).exit_code == 0
+    )
+    return copy
+
+
+def test_a_new_post_whose_title_is_taken_is_a_delta_run(
+    pair: Pair, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    """Real blogs repeat titles ("Weekly notes"): the newest post of a slug's family
+    gets the next free `-n` (with the warning a full run prints, last) on the cron path.
+    An older one would move a slug already given: the full path. The index says then
+    what a full run's says (slugs, entangled, noted)."""
+    pair.config(SITE_CONFIG + "feeds:\n  per_tag: true\n")
+    for day in (1, 8, 15):
+        pair.write(f"w{day}.md", post("Weekly Notes", f"2025-05-{day:02}", tags="[Notes]"))
+    pair.write("other.md", post("Other", "2025-05-20", body="\x01 warned"))
+    pair.write("solo.md", post("Solo", "2025-05-02"))
+    pair.run(NOW)
+    pair.write("w22.md", post("Weekly Notes", "2025-05-22", tags="[Notes]"))
+    assert pair.run(NOW) is True  # weekly-notes-4
+    assert "weekly-notes-4" in pair.cron.public.joinpath("feed.xml").read_text()
+    pair.write("n2.md", post("Weekly Notes 2", "2025-05-23"))  # weekly-notes-2 is taken
+    assert pair.run(NOW) is True  # weekly-notes-2-2
+    pair.write("solo2.md", post("Solo", "2025-05-24"))  # a family of one until now
+    assert pair.run(NOW) is True  # solo-2, and solo.md entangled
+    pair.write("w9.md", post("Nine", "2025-05-25", slug="weekly-notes-9"))
+    assert pair.run(NOW) is True  # its own slug, entangled with the weekly notes
+    assert index_rows(pair.cron) == index_rows(full_run_index(pair.cron, invoke, NOW, tmp_path))
+    pair.write("w10.md", post("Weekly Notes", "2025-05-10", tags="[Notes]"))
+    assert pair.run(NOW) is False  # older than weekly-notes-3: slugs move
+    pair.write("late.md", post("Other", "2025-05-19"))  # older than a post with a warning
+    assert pair.run(NOW) is False
+
+
+def test_two_new_posts_with_one_title_are_given_slugs_in_date_order(pair: Pair) -> None:
+    pair.write("a.md", post("First", "2025-05-01"))
+    pair.run(NOW)
+    pair.write("x.md", post("Twice", "2025-05-11"))
+    pair.write("y.md", post("Twice", "2025-05-10"))
+    assert pair.run(NOW) is True
+    pair.write("z.md", post("Twice 2", "2025-05-12", slug="twice-2"))
+    assert pair.run(NOW) is True

@@ -183,28 +183,37 @@ def assign_unique_slugs(posts: list[Post], config: Config) -> tuple[list[Post], 
     taken: dict[str, Post] = {}
     result: dict[str, Post] = {}
     for post in sorted(posts, key=lambda p: (p.date, p.key)):
-        slug = post.slug
-        if slug in taken:
-            n = 2
-            while f"{slug}-{n}" in taken:
-                n += 1
-            new_slug = f"{slug}-{n}"
-            first = taken[slug]
-            warnings.append(
-                Diagnostic(
-                    post.source,
-                    post.key_lines.get("slug") or post.key_lines.get("title") or 1,
-                    "warning",
-                    f"slug '{slug}' is already used by {first.source}; this post gets '{new_slug}'",
-                    "give one of the posts its own 'slug:' (or a different title)",
-                )
+        if post.slug in taken:
+            first = taken[post.slug]
+            post, warning = renamed(
+                post, free_slug(post.slug, taken.__contains__), first.source, config
             )
-            url = post_url_for(config, new_slug, post.date)
-            post = replace(post, slug=new_slug, url=url, id=post.id if post.explicit_id else url)
-            slug = new_slug
-        taken[slug] = post
+            warnings.append(warning)
+        taken[post.slug] = post
         result[post.key] = post
     return [result[p.key] for p in posts], warnings
+
+
+def free_slug(slug: str, taken: Callable[[str], bool]) -> str:
+    """`slug-2`, `slug-3` ...: the first that is not `taken`."""
+    n = 2
+    while taken(f"{slug}-{n}"):
+        n += 1
+    return f"{slug}-{n}"
+
+
+def renamed(post: Post, new_slug: str, holder: str, config: Config) -> tuple[Post, Diagnostic]:
+    """The post under `new_slug` (its URL and, unless given, its id with it), and the
+    warning that says so; `holder`: the file of the post that keeps the slug."""
+    warning = Diagnostic(
+        post.source,
+        post.key_lines.get("slug") or post.key_lines.get("title") or 1,
+        "warning",
+        f"slug '{post.slug}' is already used by {holder}; this post gets '{new_slug}'",
+        "give one of the posts its own 'slug:' (or a different title)",
+    )
+    url = post_url_for(config, new_slug, post.date)
+    return replace(post, slug=new_slug, url=url, id=post.id if post.explicit_id else url), warning
 
 
 ReadOutcome = tuple[Post | None, list[Diagnostic]]

@@ -20,6 +20,7 @@ with a full run of the same input, byte for byte.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,10 +28,13 @@ from typing import Any
 
 from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import PostCache
+from syndicate.content.discover import path_namer
 from syndicate.content.posts import (
+    free_slug,
     open_cache,
     published,
     read_files,
+    renamed,
     slug_stems,
     static_image_path,
     with_image_length,
@@ -61,7 +65,7 @@ from syndicate.runs.shortcut import (
     stat_text,
     write_record,
 )
-from syndicate.runs.siteindex import SiteIndex, families, index_path
+from syndicate.runs.siteindex import SiteIndex, SlugHolder, families, index_path, microseconds
 from syndicate.state.runlog import RunCounts, expected_state, known_states, record_run
 
 MAX_CHANGED = 20  # more changed files than this: a full run (it reads in parallel)
@@ -77,6 +81,7 @@ class _Delta:
     posts: dict[str, Post]  # key -> the post read now (published or not)
     ready: list[Post]  # those of `posts` that are public at `now`, newest first
     read: dict[str, Post]  # changed file that is there -> the post read from it
+    slugs: _Slugs  # what giving them their slugs said
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +152,17 @@ def _run(run: _Run) -> DeltaRun | None:
         where = index_path(config)
         if where is not None:
             where.unlink(missing_ok=True)
-        return DeltaRun(report, tuple(run.record["stderr"]))
+        return DeltaRun(report, _stderr(run, delta))
     except BaseException:
         index.rollback()
         raise
     _remember(run, delta, report)
-    return DeltaRun(report, tuple(run.record["stderr"]))
+    return DeltaRun(report, _stderr(run, delta))
+
+
+def _stderr(run: _Run, delta: _Delta) -> tuple[str, ...]:
+    """What the full run prints: the last run's warnings, then the new slug warnings."""
+    return (*run.record["stderr"], *(w.format() for w in delta.slugs.warnings))
 
 
 def _publish_delta(run: _Run) -> tuple[CycleReport | None, _Delta | None]:
@@ -206,12 +216,94 @@ def _read_delta(run: _Run) -> _Delta | None:
         return None  # two files with one key, or a file that was no post
     if any(row.entangled or row.noted for row in before.values()):
         return None
-    slugs = [post.slug for post in posts.values()]
-    stems = [stem for slug in slugs for stem in slug_stems(slug)]
-    if len(set(slugs)) < len(slugs) or index.slug_clash(stems, [*old_keys, *posts]):
+    slugs = _unique_slugs(run, posts, [*old_keys, *posts])
+    if slugs is None:
         return None
+    posts = slugs.posts
+    read = {name: posts[post.key] for name, post in read.items()}
     gone = sorted(old_keys - set(posts))
-    return _Delta(paths, gone, posts, published(posts.values(), run.now), read)
+    return _Delta(paths, gone, posts, published(posts.values(), run.now), read, slugs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Slugs:
+    """The changed posts under the slugs a full run gives them, and what that says."""
+
+    posts: dict[str, Post]
+    warnings: list[Diagnostic]  # of the posts given another slug, oldest first
+    noted: set[str]  # their keys
+    entangled: set[str]  # keys (changed posts or not) in Catalog.entangled after the run
+
+
+def _unique_slugs(run: _Run, posts: dict[str, Post], besides: list[str]) -> _Slugs | None:
+    """What `assign_unique_slugs` gives the changed posts, where the index can say it:
+    the oldest post keeps a slug, each later one gets the first free `-2`, `-3` ...
+    So a changed post that meets another post's slug (one of the family with its root
+    among their stems) must be the newest of that family, and newer than every post with
+    a diagnostic (its warning then comes last, as the full run prints them oldest first):
+    no slug given before moves. None: the full path."""
+    index = run.index
+    roots = {key: slug_stems(post.slug)[-1] for key, post in posts.items()}
+    families = {
+        root: [h for h in index.slug_family(root, besides) if root in slug_stems(h.slug)]
+        for root in set(roots.values())
+    }
+    shared = Counter(roots.values())
+    meeting = [p for k, p in posts.items() if families[roots[k]] or shared[roots[k]] > 1]
+    if not meeting:
+        return _Slugs(posts, [], set(), set())
+    noted = index.newest_noted(besides)
+    for post in meeting:
+        before = [(h.date_us, h.key) for h in families[roots[post.key]]]
+        if noted is not None:
+            before.append(noted)
+        if before and (microseconds(post.date), post.key) <= max(before):
+            return None  # a slug given to an older post would move, or a warning come late
+    given = _given_slugs(run, posts, {h.slug: h for f in families.values() for h in f})
+    if given is None:
+        return None
+    found, warnings = given
+    renamed_from = {posts[key].slug for key in found if found[key].slug != posts[key].slug}
+    entangled = {
+        h.key
+        for family in families.values()
+        for h in family
+        if not h.entangled and renamed_from & set(slug_stems(h.slug))
+    }
+    for key, post in posts.items():  # as read: their own slugs
+        stems = slug_stems(post.slug)
+        already = any(h.entangled and h.slug in stems for h in families[roots[key]])
+        if already or renamed_from & set(stems):
+            entangled.add(key)
+    noted_keys = {key for key in posts if found[key].slug != posts[key].slug}
+    return _Slugs(found, warnings, noted_keys, entangled)
+
+
+def _given_slugs(
+    run: _Run, posts: dict[str, Post], holders: dict[str, SlugHolder]
+) -> tuple[dict[str, Post], list[Diagnostic]] | None:
+    """The changed posts, oldest first, each under its slug or the first free one after
+    the index's `holders` (by slug) and the changed posts before it; the warnings."""
+    given: dict[str, str] = {}  # slug -> the source of the changed post given it
+    found, warnings = dict(posts), []
+    source_of = path_namer(Path.cwd(), display=True)
+
+    def taken(slug: str) -> bool:
+        return slug in holders or slug in given
+
+    for post in sorted(posts.values(), key=lambda p: (p.date, p.key)):
+        if taken(post.slug):
+            holder = given.get(post.slug)
+            if holder is None:
+                path = run.index.file_of(holders[post.slug].key)
+                if path is None:
+                    return None
+                holder = source_of(Path(path))
+            post, warning = renamed(post, free_slug(post.slug, taken), holder, run.config)
+            warnings.append(warning)
+            found[post.key] = post
+        given[post.slug] = post.source
+    return found, warnings
 
 
 def _publish(
@@ -225,8 +317,15 @@ def _publish(
     changed_keys = [*delta.gone, *delta.posts]
     archived = _archived(config, touched, index)
     moved = index.ranks(changed_keys)
+    slugs = delta.slugs
     index.replace_posts(
-        delta.gone, [(post, post.key in ready_keys) for post in delta.posts.values()], config
+        delta.gone,
+        [
+            (post, post.key in ready_keys, post.key in slugs.entangled, post.key in slugs.noted)
+            for post in delta.posts.values()
+        ],
+        sorted(slugs.entangled - set(delta.posts)),
+        config,
     )
     moved += index.ranks(sorted(ready_keys))
     pages = _pages(config, archived, moved, index)
@@ -442,6 +541,7 @@ def _remember(run: _Run, delta: _Delta, report: CycleReport) -> None:
             "images": images,
             "outputs": read_manifest(config.output_dir).get("fingerprint"),
             "run_id": report.run_id,
+            "stderr": list(_stderr(run, delta)),
             "after": after.isoformat(),
             "before": min(upcoming).isoformat() if upcoming else None,
         },

@@ -65,6 +65,15 @@ class IndexedPost(Record):  # a record: this module is on the cron shortcut's pa
     noted: bool  # the last run printed a diagnostic about it
 
 
+class SlugHolder(Record):
+    """A post of the index as slug assignment sees it (`SiteIndex.slug_family`)."""
+
+    key: str
+    slug: str
+    date_us: int
+    entangled: bool
+
+
 def index_path(config: Config) -> Path | None:
     """Beside the per-post cache (`rm state/syndicate.db.cache*` clears it too)."""
     cache = cache_path(config)
@@ -174,15 +183,29 @@ class SiteIndex:
             for row in rows
         }
 
-    def slug_clash(self, stems: Sequence[str], besides: Sequence[str]) -> bool:
-        """Has a post other than `besides` one of these slugs? (A slug that was given to
-        another as `x-2` is kept by the post that has `x`, so this covers those too.)"""
-        taken = self._db.execute(
-            f"SELECT 1 FROM posts WHERE slug IN ({_marks(stems)}) "  # noqa: S608
-            f"AND key NOT IN ({_marks(besides)}) LIMIT 1",
-            (*stems, *besides),
+    def slug_family(self, root: str, besides: Sequence[str]) -> list[SlugHolder]:
+        """The posts other than `besides` whose slug is `root` or `root-...` (a superset
+        of those with `root` among their `slug_stems`: the caller keeps those)."""
+        rows = self._db.execute(
+            "SELECT key, slug, date_us, entangled FROM posts "  # noqa: S608
+            f"WHERE (slug = ? OR (slug >= ? AND slug < ?)) AND key NOT IN ({_marks(besides)})",
+            (root, f"{root}-", f"{root}.", *besides),
+        )
+        return [SlugHolder(row[0], row[1], row[2], bool(row[3])) for row in rows]
+
+    def file_of(self, key: str) -> str | None:
+        """The content file (as the scan names it) of the post with this key."""
+        row = self._db.execute("SELECT path FROM files WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0]).decode("utf-8", "surrogateescape")
+
+    def newest_noted(self, besides: Sequence[str]) -> tuple[int, str] | None:
+        """(date, key) of the newest post other than `besides` with a diagnostic."""
+        row = self._db.execute(
+            f"SELECT date_us, key FROM posts WHERE noted AND key NOT IN ({_marks(besides)}) "  # noqa: S608
+            "ORDER BY date_us DESC, key DESC LIMIT 1",
+            besides,
         ).fetchone()
-        return taken is not None
+        return None if row is None else (int(row[0]), str(row[1]))
 
     def families_of(self, keys: Sequence[str]) -> set[str]:
         rows = self._db.execute(
@@ -246,13 +269,22 @@ class SiteIndex:
         self._db.execute("BEGIN IMMEDIATE")
 
     def replace_posts(
-        self, gone: Sequence[str], posts: Sequence[tuple[Post, bool]], config: Config
+        self,
+        gone: Sequence[str],
+        posts: Sequence[tuple[Post, bool, bool, bool]],
+        entangled: Sequence[str],
+        config: Config,
     ) -> None:
-        """Inside `begin`: drop the `gone` keys, insert or replace (post, ready)."""
-        keys = [*gone, *(post.key for post, _ready in posts)]
+        """Inside `begin`: drop the `gone` keys, insert or replace (post, ready, entangled,
+        noted), and mark the `entangled` posts of those that stay so."""
+        keys = [*gone, *(post.key for post, *_flags in posts)]
         for table in ("posts", "members"):
             self._db.execute(f"DELETE FROM {table} WHERE key IN ({_marks(keys)})", keys)  # noqa: S608
-        _insert_posts(self._db, ((post, ready, False, False) for post, ready in posts), config)
+        _insert_posts(self._db, posts, config)
+        self._db.execute(
+            f"UPDATE posts SET entangled = 1 WHERE key IN ({_marks(entangled)})",  # noqa: S608
+            entangled,
+        )
 
     def replace_files(self, gone: Sequence[str], found: Mapping[str, tuple[str, str]]) -> None:
         paths = [_path_bytes(name) for name in [*gone, *found]]
