@@ -381,10 +381,12 @@ def run_once(
             delta = delta_run(config, now, scan)
             if delta is not None:
                 return delta
+        from syndicate.content.posts import reading_posts
         from syndicate.runs.pipeline import deliver_after_lock, newsletter_hook, run_cycle
 
         draft = IndexDraft(config, now, scan)
-        with state_store(config) as store:
+        # The workers read the posts while the state database opens (imports, migrations).
+        with reading_posts(config) as reading, state_store(config) as store:
             try:
                 report = run_cycle(
                     config,
@@ -394,6 +396,7 @@ def run_once(
                     hooks=(newsletter_hook,),
                     still_locked=lock.check,
                     on_read=draft.start,
+                    reading=reading,
                 )
                 remember_run(config, now, scan, report, store, draft)
             finally:

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
@@ -54,7 +54,9 @@ def parallel_map(func: Callable[[T], R], items: Sequence[T], chunksize: int = 16
     return list(parallel_imap(func, items, chunksize))
 
 
-def parallel_imap(func: Callable[[T], R], items: Sequence[T], chunksize: int = 16) -> Iterator[R]:
+def parallel_imap(
+    func: Callable[[T], R], items: Sequence[T], chunksize: int = 16
+) -> Generator[R, None, None]:
     """`func(x) for x in items`, in order, in worker processes when it pays off.
 
     Workers are forked, so they start in milliseconds with every module already imported,

@@ -149,6 +149,29 @@ def test_a_post_that_cannot_be_rendered_makes_room_for_the_next(site: Site) -> N
 
 
 @pytest.mark.slow
+def test_a_state_database_that_cannot_open_stops_the_reading_begun_meanwhile(
+    site: Site, invoke: Callable[..., Result]
+) -> None:
+    """`run --once` begins reading the posts (in forked workers) while the state database
+    opens: when it cannot, the run ends with the error, no worker left behind; once the
+    database is fixed, the next run publishes every post."""
+    import multiprocessing
+
+    for number in range(260):  # enough for worker processes
+        site.write_post(f"p{number}.md", post(f"P{number}", "2025-05-01"))
+    (site.root / "state").mkdir()
+    (site.root / "state" / "syndicate.db").write_bytes(b"not a database" * 300)
+    failed = invoke("run", "--once", "--now", FIXED_NOW, cwd=site.root)
+    assert failed.exit_code == 1 and failed.stdout == ""
+    assert failed.stderr.startswith("syndicate: error: cannot open the state database")
+    assert "Traceback" not in failed.stderr
+    assert multiprocessing.active_children() == []
+    (site.root / "state" / "syndicate.db").unlink()
+    again = invoke("run", "--once", "--now", FIXED_NOW, cwd=site.root)
+    assert again.exit_code == 0 and again.stdout.count("published: ") == 260
+
+
+@pytest.mark.slow
 def test_render_failures_are_caught_in_the_forked_workers(site: Site) -> None:
     """Over 200 posts to render: rendering runs in forked worker processes."""
     site.set_config(SITE_CONFIG + "feeds:\n  limit: 500\n")

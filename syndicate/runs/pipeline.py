@@ -22,11 +22,13 @@ from syndicate.config import Config
 from syndicate.content.cache import PostCache, code_fingerprint
 from syndicate.content.discover import legacy_key_mapper
 from syndicate.content.posts import (
+    Reading,
     ReadProgress,
     markdown_bodies,
     open_cache,
     published,
     read_posts,
+    reading_posts,
     render_or_diagnose,
     scheduled,
 )
@@ -143,12 +145,21 @@ def build_files(
         if (previous or {}).get(feed_file(spec, fmt)) != feeds[feed_file(spec, fmt)]
     ]
     kept = sorted(set(feeds) - {feed_file(spec, fmt) for spec, fmt in jobs})
-    built = parallel_imap(functools.partial(_build_job, config=config), jobs, chunksize=4)
+    # Biggest first, one at a time: the workers then finish together, not one of them
+    # still on a 400 KB home feed while the other has nothing left (the files are renamed
+    # into place together at the end, in whatever order they come).
+    jobs.sort(key=_job_size, reverse=True)
+    built = parallel_imap(functools.partial(_build_job, config=config), jobs, chunksize=1)
     files: dict[str, bytes | Staged] = {}
     if config.feeds.stylesheet and ({"rss", "atom"} & set(config.feeds.formats)):
         files[STYLESHEET] = read_template(STYLESHEET)
     stream = ((feed_file(spec, fmt), data) for (spec, fmt), data in zip(jobs, built, strict=True))
     return itertools.chain(files.items(), stream), failures, kept, feeds
+
+
+def _job_size(job: tuple[FeedSpec, str]) -> int:
+    """About how long a feed takes to build: the HTML it carries."""
+    return sum(len(post.html or "") + 1000 for post in job[0].posts)
 
 
 def _build_job(job: tuple[FeedSpec, str], config: Config) -> Staged:
@@ -398,10 +409,12 @@ def run_cycle(
     hooks: Sequence[CycleHook] = (),
     still_locked: Callable[[], None] = lambda: None,
     on_read: Callable[[int, Catalog], None] | None = None,
+    reading: Reading | None = None,
 ) -> CycleReport:
     """Publish what is due, rebuild the feeds if anything changed, record it all, then
     ping the WebSub hub and run the `hooks` (the newsletter job, for `run` and the daemon).
-    `on_read(run_id, catalog)` is called once the posts are read, before any is rendered.
+    `on_read(run_id, catalog)` is called once the posts are read, before any is rendered;
+    `reading`: their reading, if the caller began it (`reading_posts`), else begun here.
 
     Order matters for crash safety: the feeds are written (atomically) before the state
     records them as published. A run killed in between is simply redone by the next run,
@@ -412,7 +425,7 @@ def run_cycle(
     mark_interrupted(store, now)
     run_id = start_run(store, kind, now)
     try:
-        report = _publish(config, now, store, run_id, still_locked, on_read)
+        report = _publish(config, now, store, run_id, still_locked, on_read, reading)
     except BaseException as exc:
         fail_run(store, run_id, now, f"{type(exc).__name__}: {exc}")
         raise
@@ -431,6 +444,7 @@ def _publish(
     run_id: int,
     still_locked: Callable[[], None],
     on_read: Callable[[int, Catalog], None] | None = None,
+    begun: Reading | None = None,
 ) -> CycleReport:
     """Read, diff against the state, write the feeds, record the run (one transaction),
     once `still_locked()` has said the run lock is still ours."""
@@ -439,8 +453,8 @@ def _publish(
 
     with contextlib.ExitStack() as transaction:
         recorded: list[tuple[Changes, Connection]] = []
-        with open_cache(config) as cache:
-            catalog = read_posts(config, cache=cache)
+        with contextlib.nullcontext(begun) if begun else reading_posts(config) as reading:
+            cache, catalog = reading.cache, reading.catalog()
             if on_read is not None:
                 on_read(run_id, catalog)
             ready = published(catalog.posts, now)
