@@ -105,6 +105,9 @@ class Catalog(Record):
     # a change to any of them can move another's URL, so the cron path leaves them to a
     # full run.
     entangled: frozenset[str] = frozenset()
+    # (key, the slug it asked for) of each post given another slug, in the order of their
+    # warnings, which are the last of `diagnostics`.
+    renamed: tuple[tuple[str, str], ...] = ()
 
     @property
     def errors(self) -> int:

@@ -233,10 +233,11 @@ def full_run_index(site: Site, invoke: Callable[..., Result], now: str, tmp_path
 def test_a_new_post_whose_title_is_taken_is_a_delta_run(
     pair: Pair, invoke: Callable[..., Result], tmp_path: Path
 ) -> None:
-    """Real blogs repeat titles ("Weekly notes"): the newest post of a slug's family
-    gets the next free `-n` (with the warning a full run prints, last) on the cron path.
-    An older one would move a slug already given: the full path. The index says then
-    what a full run's says (slugs, entangled, noted)."""
+    """Real blogs repeat titles ("Weekly notes"): a post added, edited or deleted in a
+    family of slugs gets, on the cron path, the slug a full run gives it (the next free
+    `-n`), with the warnings a full run prints, in its order; a change that would move
+    another post's slug takes the full path. The index says then what a full run's says
+    (slugs, entangled, noted)."""
     pair.config(SITE_CONFIG + "feeds:\n  per_tag: true\n")
     for day in (1, 8, 15):
         pair.write(f"w{day}.md", post("Weekly Notes", f"2025-05-{day:02}", tags="[Notes]"))
@@ -252,11 +253,25 @@ def test_a_new_post_whose_title_is_taken_is_a_delta_run(
     assert pair.run(NOW) is True  # solo-2, and solo.md entangled
     pair.write("w9.md", post("Nine", "2025-05-25", slug="weekly-notes-9"))
     assert pair.run(NOW) is True  # its own slug, entangled with the weekly notes
+    pair.write("w22.md", post("Weekly Notes", "2025-05-22", body="Fixed.", tags="[Notes]"))
+    assert pair.run(NOW) is True  # the renamed post edited: its warning printed again
+    pair.write("pa.md", post("Pair", "2025-05-03"))
+    pair.write("pb.md", post("Pair", "2025-05-04"))
+    assert pair.run(NOW) is True  # pair-2: its warning among the older ones, by date
+    pair.remove("n2.md")
+    assert pair.run(NOW) is True  # gone with its warning
+    pair.remove("solo2.md")
+    assert pair.run(NOW) is True  # solo.md no longer entangled
     assert index_rows(pair.cron) == index_rows(full_run_index(pair.cron, invoke, NOW, tmp_path))
     pair.write("w10.md", post("Weekly Notes", "2025-05-10", tags="[Notes]"))
-    assert pair.run(NOW) is False  # older than weekly-notes-3: slugs move
-    pair.write("late.md", post("Other", "2025-05-19"))  # older than a post with a warning
+    assert pair.run(NOW) is False  # older than weekly-notes-3: its slug would move
+    pair.write("late.md", post("Other", "2025-05-19"))  # takes "other" from a newer post
     assert pair.run(NOW) is False
+    pair.remove("w1.md")
+    pair.write("a1.md", post("Weekly Notes", "2025-05-01", tags="[Notes]"))
+    assert pair.run(NOW) is False  # the file others' warnings name is another now
+    pair.remove("a1.md")
+    assert pair.run(NOW) is False  # every other weekly note would move up
 
 
 def test_two_new_posts_with_one_title_are_given_slugs_in_date_order(pair: Pair) -> None:

@@ -310,7 +310,12 @@ class Reading:
             diagnostics.extend(found)
         unique, slug_warnings = assign_unique_slugs(posts, self.config)
         diagnostics.extend(slug_warnings)
-        return Catalog(tuple(unique), tuple(diagnostics), colliding_slugs(posts, unique))
+        pairs = sorted(
+            zip(posts, unique, strict=True), key=lambda pair: (pair[0].date, pair[0].key)
+        )
+        renamed = tuple((old.key, old.slug) for old, new in pairs if old.slug != new.slug)
+        entangled = colliding_slugs(posts, unique)
+        return Catalog(tuple(unique), tuple(diagnostics), entangled, renamed)
 
     def close(self) -> None:
         """Stop reading: what the workers have not begun is dropped, nothing is left."""

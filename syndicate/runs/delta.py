@@ -9,18 +9,21 @@ per-post cache, and written with the same fingerprints a full run computes; the 
 gets the same rows, written with sqlite3 (syndicate.state.runlog); and a new record and
 index are written for the next run.
 
+Slugs that collide are given as the full run gives them (oldest first, `-2`, `-3` ...),
+worked out again for the family of slugs a changed post is in, with the warnings printed in
+the full run's order (the record keeps which posts they are about).
+
 Anything out of the ordinary answers None before a file or row is written, and the caller
-takes the full path: more than MAX_CHANGED files, a changed file with a diagnostic (now or
-at the last run), slugs that collide, RFC 5005 archive pages renumbered (once every
-`archive_page_size` posts), a post the cache lost, a database that is not SQLite or not in
-step. tests/test_delta.py compares every outcome
-with a full run of the same input, byte for byte.
+takes the full path: more than MAX_CHANGED files, a changed file with a diagnostic other
+than a slug warning (now or at the last run), a change that would move an unchanged post's
+slug, RFC 5005 archive pages renumbered (once every `archive_page_size` posts), a post the
+cache lost, a database that is not SQLite or not in step. tests/test_delta.py compares
+every outcome with a full run of the same input, byte for byte.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -65,7 +68,14 @@ from syndicate.runs.shortcut import (
     stat_text,
     write_record,
 )
-from syndicate.runs.siteindex import SiteIndex, SlugHolder, families, index_path, microseconds
+from syndicate.runs.siteindex import (
+    IndexedPost,
+    SiteIndex,
+    SlugHolder,
+    families,
+    index_path,
+    microseconds,
+)
 from syndicate.state.runlog import RunCounts, expected_state, known_states, record_run
 
 MAX_CHANGED = 20  # more changed files than this: a full run (it reads in parallel)
@@ -161,8 +171,11 @@ def _run(run: _Run) -> DeltaRun | None:
 
 
 def _stderr(run: _Run, delta: _Delta) -> tuple[str, ...]:
-    """What the full run prints: the last run's warnings, then the new slug warnings."""
-    return (*run.record["stderr"], *(w.format() for w in delta.slugs.warnings))
+    """What the full run prints: the other diagnostics as the last run printed them
+    (their posts did not change), then the slug warnings."""
+    stderr = run.record["stderr"]
+    others = stderr[: len(stderr) - len(run.record["slugs"])]
+    return (*others, *(line[3] for line in delta.slugs.lines))
 
 
 def _publish_delta(run: _Run) -> tuple[CycleReport | None, _Delta | None]:
@@ -214,9 +227,11 @@ def _read_delta(run: _Run) -> _Delta | None:
     before = index.posts(old_keys | set(posts))
     if len(posts) < len(present) or old_keys - set(before):
         return None  # two files with one key, or a file that was no post
-    if any(row.entangled or row.noted for row in before.values()):
-        return None
-    slugs = _unique_slugs(run, posts, [*old_keys, *posts])
+    slugged = {key for _date, key, _wanted in run.record["slugs"]}
+    read_noted = set(run.record["read_noted"])
+    if any(key in read_noted or (row.noted and key not in slugged) for key, row in before.items()):
+        return None  # its diagnostics are the full path's to print again (or not)
+    slugs = _unique_slugs(run, posts, [*old_keys, *posts], before)
     if slugs is None:
         return None
     posts = slugs.posts
@@ -225,85 +240,114 @@ def _read_delta(run: _Run) -> _Delta | None:
     return _Delta(paths, gone, posts, published(posts.values(), run.now), read, slugs)
 
 
+# A slug warning as the record keeps it: (date of its post, key, the slug it asked for,
+# the warning as printed); a full run prints them oldest post first, last of all.
+_SlugLine = tuple[int, str, str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class _Slugs:
     """The changed posts under the slugs a full run gives them, and what that says."""
 
     posts: dict[str, Post]
-    warnings: list[Diagnostic]  # of the posts given another slug, oldest first
-    noted: set[str]  # their keys
-    entangled: set[str]  # keys (changed posts or not) in Catalog.entangled after the run
+    noted: set[str]  # keys of the changed posts given another slug (their warning)
+    entangled: dict[str, bool]  # key -> Catalog.entangled has it, in the families redone
+    lines: list[_SlugLine]  # every slug warning after the run, in the full run's order
 
 
-def _unique_slugs(run: _Run, posts: dict[str, Post], besides: list[str]) -> _Slugs | None:
-    """What `assign_unique_slugs` gives the changed posts, where the index can say it:
-    the oldest post keeps a slug, each later one gets the first free `-2`, `-3` ...
-    So a changed post that meets another post's slug (one of the family with its root
-    among their stems) must be the newest of that family, and newer than every post with
-    a diagnostic (its warning then comes last, as the full run prints them oldest first):
-    no slug given before moves. None: the full path."""
-    index = run.index
-    roots = {key: slug_stems(post.slug)[-1] for key, post in posts.items()}
-    families = {
-        root: [h for h in index.slug_family(root, besides) if root in slug_stems(h.slug)]
-        for root in set(roots.values())
+def _unique_slugs(
+    run: _Run, posts: dict[str, Post], besides: list[str], before: dict[str, IndexedPost]
+) -> _Slugs | None:
+    """What `assign_unique_slugs` gives the changed posts, worked out again for the
+    families of slugs they are in (the posts whose slug has the same root among its
+    `slug_stems`: slugs of two families never meet): oldest first, each keeps the slug it
+    asks for or gets the first free `-2`, `-3` ... None (the full path) when a post that
+    did not change would get another slug than it has: its URL would move."""
+    record, index = run.record, run.index
+    count = len(record["slugs"])
+    printed = record["stderr"][len(record["stderr"]) - count :]
+    old: dict[str, _SlugLine] = {
+        key: (date, key, wanted, line)
+        for (date, key, wanted), line in zip(record["slugs"], printed, strict=True)
     }
-    shared = Counter(roots.values())
-    meeting = [p for k, p in posts.items() if families[roots[k]] or shared[roots[k]] > 1]
-    if not meeting:
-        return _Slugs(posts, [], set(), set())
-    noted = index.newest_noted(besides)
-    for post in meeting:
-        before = [(h.date_us, h.key) for h in families[roots[post.key]]]
-        if noted is not None:
-            before.append(noted)
-        if before and (microseconds(post.date), post.key) <= max(before):
-            return None  # a slug given to an older post would move, or a warning come late
-    given = _given_slugs(run, posts, {h.slug: h for f in families.values() for h in f})
-    if given is None:
-        return None
-    found, warnings = given
-    renamed_from = {posts[key].slug for key in found if found[key].slug != posts[key].slug}
-    entangled = {
-        h.key
-        for family in families.values()
-        for h in family
-        if not h.entangled and renamed_from & set(slug_stems(h.slug))
-    }
-    for key, post in posts.items():  # as read: their own slugs
-        stems = slug_stems(post.slug)
-        already = any(h.entangled and h.slug in stems for h in families[roots[key]])
-        if already or renamed_from & set(stems):
-            entangled.add(key)
-    noted_keys = {key for key in posts if found[key].slug != posts[key].slug}
-    return _Slugs(found, warnings, noted_keys, entangled)
+    asked = {key: line[2] for key, line in old.items()}  # the slug each renamed post asked for
+    roots = {_root(post.slug) for post in posts.values()}
+    roots.update(_root(asked.get(key, row.slug)) for key, row in before.items())
+    done = _Family(run, posts, asked)
+    for root in sorted(roots):
+        members = [h for h in index.slug_family(root, besides) if root in slug_stems(h.slug)]
+        if not done.assign(root, members, old):
+            return None
+    kept = [line for key, line in old.items() if key not in done.members and key not in besides]
+    lines = sorted([*kept, *done.lines], key=lambda line: (line[0], line[1]))
+    return _Slugs(done.found, done.noted, done.entangled, lines)
 
 
-def _given_slugs(
-    run: _Run, posts: dict[str, Post], holders: dict[str, SlugHolder]
-) -> tuple[dict[str, Post], list[Diagnostic]] | None:
-    """The changed posts, oldest first, each under its slug or the first free one after
-    the index's `holders` (by slug) and the changed posts before it; the warnings."""
-    given: dict[str, str] = {}  # slug -> the source of the changed post given it
-    found, warnings = dict(posts), []
-    source_of = path_namer(Path.cwd(), display=True)
+def _root(slug: str) -> str:
+    return slug_stems(slug)[-1]
 
-    def taken(slug: str) -> bool:
-        return slug in holders or slug in given
 
-    for post in sorted(posts.values(), key=lambda p: (p.date, p.key)):
-        if taken(post.slug):
-            holder = given.get(post.slug)
-            if holder is None:
-                path = run.index.file_of(holders[post.slug].key)
-                if path is None:
-                    return None
-                holder = source_of(Path(path))
-            post, warning = renamed(post, free_slug(post.slug, taken), holder, run.config)
-            warnings.append(warning)
-            found[post.key] = post
-        given[post.slug] = post.source
-    return found, warnings
+class _Family:
+    """Slug assignment, one family at a time, over the index's posts and the changed."""
+
+    def __init__(self, run: _Run, posts: dict[str, Post], asked: dict[str, str]) -> None:
+        self.run, self.posts, self.asked = run, posts, asked
+        self.found = dict(posts)
+        self.noted: set[str] = set()
+        self.entangled: dict[str, bool] = {}
+        self.lines: list[_SlugLine] = []
+        self.members: set[str] = set()
+        self._source_of = path_namer(Path.cwd(), display=True)
+
+    def assign(self, root: str, indexed: list[SlugHolder], old: dict[str, _SlugLine]) -> bool:
+        """Give the family of `root` its slugs; False: an unchanged post's would move."""
+        order: list[tuple[int, str, str, SlugHolder | Post]] = [
+            (h.date_us, h.key, self.asked.get(h.key, h.slug), h) for h in indexed
+        ]
+        order += [
+            (microseconds(p.date), p.key, p.slug, p)
+            for p in self.posts.values()
+            if _root(p.slug) == root
+        ]
+        order.sort(key=lambda member: (member[0], member[1]))
+        taken: dict[str, SlugHolder | Post] = {}
+        renamed: set[str] = set()
+        for date, key, wanted, member in order:
+            slug = free_slug(wanted, taken.__contains__) if wanted in taken else wanted
+            if isinstance(member, SlugHolder) and slug != member.slug:
+                return False
+            if slug != wanted:
+                renamed.add(wanted)
+                line = self._warning(member, slug, self._source(taken[wanted]), old.get(key))
+                if line is None:
+                    return False
+                self.lines.append((date, key, wanted, line))
+            taken[slug] = self.found.get(key, member)
+        for _date, key, wanted, _member in order:
+            self.entangled[key] = bool(renamed & set(slug_stems(wanted)))
+            self.members.add(key)
+        return True
+
+    def _warning(
+        self, member: SlugHolder | Post, slug: str, holder: str | None, old: _SlugLine | None
+    ) -> str | None:
+        """The warning of a post given `slug`: a changed post's made now, an unchanged
+        one's as the last run printed it (None if that named another holder)."""
+        if holder is None:
+            return None
+        if isinstance(member, Post):
+            post, warning = renamed(member, slug, holder, self.run.config)
+            self.found[post.key], self.noted = post, self.noted | {post.key}
+            return warning.format()
+        if old is None or f"is already used by {holder}; this post gets '{slug}'" not in old[3]:
+            return None
+        return old[3]
+
+    def _source(self, holder: SlugHolder | Post) -> str | None:
+        if isinstance(holder, Post):
+            return holder.source
+        path = self.run.index.file_of(holder.key)
+        return None if path is None else self._source_of(Path(path))
 
 
 def _publish(
@@ -321,10 +365,15 @@ def _publish(
     index.replace_posts(
         delta.gone,
         [
-            (post, post.key in ready_keys, post.key in slugs.entangled, post.key in slugs.noted)
+            (
+                post,
+                post.key in ready_keys,
+                slugs.entangled.get(post.key, False),
+                post.key in slugs.noted,
+            )
             for post in delta.posts.values()
         ],
-        sorted(slugs.entangled - set(delta.posts)),
+        {k: v for k, v in slugs.entangled.items() if k not in delta.posts},
         config,
     )
     moved += index.ranks(sorted(ready_keys))
@@ -542,6 +591,7 @@ def _remember(run: _Run, delta: _Delta, report: CycleReport) -> None:
             "outputs": read_manifest(config.output_dir).get("fingerprint"),
             "run_id": report.run_id,
             "stderr": list(_stderr(run, delta)),
+            "slugs": [[date, key, wanted] for date, key, wanted, _line in delta.slugs.lines],
             "after": after.isoformat(),
             "before": min(upcoming).isoformat() if upcoming else None,
         },

@@ -387,6 +387,7 @@ class CycleReport:
     upcoming: tuple[Post, ...]  # future-dated, not drafts: the daemon plans a job for each
     posts: tuple[Post, ...]  # every post read (bodies may be empty: see CycleHook)
     entangled: frozenset[str] = frozenset()  # Catalog.entangled
+    renamed: tuple[tuple[str, str], ...] = ()  # Catalog.renamed
     hub_failures: tuple[str, ...] = ()
     hook_results: tuple[HookResult, ...] = ()
 
@@ -497,6 +498,7 @@ def _publish(
         upcoming=tuple(scheduled(catalog.posts, now)),
         posts=catalog.posts,
         entangled=catalog.entangled,
+        renamed=catalog.renamed,
     )
 
 

@@ -40,7 +40,7 @@ from syndicate.config import Config, sqlite_path
 from syndicate.content.cache import RACY_NS, cache_path
 from syndicate.content.discover import name_pattern, path_namer
 from syndicate.output import outputs_intact, read_manifest
-from syndicate.runs.siteindex import SiteIndex, index_path
+from syndicate.runs.siteindex import SiteIndex, index_path, microseconds
 from syndicate.state.runlog import record_unchanged_run
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from syndicate.state.store import Store
     from syndicate.workers import Background
 
-FORMAT = 2
+FORMAT = 3  # 3: the slug warnings' posts ("slugs") and the other noted posts
 MAX_RECENT = 100  # files remembered by hash; with more, no record (the next run writes one)
 _PACKAGE = Path(__file__).resolve().parent.parent
 _LONG_AGO = datetime(1, 1, 2, tzinfo=UTC)
@@ -293,7 +293,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     keys = {"format", "environment", "content", "after", "before", "recent", "images"}
-    keys |= {"outputs", "run_id", "stderr"}
+    keys |= {"outputs", "run_id", "stderr", "slugs", "read_noted"}
     if not isinstance(record, dict) or set(record) != keys or record["format"] != FORMAT:
         return None
     return record
@@ -467,6 +467,20 @@ def _record_for(
         "outputs": fingerprint,
         "run_id": report.run_id,
         "stderr": [d.format() for d in report.diagnostics],
+        **_slug_lines(report),
+    }
+
+
+def _slug_lines(report: CycleReport) -> dict[str, list[Any]]:
+    """What the delta run needs to print what a full run prints when slugs collide: for
+    each slug warning (the last lines of stderr, oldest post first) its post's date, key
+    and the slug it asked for; and the keys of the posts with any other diagnostic."""
+    dates = {post.key: microseconds(post.date) for post in report.posts}
+    others = report.diagnostics[: len(report.diagnostics) - len(report.renamed)]
+    sources = {d.path for d in others}
+    return {
+        "slugs": [[dates[key], key, wanted] for key, wanted in report.renamed],
+        "read_noted": sorted(post.key for post in report.posts if post.source in sources),
     }
 
 

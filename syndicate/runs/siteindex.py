@@ -198,15 +198,6 @@ class SiteIndex:
         row = self._db.execute("SELECT path FROM files WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0]).decode("utf-8", "surrogateescape")
 
-    def newest_noted(self, besides: Sequence[str]) -> tuple[int, str] | None:
-        """(date, key) of the newest post other than `besides` with a diagnostic."""
-        row = self._db.execute(
-            f"SELECT date_us, key FROM posts WHERE noted AND key NOT IN ({_marks(besides)}) "  # noqa: S608
-            "ORDER BY date_us DESC, key DESC LIMIT 1",
-            besides,
-        ).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]))
-
     def families_of(self, keys: Sequence[str]) -> set[str]:
         rows = self._db.execute(
             f"SELECT DISTINCT family FROM members WHERE key IN ({_marks(keys)})",  # noqa: S608
@@ -272,18 +263,18 @@ class SiteIndex:
         self,
         gone: Sequence[str],
         posts: Sequence[tuple[Post, bool, bool, bool]],
-        entangled: Sequence[str],
+        entangled: Mapping[str, bool],
         config: Config,
     ) -> None:
         """Inside `begin`: drop the `gone` keys, insert or replace (post, ready, entangled,
-        noted), and mark the `entangled` posts of those that stay so."""
+        noted), and set the `entangled` flag of others that stay."""
         keys = [*gone, *(post.key for post, *_flags in posts)]
         for table in ("posts", "members"):
             self._db.execute(f"DELETE FROM {table} WHERE key IN ({_marks(keys)})", keys)  # noqa: S608
         _insert_posts(self._db, posts, config)
-        self._db.execute(
-            f"UPDATE posts SET entangled = 1 WHERE key IN ({_marks(entangled)})",  # noqa: S608
-            entangled,
+        self._db.executemany(
+            "UPDATE posts SET entangled = ? WHERE key = ?",
+            [(flag, key) for key, flag in entangled.items()],
         )
 
     def replace_files(self, gone: Sequence[str], found: Mapping[str, tuple[str, str]]) -> None:
