@@ -395,7 +395,7 @@ def run_once(
                     kind="once",
                     hooks=(newsletter_hook,),
                     still_locked=lock.check,
-                    on_read=draft.start,
+                    on_built=draft.start,
                     reading=reading,
                 )
                 remember_run(config, now, scan, report, store, draft)

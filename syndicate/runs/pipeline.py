@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from syndicate import __version__
 from syndicate.config import Config
@@ -42,6 +42,8 @@ from syndicate.output import Staged, current_feeds, outputs_intact, stage_file, 
 from syndicate.record import replace
 from syndicate.resources import read_template
 from syndicate.workers import parallel_imap, parallel_map
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # the state modules import SQLAlchemy (~0.14 s): only where a run needs them
     from sqlalchemy.engine import Connection
@@ -99,6 +101,7 @@ def update_feeds(
     force: bool = False,
     cache: PostCache | None = None,
     meanwhile: Callable[[RenderFailures], None] | None = None,
+    built: Callable[[], None] | None = None,
 ) -> tuple[list[str], list[str], RenderFailures]:
     """Build and write the feeds unless the output folder already holds exactly what these
     inputs make (or `force`). -> (files written, files removed, posts left out because
@@ -112,6 +115,8 @@ def update_feeds(
 
     `meanwhile(failures)` is called once the new files are staged, while they go to disk
     and before they are renamed into place (not at all when the output is current).
+    `built()` is called once every feed is built, before they go to disk: no worker or
+    thread of ours runs then (not at all when the output is current).
     """
     fingerprint = inputs_fingerprint(config, ready)
     if not force and outputs_intact(config.output_dir, fingerprint):
@@ -121,8 +126,16 @@ def update_feeds(
     if failures:
         fingerprint = inputs_fingerprint(config, [p for p in ready if p.key not in failures])
     then = None if meanwhile is None else functools.partial(meanwhile, failures)
+    files = _and_then(files, built)
     written, removed = write_outputs(config.output_dir, files, fingerprint, kept, feeds, then)
     return written, removed, failures
+
+
+def _and_then(items: Iterable[T], then: Callable[[], None] | None) -> Iterator[T]:
+    """`items`, then `then()` once the last is taken (the workers making them are gone)."""
+    yield from items
+    if then is not None:
+        then()
 
 
 def build_files(
@@ -409,13 +422,15 @@ def run_cycle(
     kind: str = "once",
     hooks: Sequence[CycleHook] = (),
     still_locked: Callable[[], None] = lambda: None,
-    on_read: Callable[[int, Catalog], None] | None = None,
+    on_built: Callable[[int, Catalog], None] | None = None,
     reading: Reading | None = None,
 ) -> CycleReport:
     """Publish what is due, rebuild the feeds if anything changed, record it all, then
     ping the WebSub hub and run the `hooks` (the newsletter job, for `run` and the daemon).
-    `on_read(run_id, catalog)` is called once the posts are read, before any is rendered;
-    `reading`: their reading, if the caller began it (`reading_posts`), else begun here.
+    `on_built(run_id, catalog)` is called once the posts are read and the feeds built,
+    before the files go to disk, when no worker or thread of ours runs (a child may be
+    forked there); `reading`: the posts' reading, if the caller began it (`reading_posts`),
+    else begun here.
 
     Order matters for crash safety: the feeds are written (atomically) before the state
     records them as published. A run killed in between is simply redone by the next run,
@@ -426,7 +441,7 @@ def run_cycle(
     mark_interrupted(store, now)
     run_id = start_run(store, kind, now)
     try:
-        report = _publish(config, now, store, run_id, still_locked, on_read, reading)
+        report = _publish(config, now, store, run_id, still_locked, on_built, reading)
     except BaseException as exc:
         fail_run(store, run_id, now, f"{type(exc).__name__}: {exc}")
         raise
@@ -444,7 +459,7 @@ def _publish(
     store: Store,
     run_id: int,
     still_locked: Callable[[], None],
-    on_read: Callable[[int, Catalog], None] | None = None,
+    on_built: Callable[[int, Catalog], None] | None = None,
     begun: Reading | None = None,
 ) -> CycleReport:
     """Read, diff against the state, write the feeds, record the run (one transaction),
@@ -456,8 +471,13 @@ def _publish(
         recorded: list[tuple[Changes, Connection]] = []
         with contextlib.nullcontext(begun) if begun else reading_posts(config) as reading:
             cache, catalog = reading.cache, reading.catalog()
-            if on_read is not None:
-                on_read(run_id, catalog)
+            told: list[bool] = []
+
+            def built() -> None:
+                if on_built is not None and not told:
+                    told.append(True)
+                    on_built(run_id, catalog)
+
             ready = published(catalog.posts, now)
             known = load_post_states(store)
             changes = diff_publication(ready, known, now)
@@ -472,7 +492,10 @@ def _publish(
                 save_post_states(conn, final.states)
                 recorded.append((final, conn))
 
-            written, removed, failures = update_feeds(ready, config, changes.any, cache, record)
+            written, removed, failures = update_feeds(
+                ready, config, changes.any, cache, record, built
+            )
+            built()  # the output was current: no feed was built
         if not recorded:
             record(failures)
         changes, conn = recorded[0]
