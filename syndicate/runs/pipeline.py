@@ -465,19 +465,12 @@ def _publish(
     """Read, diff against the state, write the feeds, record the run (one transaction),
     once `still_locked()` has said the run lock is still ours."""
     from syndicate.state.posts import load_post_states, save_post_states
-    from syndicate.state.runs import finish_run
 
     with contextlib.ExitStack() as transaction:
         recorded: list[tuple[Changes, Connection]] = []
         with contextlib.nullcontext(begun) if begun else reading_posts(config) as reading:
             cache, catalog = reading.cache, reading.catalog()
-            told: list[bool] = []
-
-            def built() -> None:
-                if on_built is not None and not told:
-                    told.append(True)
-                    on_built(run_id, catalog)
-
+            built = _once(functools.partial(on_built, run_id, catalog) if on_built else None)
             ready = published(catalog.posts, now)
             known = load_post_states(store)
             changes = diff_publication(ready, known, now)
@@ -500,18 +493,7 @@ def _publish(
             record(failures)
         changes, conn = recorded[0]
         diagnostics = catalog.diagnostics + tuple(failures.values())
-        errors = count_errors(diagnostics)
-        finish_run(
-            conn,
-            run_id,
-            now,
-            outcome="errors" if errors else "ok",
-            published=len(changes.published),
-            updated=len(changes.updated),
-            withdrawn=len(changes.withdrawn),
-            errors=errors,
-            files_written=len(written) + len(removed),
-        )
+        _finish(conn, run_id, now, changes, diagnostics, len(written) + len(removed))
     return CycleReport(
         run_id=run_id,
         changes=changes,
@@ -523,6 +505,43 @@ def _publish(
         entangled=catalog.entangled,
         renamed=catalog.renamed,
     )
+
+
+def _finish(
+    conn: Connection,
+    run_id: int,
+    now: datetime,
+    changes: Changes,
+    diagnostics: tuple[Diagnostic, ...],
+    files_written: int,
+) -> None:
+    """The run's row: what it published, updated, withdrew and wrote, and its outcome."""
+    from syndicate.state.runs import finish_run
+
+    errors = count_errors(diagnostics)
+    finish_run(
+        conn,
+        run_id,
+        now,
+        outcome="errors" if errors else "ok",
+        published=len(changes.published),
+        updated=len(changes.updated),
+        withdrawn=len(changes.withdrawn),
+        errors=errors,
+        files_written=files_written,
+    )
+
+
+def _once(func: Callable[[], None] | None) -> Callable[[], None]:
+    """`func` (if any), run the first time the result is called only."""
+    calls: list[None] = []
+
+    def first() -> None:
+        if func is not None and not calls:
+            calls.append(None)
+            func()
+
+    return first
 
 
 def ping_changed_feeds(config: Config, written: Sequence[str]) -> list[str]:
