@@ -282,3 +282,28 @@ def test_two_new_posts_with_one_title_are_given_slugs_in_date_order(pair: Pair) 
     assert pair.run(NOW) is True
     pair.write("z.md", post("Twice 2", "2025-05-12", slug="twice-2"))
     assert pair.run(NOW) is True
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"stderr": []},  # slug lines without their warnings
+        {"slugs": [["2025", "posts/b.md", "same"]]},  # a date that is not a number
+        {"slugs": "posts/b.md"},
+        {"read_noted": [1]},
+    ],
+)
+def test_a_damaged_record_means_a_full_run(pair: Pair, damage: dict[str, object]) -> None:
+    """The record is ours, but a file on disk: one damaged (or edited by hand) is no
+    record, and the run takes the full path and writes a good one."""
+    import json
+
+    pair.write("a.md", post("Same", "2025-05-01"))
+    pair.write("b.md", post("Same", "2025-05-02"))
+    pair.run(NOW)
+    record = pair.cron.root / "state" / "syndicate.db.cache-noop"
+    record.write_text(json.dumps({**json.loads(record.read_text()), **damage}))
+    pair.write("c.md", post("Other", "2025-05-03"))
+    assert pair.run(NOW) is False  # no record: the full path
+    pair.write("d.md", post("Same", "2025-05-04"))
+    assert pair.run(NOW) is True

@@ -298,6 +298,7 @@ class _Family:
         self.lines: list[_SlugLine] = []
         self.members: set[str] = set()
         self._source_of = path_namer(Path.cwd(), display=True)
+        self._sources: dict[str, str | None] = {}
 
     def assign(self, root: str, indexed: list[SlugHolder], old: dict[str, _SlugLine]) -> bool:
         """Give the family of `root` its slugs; False: an unchanged post's would move."""
@@ -344,10 +345,14 @@ class _Family:
         return old[3]
 
     def _source(self, holder: SlugHolder | Post) -> str | None:
+        """The file a warning names as the holder of a slug (looked up once per post:
+        the renamed posts of a family mostly name one)."""
         if isinstance(holder, Post):
             return holder.source
-        path = self.run.index.file_of(holder.key)
-        return None if path is None else self._source_of(Path(path))
+        if holder.key not in self._sources:
+            path = self.run.index.file_of(holder.key)
+            self._sources[holder.key] = None if path is None else self._source_of(Path(path))
+        return self._sources[holder.key]
 
 
 def _publish(

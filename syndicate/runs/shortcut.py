@@ -296,7 +296,27 @@ def read_record(path: Path) -> dict[str, Any] | None:
     keys |= {"outputs", "run_id", "stderr", "slugs", "read_noted"}
     if not isinstance(record, dict) or set(record) != keys or record["format"] != FORMAT:
         return None
-    return record
+    return record if _slug_lines_fit(record) else None
+
+
+def _slug_lines_fit(record: dict[str, Any]) -> bool:
+    """The slug warnings' posts are as `_slug_lines` writes them, one per last stderr line
+    (a damaged or hand-edited record means a full run, which writes a new one)."""
+    slugs, stderr, noted = record["slugs"], record["stderr"], record["read_noted"]
+    if not (isinstance(slugs, list) and isinstance(stderr, list) and isinstance(noted, list)):
+        return False
+    shapes = [int, str, str]
+    return (
+        len(slugs) <= len(stderr)
+        and all(isinstance(line, str) for line in stderr)
+        and all(isinstance(key, str) for key in noted)
+        and all(
+            isinstance(entry, list)
+            and len(entry) == 3
+            and all(type(v) is t for v, t in zip(entry, shapes, strict=True))
+            for entry in slugs
+        )
+    )
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
