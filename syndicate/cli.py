@@ -401,6 +401,8 @@ def run_once(
                 remember_run(config, now, scan, report, store, draft)
             finally:
                 draft.discard()
+            if reading.cache is not None:
+                reading.cache.close()  # not kept open while the newsletter is delivered
             lock.release()  # a shared database's senders deliver without it
             report = deliver_after_lock(config, now, store, report)
     return report

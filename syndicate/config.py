@@ -1544,6 +1544,12 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
+def sqlite_uri(path: Path, mode: str) -> str:
+    """An SQLite `file:` URI for `path` opened with `mode` (ro, rw): the path percent-
+    encoded, so a `?`, `#` or `%` in a folder name is part of the path, not of the URI."""
+    return f"{path.absolute().as_uri()}?mode={mode}"
+
+
 def _anchor_sqlite(url: str, root: Path) -> str:
     """Make a relative SQLite path relative to the config file, like every other path."""
     prefix = "sqlite:///"

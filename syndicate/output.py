@@ -190,6 +190,9 @@ def write_outputs(
         for name in list(staged):
             _rename(staged.pop(name), out_dir / name)
             written.append(name)
+    except BaseException:
+        _stop(files, out_dir)
+        raise
     finally:
         for temporary in staged.values():  # not renamed: a failure or an interruption
             temporary.unlink(missing_ok=True)
@@ -211,6 +214,15 @@ def write_outputs(
     }
     write_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return written, removed
+
+
+def _stop(files: object, out_dir: Path) -> None:
+    """After a failure: a stream's workers stopped (closing it stops them), and the files
+    they wrote that were never taken swept: a failed run leaves no temporary file."""
+    close = getattr(files, "close", None)
+    if close is not None:
+        close()
+    sweep_temporary_files(out_dir)
 
 
 def sweep_temporary_files(out_dir: Path) -> None:

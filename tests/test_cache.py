@@ -419,6 +419,40 @@ def test_forked_workers_take_the_bodies_the_run_read(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("folder", ["plain", "a?b#c%41 d"])
+def test_the_workers_open_the_cache_wherever_it_is(
+    tmp_path: Path, folder: str, invoke: Callable[..., Result]
+) -> None:
+    """Each forked worker opens the cache file on its own read-only connection (an SQLite
+    `file:` URI): a `?`, `#` or `%` in a folder name is part of the path. The workers get
+    the bodies the run read (not the files, edited since), and nothing appears beside."""
+    from syndicate.config import load_config
+    from syndicate.content.posts import open_cache, read_posts
+    from syndicate.runs import pipeline
+
+    site = Site(tmp_path / folder / "site")
+    site.posts.mkdir(parents=True)
+    site.set_config(SITE_CONFIG)
+    for number in range(220):
+        site.write_post(f"p{number}.md", post(f"P{number}", body=f"Body {number} as read."))
+    config = load_config(site.config)
+    with open_cache(config) as cache:
+        catalog = read_posts(config, cache=cache)
+        for number in range(220):
+            site.write_post(f"p{number}.md", post(f"P{number}", body=f"Edited {number}."))
+        result = pipeline.render_posts(list(catalog.posts), config, cache)
+    assert all(f"Body {n} as read." in html_of(result[f"posts/p{n}.md"]) for n in range(220))
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.parent == tmp_path) == [folder]
+    assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["site"]
+    # The state's and the index's read-only and read-write URIs too: a delta run.
+    assert invoke("run", "--once", "--config", site.config, cwd=site.root).exit_code == 0
+    site.write_post("new.md", post("New", "2025-05-02"))
+    again = invoke("run", "--once", "--config", site.config, cwd=site.root)
+    assert again.exit_code == 0 and again.stdout.startswith("published: New")
+    assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["site"]
+
+
+@pytest.mark.slow
 def test_a_render_time_out_is_not_cached_the_next_run_tries_again(
     site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
@@ -169,6 +170,50 @@ def test_a_state_database_that_cannot_open_stops_the_reading_begun_meanwhile(
     (site.root / "state" / "syndicate.db").unlink()
     again = invoke("run", "--once", "--now", FIXED_NOW, cwd=site.root)
     assert again.exit_code == 0 and again.stdout.count("published: ") == 260
+
+
+@pytest.mark.slow
+def test_a_failure_while_the_workers_run_leaves_no_worker_and_no_temporary_file(
+    site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that stops the run while forked workers render or build feeds: the workers
+    stop with it (none left rendering once the lock is gone) and the feed files they had
+    written beside their targets are swept; the next run publishes everything."""
+    import multiprocessing
+
+    from syndicate import workers
+    from syndicate.content.cache import PostCache
+    from syndicate.runs import pipeline
+
+    monkeypatch.setattr(workers, "MIN_ITEMS", 2)
+    for number in range(40):
+        site.write_post(f"p{number}.md", post(f"P{number}", tags=f"[t{number % 7}]"))
+    site.set_config(SITE_CONFIG + "feeds:\n  per_tag: true\n")
+    real_save, real_build = PostCache.save_rendered, pipeline.build_feed
+
+    def save_some(self: PostCache, rows: Any) -> None:
+        for number, _row in enumerate(rows):
+            if number == 3:
+                raise RuntimeError("a bug while the workers render")
+
+    def build_or_fail(spec: Any, config: Any, fmt: str) -> bytes:
+        if spec.path == "tags/t3":
+            raise RuntimeError("a bug in one feed")
+        return real_build(spec, config, fmt)
+
+    for where, broken in (
+        (PostCache, ("save_rendered", save_some)),
+        (pipeline, ("build_feed", build_or_fail)),
+    ):
+        with monkeypatch.context() as patch:
+            patch.setattr(where, *broken)
+            failed = invoke("run", "--once", "--now", FIXED_NOW, cwd=site.root)
+        assert failed.exit_code == 70 and "internal error" in failed.stderr, failed.stderr
+        assert multiprocessing.active_children() == []
+        assert list(site.root.rglob(".*.tmp")) == []
+    assert PostCache.save_rendered is real_save
+    again = invoke("run", "--once", "--now", FIXED_NOW, cwd=site.root)
+    assert again.exit_code == 0 and again.stdout.count("published: ") == 40
 
 
 @pytest.mark.slow

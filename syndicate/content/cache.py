@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from syndicate import __version__
-from syndicate.config import Config, sqlite_path
+from syndicate.config import Config, sqlite_path, sqlite_uri
 
 SCHEMA = 3  # 3: a rendering's XHTML may be None (it was '' when there is none)
 RACY_NS = 2_000_000_000
@@ -265,7 +265,7 @@ class PostCache:
             with contextlib.suppress(sqlite3.Error):
                 copy.path = self.path
                 copy._db = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, timeout=5, isolation_level=None
+                    sqlite_uri(self.path, "ro"), uri=True, timeout=5, isolation_level=None
                 )
         return copy
 

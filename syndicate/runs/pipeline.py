@@ -259,10 +259,13 @@ def render_posts(
                 yield post.key, wanted[post.key], pickled  # a transient failure: retried next run
 
     rows = fresh_rows()
-    if cache is not None:
-        cache.save_rendered(rows)
-    for _ in rows:  # what the cache did not take (it is off, or failed meanwhile)
-        pass
+    try:
+        if cache is not None:
+            cache.save_rendered(rows)
+        for _ in rows:  # what the cache did not take (it is off, or failed meanwhile)
+            pass
+    finally:
+        fresh.close()  # stopped early (an exception here): no worker goes on rendering
     return {post.key: _with_parts(post, found[post.key]) for post in posts}
 
 

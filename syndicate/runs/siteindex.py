@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from syndicate.config import Config
+from syndicate.config import Config, sqlite_uri
 from syndicate.content.cache import cache_path
 from syndicate.record import Record
 
@@ -107,7 +107,7 @@ class SiteIndex:
     @classmethod
     def open(cls, path: Path) -> SiteIndex | None:
         try:
-            db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5, isolation_level=None)
+            db = sqlite3.connect(sqlite_uri(path, "rw"), uri=True, timeout=5, isolation_level=None)
         except sqlite3.Error:
             return None
         index = cls(db)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from syndicate.config import sqlite_uri
 from syndicate.models import PostState
 from syndicate.state.version import HEAD, POST_KEYS_FLAG
 
@@ -97,7 +98,7 @@ def record_run(
 def expected_state(db_path: Path, last_run_id: int, check_outbox: bool) -> bool:
     """Would `record_run` write now? (Read only: the cron path asks before its work.)"""
     try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+        db = sqlite3.connect(sqlite_uri(db_path, "ro"), uri=True, timeout=10)
     except sqlite3.Error:
         return False
     try:
@@ -121,7 +122,7 @@ def known_states(
 ) -> dict[str, PostState] | None:
     """The posts rows of these keys and of these post ids, by key (None: unreadable)."""
     try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+        db = sqlite3.connect(sqlite_uri(db_path, "ro"), uri=True, timeout=10)
     except sqlite3.Error:
         return None
     try:
