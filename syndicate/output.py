@@ -206,14 +206,20 @@ def write_outputs(
             target.unlink()
             removed.append(name)
             _remove_empty_parents(out_dir, target.parent)
+    _write_manifest(out_dir, fingerprint, hashes, feeds or {})
+    return written, removed
+
+
+def _write_manifest(
+    out_dir: Path, fingerprint: str, hashes: Mapping[str, str], feeds: Mapping[str, str]
+) -> None:
     manifest = {
         "fingerprint": fingerprint,
         "files": dict(sorted(hashes.items())),
         "stats": {name: _stat(out_dir / name) for name in sorted(hashes)},
-        "feeds": dict(sorted((feeds or {}).items())),
+        "feeds": dict(sorted(feeds.items())),
     }
     write_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-    return written, removed
 
 
 def _stop(files: object, out_dir: Path) -> None:
