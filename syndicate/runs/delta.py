@@ -173,9 +173,20 @@ def _run(run: _Run) -> DeltaRun | None:
 def _stderr(run: _Run, delta: _Delta) -> tuple[str, ...]:
     """What the full run prints: the other diagnostics as the last run printed them
     (their posts did not change), then the slug warnings."""
-    stderr = run.record["stderr"]
-    others = stderr[: len(stderr) - len(run.record["slugs"])]
+    others, _slug_lines = _printed(run.record)
     return (*others, *(line[3] for line in delta.slugs.lines))
+
+
+def _printed(record: dict[str, Any]) -> tuple[list[str], dict[str, _SlugLine]]:
+    """The last run's stderr as (the other diagnostics, key -> its slug warning): the
+    warnings are its last lines, one per entry of the record's "slugs"."""
+    stderr, slugs = record["stderr"], record["slugs"]
+    split = len(stderr) - len(slugs)
+    lines = {
+        key: (date, key, wanted, line)
+        for (date, key, wanted), line in zip(slugs, stderr[split:], strict=True)
+    }
+    return stderr[:split], lines
 
 
 def _publish_delta(run: _Run) -> tuple[CycleReport | None, _Delta | None]:
@@ -227,11 +238,11 @@ def _read_delta(run: _Run) -> _Delta | None:
     before = index.posts(old_keys | set(posts))
     if len(posts) < len(present) or old_keys - set(before):
         return None  # two files with one key, or a file that was no post
-    slugged = {key for _date, key, _wanted in run.record["slugs"]}
+    _others, slugged = _printed(run.record)
     read_noted = set(run.record["read_noted"])
     if any(key in read_noted or (row.noted and key not in slugged) for key, row in before.items()):
         return None  # its diagnostics are the full path's to print again (or not)
-    slugs = _unique_slugs(run, posts, [*old_keys, *posts], before)
+    slugs = _unique_slugs(run, posts, [*old_keys, *posts], before, slugged)
     if slugs is None:
         return None
     posts = slugs.posts
@@ -256,20 +267,19 @@ class _Slugs:
 
 
 def _unique_slugs(
-    run: _Run, posts: dict[str, Post], besides: list[str], before: dict[str, IndexedPost]
+    run: _Run,
+    posts: dict[str, Post],
+    besides: list[str],
+    before: dict[str, IndexedPost],
+    old: dict[str, _SlugLine],
 ) -> _Slugs | None:
     """What `assign_unique_slugs` gives the changed posts, worked out again for the
     families of slugs they are in (the posts whose slug has the same root among its
     `slug_stems`: slugs of two families never meet): oldest first, each keeps the slug it
     asks for or gets the first free `-2`, `-3` ... None (the full path) when a post that
-    did not change would get another slug than it has: its URL would move."""
-    record, index = run.record, run.index
-    count = len(record["slugs"])
-    printed = record["stderr"][len(record["stderr"]) - count :]
-    old: dict[str, _SlugLine] = {
-        key: (date, key, wanted, line)
-        for (date, key, wanted), line in zip(record["slugs"], printed, strict=True)
-    }
+    did not change would get another slug than it has: its URL would move. `old`: the
+    last run's slug warnings, by post."""
+    index = run.index
     asked = {key: line[2] for key, line in old.items()}  # the slug each renamed post asked for
     roots = {_root(post.slug) for post in posts.values()}
     roots.update(_root(asked.get(key, row.slug)) for key, row in before.items())
@@ -280,7 +290,8 @@ def _unique_slugs(
             return None
     kept = [line for key, line in old.items() if key not in done.members and key not in besides]
     lines = sorted([*kept, *done.lines], key=lambda line: (line[0], line[1]))
-    return _Slugs(done.found, done.noted, done.entangled, lines)
+    noted = {key for key, post in posts.items() if done.found[key].slug != post.slug}
+    return _Slugs(done.found, noted, done.entangled, lines)
 
 
 def _root(slug: str) -> str:
@@ -293,7 +304,6 @@ class _Family:
     def __init__(self, run: _Run, posts: dict[str, Post], asked: dict[str, str]) -> None:
         self.run, self.posts, self.asked = run, posts, asked
         self.found = dict(posts)
-        self.noted: set[str] = set()
         self.entangled: dict[str, bool] = {}
         self.lines: list[_SlugLine] = []
         self.members: set[str] = set()
@@ -338,7 +348,7 @@ class _Family:
             return None
         if isinstance(member, Post):
             post, warning = renamed(member, slug, holder, self.run.config)
-            self.found[post.key], self.noted = post, self.noted | {post.key}
+            self.found[post.key] = post
             return warning.format()
         if old is None or f"is already used by {holder}; this post gets '{slug}'" not in old[3]:
             return None
