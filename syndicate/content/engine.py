@@ -30,7 +30,7 @@ R = TypeVar("R")
 
 # No "smarty": it runs a second inline pass and more than doubles the cost of rendering
 # (Python-Markdown#1103, closed wontfix); authors' own typography is kept as written.
-def new_markdown() -> markdown.Markdown:
+def new_markdown() -> SourceMarkdown:
     """A Markdown instance with the extensions posts are written for, and the shortcuts."""
     md = SourceMarkdown(extensions=["extra", "sane_lists"], output_format="html")
     for pattern in md.inlinePatterns:
@@ -53,11 +53,17 @@ class SourceMarkdown(markdown.Markdown):
     """Markdown that keeps the text it is converting, for the shortcuts that ask it."""
 
     source = ""
+    code_blocks = 0  # of the raw HTML pieces stashed, those fenced code wrote (escaped)
     _block_level_elements: list[str]
 
     def convert(self, source: str) -> str:
-        self.source = source
+        self.source, self.code_blocks = source, 0
         return super().convert(source)
+
+    def author_html(self) -> bool:
+        """Did the last conversion carry raw HTML (or an entity) the author wrote? Every
+        piece of raw HTML is stashed; fenced code stashes its own, escaped."""
+        return len(self.htmlStash.rawHtmlBlocks) > self.code_blocks
 
     @property
     def block_level_elements(self) -> list[str]:
@@ -461,8 +467,13 @@ def _normalize_whitespace(processor: Any, run: Any, lines: list[str]) -> list[st
 
 def _unless_fenced(processor: Any, run: Any, lines: list[str]) -> list[str]:
     """FencedBlockPreprocessor.run, where a fence (``` or ~~~) may open."""
-    text = processor.md.source
-    return run(lines) if "```" in text or "~~~" in text else lines
+    md = processor.md
+    if "```" not in md.source and "~~~" not in md.source:
+        return lines
+    stashed = len(md.htmlStash.rawHtmlBlocks)
+    lines = run(lines)
+    md.code_blocks += len(md.htmlStash.rawHtmlBlocks) - stashed
+    return lines
 
 
 def _unless_marked_up(processor: Any, run: Any, lines: list[str]) -> list[str]:

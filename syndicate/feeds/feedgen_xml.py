@@ -83,8 +83,9 @@ def add_entries(fg: FeedGenerator, spec: FeedSpec, config: Config, own: EntryWri
         fe.published(post.date)
         fe.updated(post.modified)
         own(fe, post, config)
-        for term in (*post.categories, *post.tags):
-            fe.category(term=term)
+        terms = (*post.categories, *post.tags)
+        if terms:  # in one call: feedgen maps every category to RSS again at each call
+            fe.category([{"term": term} for term in terms])
         if post.image:
             media: dict[str, str] = {"url": post.image.url, "medium": "image"}
             if post.image.type:
