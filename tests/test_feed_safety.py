@@ -187,6 +187,51 @@ def test_html_that_is_no_xhtml_is_html_content_in_atom(
     assert "Hi" in entry.content[0].value and "there." in entry.content[0].value
 
 
+XHTML_BODIES = {
+    "One": "Just one paragraph, é and 😀.",  # no text between elements at the top
+    "Code": "Text.\n\n```\nif a < b && c:\n    x = '&#233;'\n```\n\nAnd &#233; typed, &amp; too.",
+    "Raw": 'Hi <abbr title="a\nb">ab</abbr> <!-- a note --> there.',
+    "<!--syndicate-xhtml-0-->": "Placeholder-looking title: <!--syndicate-xhtml-1--> here.",
+}
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_atom_carries_each_posts_xhtml_as_it_was_rendered(
+    site: Site, invoke: Callable[..., Result], raw: bool
+) -> None:
+    """The Atom writer puts each post's XHTML into the document itself (feedgen gets a
+    placeholder): the content is the rendered XHTML exactly, with no whitespace added
+    inside (lxml's pretty-printing once indented a lone paragraph), other characters as
+    UTF-8, and text that looks like a placeholder stays text."""
+    from syndicate.content.markup import render_markdown
+
+    site.set_config(SITE_CONFIG + ("feeds:\n  allow_raw_html: true\n" if raw else ""))
+    for number, (title, body) in enumerate(XHTML_BODIES.items()):
+        site.write_post(f"x{number}.md", post(title, f"2025-05-0{number + 1}", body=body))
+    build(invoke, site)
+    data = (site.public / "atom.xml").read_bytes()
+    assert "<p>Just one paragraph, é and 😀.</p></div>".encode() in data
+    assert b"&#233; and" not in data and b"&#128512;" not in data
+    entries = etree.fromstring(data).findall(f"{ATOM}entry")
+    assert sorted(e.findtext(f"{ATOM}title") for e in entries) == sorted(XHTML_BODIES)
+    for entry in entries:
+        title = entry.findtext(f"{ATOM}title")
+        link = entry.find(f"{ATOM}link")  # feedgen writes entry links without rel
+        assert link is not None
+        expected = render_markdown(XHTML_BODIES[title], link.get("href"), sanitize=not raw)
+        content = entry.find(f"{ATOM}content")
+        assert content is not None and content.get("type") == "xhtml" and len(content) == 1
+        wrapped = etree.fromstring(f'<div xmlns="http://www.w3.org/1999/xhtml">{expected.xhtml}</div>')
+        assert etree.tostring(content[0], method="c14n", exclusive=True) == etree.tostring(
+            wrapped, method="c14n", exclusive=True
+        )
+        assert etree.tostring(wrapped, encoding="utf-8") in data  # as rendered, byte for byte
+    parsed = {e.title: e for e in feedparser.parse(data).entries}
+    assert "title:  here." in parsed["<!--syndicate-xhtml-0-->"].content[0].value
+    assert (b"<!--syndicate-xhtml-1-->" in data) is raw  # the author's comment, kept as such
+    assert "if a &lt; b &amp;&amp; c:" in parsed["Code"].content[0].value
+
+
 # --- enclosures ------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlparse, urlsplit
 
 import lxml.html
 import nh3
@@ -199,7 +199,49 @@ def _join(base_url: str, value: str) -> str:
     colon = base_url.find(":")
     if colon > 0 and _ABSOLUTE.match(value):  # what urljoin makes of it: not the page's
         return _absolute(base_url[:colon], value)
+    if _PLAIN_PATH.fullmatch(value) and (base := _base_of(base_url)) is not None:
+        return _joined_path(base[0], base[1], value)
     return urljoin(base_url, value)
+
+
+# A reference that is only a path: no scheme or host (no ':', no leading '//'), no query,
+# fragment or parameters, nothing urlsplit strips. Most links between posts are such
+# (`../other-post/`, `/images/1.png`): ~6 a post, at ~6 µs each through urljoin.
+_PLAIN_PATH = re.compile(r"(?!//)[A-Za-z0-9._~!$&'()*+,=@/%-]+")
+
+
+@functools.lru_cache(maxsize=64)
+def _base_of(base_url: str) -> tuple[str, tuple[str, ...]] | None:
+    """An http(s) page's `scheme://host` and the segments of its folder, as urljoin
+    splits them; None for any other base (urljoin then does it all)."""
+    parts = urlparse(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    folder = parts.path.split("/")
+    if folder[-1] != "":
+        del folder[-1]  # the page itself: not part of the folder
+    return f"{parts.scheme}://{parts.netloc}", tuple(folder)
+
+
+def _joined_path(origin: str, folder: tuple[str, ...], path: str) -> str:
+    """`urljoin(page, path)` for a `_PLAIN_PATH` against a page `_base_of` split: the
+    same steps (RFC 3986 dot segments as Python resolves them), without parsing again."""
+    if path[:1] == "/":
+        segments = path.split("/")
+    else:
+        segments = [*folder, *path.split("/")]
+        segments[1:-1] = filter(None, segments[1:-1])
+    resolved: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if resolved:
+                resolved.pop()
+        elif segment != ".":
+            resolved.append(segment)
+    if segments[-1] in (".", ".."):
+        resolved.append("")
+    joined = "/".join(resolved) or "/"
+    return f"{origin}{joined}" if joined[:1] == "/" else f"{origin}/{joined}"
 
 
 # A URL with its own scheme and host: urljoin gives it back as it is (another scheme than
