@@ -221,7 +221,9 @@ def test_atom_carries_each_posts_xhtml_as_it_was_rendered(
         expected = render_markdown(XHTML_BODIES[title], link.get("href"), sanitize=not raw)
         content = entry.find(f"{ATOM}content")
         assert content is not None and content.get("type") == "xhtml" and len(content) == 1
-        wrapped = etree.fromstring(f'<div xmlns="http://www.w3.org/1999/xhtml">{expected.xhtml}</div>')
+        wrapped = etree.fromstring(
+            f'<div xmlns="http://www.w3.org/1999/xhtml">{expected.xhtml}</div>'
+        )
         assert etree.tostring(content[0], method="c14n", exclusive=True) == etree.tostring(
             wrapped, method="c14n", exclusive=True
         )
