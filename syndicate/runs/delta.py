@@ -375,7 +375,7 @@ def _publish(
     ready_keys = {post.key for post in delta.ready}
     changed_keys = [*delta.gone, *delta.posts]
     archived = _archived(config, touched, index)
-    moved = index.ranks(changed_keys)
+    moved = index.ranks(changed_keys) if archived else []  # ranks place archive pages only
     slugs = delta.slugs
     index.replace_posts(
         delta.gone,
@@ -391,7 +391,8 @@ def _publish(
         {k: v for k, v in slugs.entangled.items() if k not in delta.posts},
         config,
     )
-    moved += index.ranks(sorted(ready_keys))
+    if archived:
+        moved += index.ranks(sorted(ready_keys))
     pages = _pages(config, archived, moved, index)
     if pages is None:
         return None

@@ -47,9 +47,11 @@ _TABLES = (
 _INDEXES = (
     "CREATE INDEX posts_slug ON posts (slug)",
     "CREATE INDEX members_newest ON members (family, date_us DESC, key)",
-    "CREATE INDEX members_oldest ON members (family, date_us, id, key)",
     "CREATE INDEX members_key ON members (key)",
 )
+# Only archive pages are counted from the oldest (`ranks`, `page`): without archives the
+# index is not made (a quarter of the file, ~0.07 s of the index's 0.45 s).
+_ARCHIVE_INDEX = "CREATE INDEX members_oldest ON members (family, date_us, id, key)"
 
 
 class IndexedPost(Record):  # a record: this module is on the cron shortcut's path
@@ -149,7 +151,7 @@ class SiteIndex:
             )
             db.executemany("INSERT INTO files VALUES (?, ?, ?)", _file_rows(files))
             _insert_posts(db, posts, config)
-            for statement in _INDEXES:
+            for statement in (*_INDEXES, *([_ARCHIVE_INDEX] if config.feeds.archive else [])):
                 db.execute(statement)
             db.execute("COMMIT")
         finally:
