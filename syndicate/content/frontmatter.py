@@ -91,9 +91,34 @@ class _YAML(YAMLHandler):
         parser = _PlainYAMLLoader(fm)
         try:
             node = parser.get_single_node()
-            return None if node is None else parser.construct_document(node)
+            return None if node is None else _construct(parser, node)
         finally:
             parser.dispose()
+
+
+_STR, _SEQ, _MAP = (f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map"))
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """`loader.construct_document(node)` for a graph without aliases (`_may_need_checks`
+    said so): strings, lists and dicts with string keys, nearly all of front matter, are
+    built here (the library's generator-based constructors took a fifth of reading a
+    post); any other node, and a mapping with any other key (`<<` and `=` among them,
+    which the library rewrites), go to the library, which builds them (or raises) as it
+    would have."""
+    tag = node.tag
+    if tag == _STR and isinstance(node, yaml.ScalarNode):
+        return node.value
+    if tag == _SEQ and isinstance(node, yaml.SequenceNode):
+        return [_construct(loader, child) for child in node.value]
+    if tag == _MAP and isinstance(node, yaml.MappingNode):
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag != _STR or not isinstance(key_node, yaml.ScalarNode):
+                return loader.construct_document(node)
+            mapping[key_node.value] = _construct(loader, value_node)
+        return mapping
+    return loader.construct_document(node)
 
 
 def _may_need_checks(text: str) -> bool:

@@ -93,7 +93,8 @@ def _rendered(html: str, base_url: str, checked: bool, sanitized: bool) -> Rende
     """The parts, from the HTML to publish; None when `checked` (the HTML is Markdown's
     own, not sanitised) and the sanitiser would change something. `sanitized`: every
     element and attribute is one the sanitiser allows, or is `checked` to be."""
-    html = strip_xml_forbidden(html)
+    if not checked:  # else `_markdown_only` found no character XML forbids
+        html = strip_xml_forbidden(html)
     if not html.strip():
         return Rendered("", "", "")
     root = lxml.html.fragment_fromstring(html, create_parent="div")
@@ -451,7 +452,12 @@ def has_xml_forbidden(text: str) -> bool:
 
 
 def clean_line(text: str) -> str:
-    """One line of plain text: control characters dropped, runs of white space folded."""
+    """One line of plain text: control characters dropped, runs of white space folded.
+    Most texts (titles, tags, summaries, again in every feed) are one already: printable
+    (no control character, no white space but the space) with no two spaces together
+    and none at either end, which `isprintable` and two finds tell in C."""
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
     return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 
