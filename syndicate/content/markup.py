@@ -418,6 +418,7 @@ def _feed_cleaner() -> Callable[[str], str]:
     return functools.partial(nh3.clean, **_FEED_RULES)
 
 
+@functools.lru_cache(maxsize=4096)  # each post's title and description, in ~12 feed files
 def plain_text(text: str) -> str:
     """Text for a title or summary, which feeds carry as plain text: tags are removed (as
     jekyll-feed's strip_html does: `<b>bold</b> writers` -> `bold writers`), the rest,
