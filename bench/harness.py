@@ -36,12 +36,12 @@ class Run:
     cpu_seconds: float
     max_rss_kib: int  # ru_maxrss: the largest single process (the child or a reaped worker)
     tree_rss_kib: int  # sampled: the largest sum of RSS over the child and its descendants
-    # sampled less often: the largest sum of PSS (proportional set size: a page shared by
-    # forked workers counts a share in each), what the whole process tree holds of memory
-    tree_pss_kib: int = 0
     returncode: int
     stdout: str
     stderr: str
+    # sampled less often: the largest sum of PSS (proportional set size: a page shared by
+    # forked workers counts a share in each), what the whole process tree holds of memory
+    tree_pss_kib: int = 0
 
 
 def package_dir() -> Path:
