@@ -548,3 +548,44 @@ def test_a_preview_does_not_create_the_cache(site: Site, invoke: Callable[..., R
     assert result.exit_code == 0, result.stderr
     assert "Body A." in (site.public / "newsletter" / "preview.txt").read_text("utf-8")
     assert not cache_file(site).exists()
+
+
+@pytest.mark.parametrize("disk", ["writable", "full"])
+def test_a_full_run_keeps_rendered_posts_in_the_spool_not_in_memory(
+    site: Site, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, disk: str
+) -> None:
+    """render_posts with a PartsSpool hands back the posts without their HTML (the parent
+    holds none of it: 80 MB at 10,000 posts, and the feed workers copied what they
+    touched); the feed workers read each post's parts back, so every feed carries every
+    body. A temporary file that cannot be written (a full disk) keeps them in memory."""
+    import tempfile
+
+    from syndicate.config import load_config
+    from syndicate.content.posts import open_cache, read_posts
+    from syndicate.runs import pipeline
+
+    if disk == "full":
+
+        def no_space(*args: object, **kwargs: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", no_space)
+    count = 230  # enough for forked workers, in rendering and in building the feeds
+    site.set_config(SITE_CONFIG + "feeds:\n  limit: 300\n")
+    for number in range(count):
+        site.write_post(f"p{number}.md", post(f"P{number}", body=f"Body {number}, é."))
+    config = load_config(site.config)
+    with open_cache(config) as cache:
+        catalog = read_posts(config, cache=cache)
+        spool = pipeline.PartsSpool()
+        result = pipeline.render_posts(list(catalog.posts), config, cache, spool)
+        plain = pipeline.render_posts(list(catalog.posts), config, cache)
+    for key, spooled in result.items():
+        assert isinstance(spooled, Post) and spooled.html is None and spool.holds(key)
+        assert spool.rendered(spooled) == plain[key]
+    assert bool(spool._kept) is (disk == "full")
+    spool.close()
+    assert invoke("build", "--now", "2026-01-01T00:00:00Z", cwd=site.root).exit_code == 0
+    for name in ("feed.xml", "atom.xml", "feed.json"):
+        text = (site.public / name).read_text("utf-8")
+        assert all(f"Body {number}, é." in text for number in range(count)), name

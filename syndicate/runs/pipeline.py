@@ -11,11 +11,12 @@ import hashlib
 import itertools
 import os
 import pickle
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from syndicate import __version__
 from syndicate.config import Config
@@ -150,7 +151,12 @@ def build_files(
     for these posts, the posts that could not be rendered (left out of every feed), the
     feed files kept as they are (their fingerprint is in `previous`: file -> fingerprint
     of the feeds on disk, intact) and the fingerprint of every feed."""
-    specs, failures, feeds = render_specs(ready, config, cache, previous or {})
+    spool = PartsSpool()
+    try:
+        specs, failures, feeds = render_specs(ready, config, cache, previous or {}, spool)
+    except BaseException:
+        spool.close()
+        raise
     jobs = [
         (spec, fmt)
         for spec in specs
@@ -161,26 +167,109 @@ def build_files(
     # Biggest first, one at a time: the workers then finish together, not one of them
     # still on a 400 KB home feed while the other has nothing left (the files are renamed
     # into place together at the end, in whatever order they come).
-    jobs.sort(key=_job_size, reverse=True)
-    built = parallel_imap(functools.partial(_build_job, config=config), jobs, chunksize=1)
+    jobs.sort(key=functools.partial(_job_size, spool=spool), reverse=True)
+    job = functools.partial(_build_job, config=config, spool=spool)
     files: dict[str, bytes | Staged] = {}
     if config.feeds.stylesheet and ({"rss", "atom"} & set(config.feeds.formats)):
         files[STYLESHEET] = read_template(STYLESHEET)
-    stream = ((feed_file(spec, fmt), data) for (spec, fmt), data in zip(jobs, built, strict=True))
-    return itertools.chain(files.items(), stream), failures, kept, feeds
+    return itertools.chain(files.items(), _built(jobs, job, spool)), failures, kept, feeds
 
 
-def _job_size(job: tuple[FeedSpec, str]) -> int:
+def _built(
+    jobs: list[tuple[FeedSpec, str]],
+    job: Callable[[tuple[FeedSpec, str]], Staged],
+    spool: PartsSpool,
+) -> Iterator[tuple[str, Staged]]:
+    """(feed file, staged) for each job, built by the workers; the spool is closed once
+    they are all built, or the stream is dropped."""
+    try:
+        built = parallel_imap(job, jobs, chunksize=1)
+        for (spec, fmt), data in zip(jobs, built, strict=True):
+            yield feed_file(spec, fmt), data
+    finally:
+        spool.close()
+
+
+def _job_size(job: tuple[FeedSpec, str], spool: PartsSpool) -> int:
     """About how long a feed takes to build: the HTML it carries."""
-    return sum(len(post.html or "") + 1000 for post in job[0].posts)
+    return sum(spool.size(post) + 1000 for post in job[0].posts)
 
 
-def _build_job(job: tuple[FeedSpec, str], config: Config) -> Staged:
+def _build_job(job: tuple[FeedSpec, str], config: Config, spool: PartsSpool) -> Staged:
     """One feed, built and written where it is built: its bytes (~400 KB each, 180 MB
-    for 10,000 posts) are never pickled back to the parent, which only renames it."""
+    for 10,000 posts) are never pickled back to the parent, which only renames it. Its
+    posts' parts are read from the spool here (the worker's share only)."""
     spec, fmt = job
+    spec = replace(spec, posts=tuple(spool.rendered(post) for post in spec.posts))
     name = feed_file(spec, fmt)
     return stage_file(config.output_dir, name, build_feed(spec, config, fmt))
+
+
+class PartsSpool:
+    """The rendered parts of a full run's posts, pickled, in an unlinked temporary file,
+    instead of on the posts in memory: the parent held every rendered post's HTML and
+    XHTML (80 MB at 10,000 posts), and each feed worker copied the pages of those it
+    touched (COW: ~60 MB each). A feed worker reads the parts of its feed's posts
+    (`os.pread`: no file position shared across the fork). When the file cannot be
+    written (a full disk), the parts stay in memory, pickled."""
+
+    def __init__(self) -> None:
+        self._file: BinaryIO | None = None
+        self._where: dict[str, tuple[int, int]] = {}
+        self._kept: dict[str, bytes] = {}
+        self._end = 0
+        self._broken = False
+
+    def put(self, key: str, pickled: bytes) -> None:
+        """Keep the pickled parts of the post with this key."""
+        self._kept.pop(key, None)
+        if not self._broken:
+            try:
+                if self._file is None:
+                    self._file = tempfile.TemporaryFile(  # noqa: SIM115 - closed by close()
+                        prefix="syndicate-parts-", buffering=0
+                    )
+                if self._file.write(pickled) == len(pickled):
+                    self._where[key] = (self._end, len(pickled))
+                    self._end += len(pickled)
+                    return
+            except OSError:
+                pass
+            self._broken = True  # what was written stays readable; the rest is kept here
+        self._where.pop(key, None)
+        self._kept[key] = pickled
+
+    def holds(self, key: str) -> bool:
+        return key in self._where or key in self._kept
+
+    def size(self, post: Post) -> int:
+        """About the size of a post's parts (its HTML when it is not spooled)."""
+        where = self._where.get(post.key)
+        if where is not None:
+            return where[1]
+        kept = self._kept.get(post.key)
+        return len(kept) if kept is not None else len(post.html or "")
+
+    def rendered(self, post: Post) -> Post:
+        """The post with its parts, if they are here (else as it is)."""
+        where = self._where.get(post.key)
+        if where is not None:
+            assert self._file is not None
+            data = os.pread(self._file.fileno(), where[1], where[0])
+            if len(data) != where[1]:
+                raise OSError(f"the temporary file of rendered posts ended at {post.key}")
+        elif post.key in self._kept:
+            data = self._kept[post.key]
+        else:
+            return post
+        parts = pickle.loads(data)  # noqa: S301 - written by this run
+        html, xhtml, summary = parts
+        return replace(post, html=html, xhtml=xhtml, summary=summary)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file, self._where, self._kept = None, {}, {}
 
 
 def render_specs(
@@ -188,6 +277,7 @@ def render_specs(
     config: Config,
     cache: PostCache | None = None,
     previous: Mapping[str, str] | None = None,
+    spool: PartsSpool | None = None,
 ) -> tuple[list[FeedSpec], RenderFailures, dict[str, str]]:
     """Plan the feeds and render each post that appears in a feed to be built, once,
     however many feeds it is in. A post that cannot be rendered is left out and the
@@ -220,7 +310,7 @@ def render_specs(
         if not todo:
             break
         failed = len(failures)
-        for key, result in render_posts(list(todo.values()), config, cache).items():
+        for key, result in render_posts(list(todo.values()), config, cache, spool).items():
             if isinstance(result, Diagnostic):
                 failures[key] = result
             else:
@@ -234,7 +324,7 @@ def render_specs(
 
 
 def render_posts(
-    posts: list[Post], config: Config, cache: PostCache | None
+    posts: list[Post], config: Config, cache: PostCache | None, spool: PartsSpool | None = None
 ) -> dict[str, Post | Diagnostic]:
     """key -> the rendered post, or why it cannot be rendered: from the cache when the
     post's source, content, URL and the sanitising are those it was rendered with.
@@ -242,11 +332,19 @@ def render_posts(
     The workers (forked: they have the posts) fetch each body themselves, from the cache
     file or the post's file, and send back the result pickled as the cache stores it:
     neither the bodies nor the posts are pickled here, and nothing twice. Each result is
-    stored in the cache as it comes back, while the workers render the next ones."""
+    stored in the cache as it comes back, while the workers render the next ones.
+
+    With a `spool`, a rendered post comes as it was given (no HTML): its parts are in
+    the spool, where `PartsSpool.rendered` finds them."""
     sanitize = not config.feeds.allow_raw_html
     wanted = {p.key: render_fingerprint(p, sanitize) for p in posts}
     found = cache.rendered(wanted) if cache is not None else {}
-    todo = [p for p in posts if p.key not in found]
+    if spool is not None:
+        for key, parts in list(found.items()):
+            if not isinstance(parts, Diagnostic):
+                spool.put(key, pickle.dumps(parts, 5))
+                del found[key]
+    todo = [p for p in posts if p.key not in found and not (spool and spool.holds(p.key))]
     bodies = BodySource(config, cache)
     fresh = parallel_imap(
         functools.partial(_render_pickled, bodies=bodies, sanitize=sanitize), todo
@@ -254,7 +352,11 @@ def render_posts(
 
     def fresh_rows() -> Iterator[tuple[str, str, bytes]]:
         for post, pickled in zip(todo, fresh, strict=True):
-            parts = found[post.key] = pickle.loads(pickled)  # noqa: S301 - made by our worker
+            parts = pickle.loads(pickled)  # noqa: S301 - made by our worker
+            if spool is not None and not isinstance(parts, Diagnostic):
+                spool.put(post.key, pickled)  # the parent keeps no HTML
+            else:
+                found[post.key] = parts
             if not (isinstance(parts, Diagnostic) and parts.transient):
                 yield post.key, wanted[post.key], pickled  # a transient failure: retried next run
 
@@ -266,7 +368,10 @@ def render_posts(
             pass
     finally:
         fresh.close()  # stopped early (an exception here): no worker goes on rendering
-    return {post.key: _with_parts(post, found[post.key]) for post in posts}
+    return {
+        post.key: post if post.key not in found else _with_parts(post, found[post.key])
+        for post in posts
+    }
 
 
 class BodySource:
