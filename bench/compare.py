@@ -242,8 +242,13 @@ def peak(runs: list[Run]) -> float:
 
 
 def pss(runs: list[Run]) -> float:
-    """The largest PSS of the process tree (sampled every harness.PSS_EVERY seconds)."""
+    """The largest PSS of the process tree (sampled every harness.PSS_EVERY seconds, the
+    first time half that after the start: 0 for runs shorter than that)."""
     return max(r.tree_pss_kib for r in runs) / 1024
+
+
+def pss_column(runs: list[Run]) -> str:
+    return f"{pss(runs):>11.1f}" if pss(runs) else f"{'-':>11}"
 
 
 def print_table(rows: dict[str, Runs], version: list[Run]) -> None:
@@ -263,13 +268,13 @@ def print_table(rows: dict[str, Runs], version: list[Run]) -> None:
             f"{statistics.median(r.cpu_seconds for r in runs.hugo):>10.2f} "
             f"{peak(runs.syndicate):>8.1f} "
             f"{max(r.tree_rss_kib for r in runs.syndicate) / 1024:>12.1f} "
-            f"{pss(runs.syndicate):>11.1f} {peak(runs.hugo):>8.1f}"
+            f"{pss_column(runs.syndicate)} {peak(runs.hugo):>8.1f}"
         )
     print(
         f"{'syndicate --version':<20} {median(version):>11.3f} {'-':>8} {'-':>7} "
         f"{statistics.median(r.cpu_seconds for r in version):>9.3f} {'-':>10} "
         f"{peak(version):>8.1f} {max(r.tree_rss_kib for r in version) / 1024:>12.1f} "
-        f"{pss(version):>11.1f} {'-':>8}"
+        f"{pss_column(version)} {'-':>8}"
     )
 
 
