@@ -381,3 +381,23 @@ def test_a_record_from_another_format_is_ignored(
     record.write_text(json.dumps({**data, "format": 0}), "utf-8")
     assert run(invoke, published).exit_code == 0
     assert len(full_runs) == 2
+
+
+def test_a_site_copied_just_before_its_first_run_is_quiet_the_next_time(
+    site: Site,
+    invoke: Callable[..., Result],
+    full_runs: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A few hundred posts written a moment before the first run are all too recent for
+    their stamps to be trusted: they are remembered by hash, and the next run is quiet
+    at once (it took the full path while they were more than 100)."""
+    monkeypatch.setattr(shortcut, "RACY_NS", 3600 * 10**9)  # recent, however slow the machine
+    for number in range(150):
+        site.write_post(f"p{number}.md", post(f"P{number}", "2025-05-01"))
+    first = run(invoke, site)
+    assert first.exit_code == 0 and first.stdout.count("published:") == 150, first.stderr
+    record = shortcut.read_record(shortcut.record_path(load_config(site.config)))
+    assert record is not None and len(record["recent"]) == 150
+    quiet(invoke, site, full_runs)
+    assert full_runs == ["once"]
