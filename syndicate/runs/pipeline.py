@@ -217,7 +217,6 @@ class PartsSpool:
         self._file: BinaryIO | None = None
         self._where: dict[str, tuple[int, int]] = {}
         self._kept: dict[str, bytes] = {}
-        self._end = 0
         self._broken = False
 
     def put(self, key: str, pickled: bytes) -> None:
@@ -229,9 +228,9 @@ class PartsSpool:
                     self._file = tempfile.TemporaryFile(  # noqa: SIM115 - closed by close()
                         prefix="syndicate-parts-", buffering=0
                     )
+                offset = self._file.tell()
                 if self._file.write(pickled) == len(pickled):
-                    self._where[key] = (self._end, len(pickled))
-                    self._end += len(pickled)
+                    self._where[key] = (offset, len(pickled))
                     return
             except OSError:
                 pass
@@ -262,9 +261,9 @@ class PartsSpool:
             data = self._kept[post.key]
         else:
             return post
-        parts = pickle.loads(data)  # noqa: S301 - written by this run
-        html, xhtml, summary = parts
-        return replace(post, html=html, xhtml=xhtml, summary=summary)
+        rendered = _with_parts(post, pickle.loads(data))  # noqa: S301 - written by this run
+        assert isinstance(rendered, Post), "the spool keeps no diagnostics"
+        return rendered
 
     def close(self) -> None:
         if self._file is not None:
