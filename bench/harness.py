@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,35 +97,39 @@ def prepare_code(code: str, scratch: Path) -> tuple[Path, str]:
     return root / "syndicate", f"{what} (source {fingerprint(root / 'syndicate')})"
 
 
-def tree_rss_kib(pid: int) -> int:
-    """RSS of `pid` and all its descendants, summed (shared pages count once per process)."""
+def _tree_sum(pid: int, measure: Callable[[int], int]) -> int:
+    """`measure(process)` summed over `pid` and all its descendants (a process that exits
+    meanwhile counts nothing)."""
     total, todo = 0, [pid]
     while todo:
         proc = todo.pop()
         try:
-            total += int(Path(f"/proc/{proc}/statm").read_text().split()[1]) * PAGE_KIB
-            children = Path(f"/proc/{proc}/task/{proc}/children").read_text()
-            todo += [int(c) for c in children.split()]
-        except (OSError, ValueError, IndexError):
-            continue  # it just exited
-    return total
-
-
-def tree_pss_kib(pid: int) -> int:
-    """PSS of `pid` and all its descendants, summed (/proc/PID/smaps_rollup, Linux 4.14+;
-    its RSS where there is none). Reading it walks the page tables: ~4 ms a process."""
-    total, todo = 0, [pid]
-    while todo:
-        proc = todo.pop()
-        try:
-            rollup = Path(f"/proc/{proc}/smaps_rollup").read_text()
-            pss = next(line for line in rollup.splitlines() if line.startswith("Pss:"))
-            total += int(pss.split()[1])
+            total += measure(proc)
             children = Path(f"/proc/{proc}/task/{proc}/children").read_text()
             todo += [int(c) for c in children.split()]
         except (OSError, ValueError, IndexError, StopIteration):
             continue  # it just exited
     return total
+
+
+def _rss_kib(proc: int) -> int:
+    return int(Path(f"/proc/{proc}/statm").read_text().split()[1]) * PAGE_KIB
+
+
+def _pss_kib(proc: int) -> int:
+    rollup = Path(f"/proc/{proc}/smaps_rollup").read_text()
+    return int(next(line for line in rollup.splitlines() if line.startswith("Pss:")).split()[1])
+
+
+def tree_rss_kib(pid: int) -> int:
+    """RSS of `pid` and all its descendants, summed (shared pages count once per process)."""
+    return _tree_sum(pid, _rss_kib)
+
+
+def tree_pss_kib(pid: int) -> int:
+    """PSS of `pid` and all its descendants, summed (/proc/PID/smaps_rollup, Linux 4.14+;
+    0 without it). Reading it walks the page tables: ~4 ms a process."""
+    return _tree_sum(pid, _pss_kib)
 
 
 PSS_EVERY = 0.5  # seconds between PSS samples: each costs the machine ~4 ms a process
